@@ -1,0 +1,886 @@
+//! Parsing and validation: JSON → [`PluginConfig`] → [`Router`], or every error as `path: reason`.
+
+use std::collections::HashMap;
+
+use crate::cidr::Cidr;
+use crate::config::{MatchConfig, PluginConfig, RouteConfig, StickyByConfig, ValueMatchConfig};
+use crate::error::ConfigError;
+use crate::matching::{HostPattern, Match, ValueCondition, ValueOp, ValueSource};
+use crate::router::{
+    Route, Router, Rule, Slot, Split, Sticky, StickyKey, Target, DEFAULT_RULE_NAME,
+};
+use crate::selection::{self, StickyHasher};
+
+/// Largest weight of one split entry.
+pub const MAX_WEIGHT: i64 = 1_000_000;
+/// Longest subset or rule name.
+pub const MAX_NAME_LEN: usize = 63;
+/// The placeholder in `clusterTemplate`.
+pub const SUBSET_PLACEHOLDER: &str = "{subset}";
+
+/// Parses and validates a configuration in one step, as `on_configure` does.
+pub fn load(json: &[u8]) -> Result<Router, Vec<ConfigError>> {
+    let config = parse(json).map_err(|e| vec![e])?;
+    compile(&config)
+}
+
+/// Strict JSON parsing. Only the first structural error can be reported (serde stops there);
+/// its path is the field's JSON path.
+pub fn parse(json: &[u8]) -> Result<PluginConfig, ConfigError> {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::new(
+            "configuration",
+            "is empty: expected a JSON object with at least a \"default\" route",
+        ));
+    }
+    // serde would also accept a struct written as an array; operators write objects.
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let reason = match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
+            Err(e) => json_reason(&e),
+            Ok(_) => "must be a JSON object".to_owned(),
+        };
+        return Err(ConfigError::new("configuration", reason));
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let config: PluginConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path.is_empty() || path == "." || path == "?" {
+            "configuration".to_owned()
+        } else {
+            path
+        };
+        ConfigError::new(path, json_reason(&e.into_inner()))
+    })?;
+    de.end()
+        .map_err(|e| ConfigError::new("configuration", json_reason(&e)))?;
+    Ok(config)
+}
+
+fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("invalid JSON: {e}"),
+        Category::Data | Category::Io => e.to_string(),
+    }
+}
+
+/// Validates every field and compiles the router. All errors are collected, not just the first.
+pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
+    let mut c = Compiler::default();
+    let cluster_header = config
+        .cluster_header
+        .as_deref()
+        .and_then(|h| c.output_header("clusterHeader", h));
+    let subset_header = config
+        .subset_header
+        .as_deref()
+        .and_then(|h| c.output_header("subsetHeader", h));
+    let response_header = config
+        .response_header
+        .as_deref()
+        .and_then(|h| c.output_header("responseHeader", h));
+    if config.cluster_header.is_none() && config.subset_header.is_none() {
+        c.error(
+            "clusterHeader",
+            "is null and no subsetHeader is set: the decision would not be written anywhere",
+        );
+    }
+    if cluster_header.is_some() && cluster_header == subset_header {
+        c.error("subsetHeader", "must differ from clusterHeader");
+    }
+    c.template_check(&config.cluster_template);
+
+    let mut seen_rules: HashMap<&str, usize> = HashMap::new();
+    let mut rules = Vec::with_capacity(config.rules.len());
+    for (i, rule) in config.rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        c.rule_name(&format!("{path}.name"), &rule.name);
+        if let Some(first) = seen_rules.insert(rule.name.as_str(), i) {
+            c.error(
+                format!("{path}.name"),
+                format!(
+                    "{:?} is already the name of rules[{first}]; rule names must be unique",
+                    rule.name
+                ),
+            );
+        }
+        let matcher = c.matcher(&format!("{path}.match"), &rule.matches);
+        let route = c.route(
+            &format!("{path}.route"),
+            &rule.name,
+            &rule.route,
+            &config.cluster_template,
+        );
+        if let Some(route) = route {
+            rules.push(Rule {
+                name: rule.name.clone(),
+                matcher,
+                route,
+            });
+        }
+    }
+    let default = c.route(
+        "default",
+        DEFAULT_RULE_NAME,
+        &config.default,
+        &config.cluster_template,
+    );
+
+    match default {
+        Some(default) if c.errors.is_empty() => {
+            let uses_source_ip = rules
+                .iter()
+                .any(|r| r.matcher.uses_source_ip() || route_uses_source_ip(&r.route))
+                || route_uses_source_ip(&default);
+            Ok(Router {
+                cluster_header,
+                subset_header,
+                response_header,
+                rules,
+                default,
+                slots: c.slots,
+                uses_source_ip,
+            })
+        }
+        _ => Err(c.errors),
+    }
+}
+
+fn route_uses_source_ip(route: &Route) -> bool {
+    matches!(
+        route,
+        Route::Split(Split {
+            sticky: Some(Sticky {
+                key: StickyKey::SourceIp,
+                ..
+            }),
+            ..
+        })
+    )
+}
+
+#[derive(Default)]
+struct Compiler {
+    errors: Vec<ConfigError>,
+    slots: Vec<Slot>,
+}
+
+impl Compiler {
+    fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, reason));
+    }
+
+    fn output_header(&mut self, path: &str, name: &str) -> Option<String> {
+        if name.starts_with(':') {
+            self.error(
+                path,
+                format!("{name:?} is a pseudo-header; the filter may not set it"),
+            );
+            return None;
+        }
+        match header_name_problem(name) {
+            Some(problem) => {
+                self.error(path, format!("{name:?} {problem}"));
+                None
+            }
+            None if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                self.error(path, format!("{name:?} must be lower case"));
+                None
+            }
+            None => Some(name.to_owned()),
+        }
+    }
+
+    fn template_check(&mut self, template: &str) {
+        let count = template.matches(SUBSET_PLACEHOLDER).count();
+        if count != 1 {
+            self.error(
+                "clusterTemplate",
+                format!(
+                    "{template:?} must contain {SUBSET_PLACEHOLDER} exactly once (found {count})"
+                ),
+            );
+        } else if let Some(bad) = template.chars().find(|ch| !ch.is_ascii_graphic()) {
+            self.error(
+                "clusterTemplate",
+                format!(
+                    "{template:?} contains {bad:?}; cluster names are visible ASCII without spaces"
+                ),
+            );
+        }
+    }
+
+    fn rule_name(&mut self, path: &str, name: &str) {
+        if name == DEFAULT_RULE_NAME {
+            self.error(path, "\"default\" is reserved for the default route");
+        } else if !is_name(name, false) {
+            self.error(
+                path,
+                format!("{name:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9_-] (it names stats)"),
+            );
+        }
+    }
+
+    fn matcher(&mut self, path: &str, m: &MatchConfig) -> Match {
+        let mut out = Match::default();
+        for (i, h) in m.headers.iter().enumerate() {
+            let p = format!("{path}.headers[{i}]");
+            let name = match header_name_problem(h.name.strip_prefix(':').unwrap_or(&h.name)) {
+                Some(problem) => {
+                    self.error(format!("{p}.name"), format!("{:?} {problem}", h.name));
+                    continue;
+                }
+                None => h.name.to_ascii_lowercase(),
+            };
+            if let Some(op) = self.value_op(&p, h) {
+                out.values.push(ValueCondition {
+                    source: ValueSource::Header,
+                    name,
+                    op,
+                    invert: h.invert,
+                });
+            }
+        }
+        for (source, list, field) in [
+            (ValueSource::Cookie, &m.cookies, "cookies"),
+            (ValueSource::Query, &m.query, "query"),
+        ] {
+            for (i, v) in list.iter().enumerate() {
+                let p = format!("{path}.{field}[{i}]");
+                if v.name.is_empty() {
+                    self.error(format!("{p}.name"), "must not be empty");
+                    continue;
+                }
+                if let Some(op) = self.value_op(&p, v) {
+                    out.values.push(ValueCondition {
+                        source,
+                        name: v.name.clone(),
+                        op,
+                        invert: v.invert,
+                    });
+                }
+            }
+        }
+        for (field, value, slot) in [
+            ("path", &m.path, &mut out.path),
+            ("pathPrefix", &m.path_prefix, &mut out.path_prefix),
+        ] {
+            if let Some(p) = value {
+                if !p.starts_with('/') {
+                    self.errors.push(ConfigError::new(
+                        format!("{path}.{field}"),
+                        format!("{p:?} must start with '/'"),
+                    ));
+                } else if p.contains(['?', '#']) {
+                    self.errors.push(ConfigError::new(
+                        format!("{path}.{field}"),
+                        format!("{p:?} must not contain '?' or '#': it is matched against the path without the query string"),
+                    ));
+                } else {
+                    *slot = Some(p.clone());
+                }
+            }
+        }
+        for (i, method) in m.methods.iter().enumerate() {
+            if method.is_empty()
+                || !method
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+            {
+                self.error(
+                    format!("{path}.methods[{i}]"),
+                    format!("{method:?} is not an upper-case HTTP method (methods are case-sensitive, e.g. \"GET\")"),
+                );
+            } else {
+                out.methods.push(method.clone());
+            }
+        }
+        for (i, host) in m.hosts.iter().enumerate() {
+            match host_pattern(host) {
+                Ok(pattern) => out.hosts.push(pattern),
+                Err(reason) => {
+                    self.error(format!("{path}.hosts[{i}]"), format!("{host:?} {reason}"))
+                }
+            }
+        }
+        for (i, cidr) in m.source_cidrs.iter().enumerate() {
+            match Cidr::parse(cidr) {
+                Ok(c) => out.source_cidrs.push(c),
+                Err(reason) => self.error(format!("{path}.sourceCidrs[{i}]"), reason),
+            }
+        }
+        out
+    }
+
+    fn value_op(&mut self, path: &str, v: &ValueMatchConfig) -> Option<ValueOp> {
+        let given: Vec<&str> = [
+            ("exact", v.exact.is_some()),
+            ("prefix", v.prefix.is_some()),
+            ("suffix", v.suffix.is_some()),
+            ("contains", v.contains.is_some()),
+            ("regex", v.regex.is_some()),
+            ("present", v.present.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if given.len() != 1 {
+            let reason = if given.is_empty() {
+                "needs one operator: exact, prefix, suffix, contains, regex or present".to_owned()
+            } else {
+                format!(
+                    "has {} operators ({}); exactly one is allowed",
+                    given.len(),
+                    given.join(", ")
+                )
+            };
+            self.error(path, reason);
+            return None;
+        }
+        let non_empty = |this: &mut Self, field: &str, s: &String| {
+            if s.is_empty() {
+                this.error(format!("{path}.{field}"), "must not be empty");
+                None
+            } else {
+                Some(s.as_bytes().into())
+            }
+        };
+        if let Some(s) = &v.exact {
+            return Some(ValueOp::Exact(s.as_bytes().into()));
+        }
+        if let Some(s) = &v.prefix {
+            return non_empty(self, "prefix", s).map(ValueOp::Prefix);
+        }
+        if let Some(s) = &v.suffix {
+            return non_empty(self, "suffix", s).map(ValueOp::Suffix);
+        }
+        if let Some(s) = &v.contains {
+            return non_empty(self, "contains", s).map(ValueOp::Contains);
+        }
+        if let Some(pattern) = &v.regex {
+            return match regex_lite::Regex::new(&format!("^(?:{pattern})$")) {
+                Ok(re) if !pattern.is_empty() => Some(ValueOp::Regex(re)),
+                Ok(_) => {
+                    self.error(format!("{path}.regex"), "must not be empty");
+                    None
+                }
+                Err(e) => {
+                    let detail = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    self.error(
+                        format!("{path}.regex"),
+                        format!("{pattern:?} is not a valid regex: {detail}"),
+                    );
+                    None
+                }
+            };
+        }
+        v.present.map(ValueOp::Present)
+    }
+
+    fn route(&mut self, path: &str, rule: &str, r: &RouteConfig, template: &str) -> Option<Route> {
+        match (&r.subset, &r.split) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    path,
+                    "has both subset and split; a route is exactly one of them",
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    path,
+                    "needs either \"subset\" (one subset) or \"split\" (weighted subsets)",
+                );
+                None
+            }
+            (Some(subset), None) => {
+                if r.sticky_by.is_some() {
+                    self.error(
+                        format!("{path}.stickyBy"),
+                        "only applies to a split; this route has a fixed subset",
+                    );
+                }
+                let target = self.target(&format!("{path}.subset"), rule, subset, template)?;
+                Some(Route::Fixed(target))
+            }
+            (None, Some(split)) => self.split(path, rule, split, r.sticky_by.as_ref(), template),
+        }
+    }
+
+    fn split(
+        &mut self,
+        path: &str,
+        rule: &str,
+        split: &[crate::config::SplitEntryConfig],
+        sticky_by: Option<&StickyByConfig>,
+        template: &str,
+    ) -> Option<Route> {
+        if split.is_empty() {
+            self.error(format!("{path}.split"), "must list at least one subset");
+            return None;
+        }
+        let errors_before = self.errors.len();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut targets = Vec::with_capacity(split.len());
+        let mut weights = Vec::with_capacity(split.len());
+        for (i, entry) in split.iter().enumerate() {
+            let p = format!("{path}.split[{i}]");
+            if let Some(first) = seen.insert(entry.subset.as_str(), i) {
+                self.error(
+                    format!("{p}.subset"),
+                    format!(
+                        "{:?} appears twice in this split (also split[{first}])",
+                        entry.subset
+                    ),
+                );
+                continue;
+            }
+            if entry.weight < 0 {
+                self.error(
+                    format!("{p}.weight"),
+                    format!(
+                        "{} is negative; weights are 0 to {MAX_WEIGHT}",
+                        entry.weight
+                    ),
+                );
+            } else if entry.weight > MAX_WEIGHT {
+                self.error(
+                    format!("{p}.weight"),
+                    format!("{} exceeds {MAX_WEIGHT}", entry.weight),
+                );
+            }
+            let target = self.target(&format!("{p}.subset"), rule, &entry.subset, template);
+            if let (Some(target), Ok(weight)) =
+                (target, u32::try_from(entry.weight.clamp(0, MAX_WEIGHT)))
+            {
+                targets.push(target);
+                weights.push(weight);
+            }
+        }
+        if self.errors.len() == errors_before && weights.iter().all(|&w| w == 0) {
+            self.error(
+                format!("{path}.split"),
+                "weights sum to 0; at least one weight must be positive",
+            );
+        }
+        let sticky = match sticky_by {
+            None => None,
+            Some(s) => {
+                let key = self.sticky_key(&format!("{path}.stickyBy"), s)?;
+                Some(Sticky {
+                    key,
+                    hasher: StickyHasher::new(rule, targets.iter().map(|t| t.subset.as_str())),
+                })
+            }
+        };
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        let cumulative = selection::cumulative(&weights);
+        Some(Route::Split(Split {
+            targets,
+            weights,
+            cumulative,
+            sticky,
+        }))
+    }
+
+    fn sticky_key(&mut self, path: &str, s: &StickyByConfig) -> Option<StickyKey> {
+        let given = [
+            s.header.is_some(),
+            s.cookie.is_some(),
+            s.query.is_some(),
+            s.source_ip.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+        if given != 1 {
+            self.error(
+                path,
+                format!("needs exactly one of header, cookie, query or sourceIp (found {given})"),
+            );
+            return None;
+        }
+        if let Some(h) = &s.header {
+            if let Some(problem) = header_name_problem(h) {
+                self.error(format!("{path}.header"), format!("{h:?} {problem}"));
+                return None;
+            }
+            return Some(StickyKey::Header(h.to_ascii_lowercase()));
+        }
+        for (field, name, make) in [
+            (
+                "cookie",
+                &s.cookie,
+                StickyKey::Cookie as fn(String) -> StickyKey,
+            ),
+            ("query", &s.query, StickyKey::Query),
+        ] {
+            if let Some(n) = name {
+                if n.is_empty() {
+                    self.error(format!("{path}.{field}"), "must not be empty");
+                    return None;
+                }
+                return Some(make(n.clone()));
+            }
+        }
+        if s.source_ip == Some(true) {
+            Some(StickyKey::SourceIp)
+        } else {
+            self.error(format!("{path}.sourceIp"), "must be true when given");
+            None
+        }
+    }
+
+    /// Validates a subset name and registers the (rule, subset) stat slot.
+    fn target(&mut self, path: &str, rule: &str, subset: &str, template: &str) -> Option<Target> {
+        if !is_name(subset, true) {
+            self.error(
+                path,
+                format!("{subset:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]"),
+            );
+            return None;
+        }
+        let slot = self.slots.len();
+        self.slots.push(Slot {
+            stat_name: format!("subset_router.rule.{rule}.subset.{subset}"),
+            rule: rule.to_owned(),
+            subset: subset.to_owned(),
+        });
+        Some(Target {
+            subset: subset.to_owned(),
+            cluster: template.replacen(SUBSET_PLACEHOLDER, subset, 1),
+            slot,
+        })
+    }
+}
+
+/// Subset names: `[A-Za-z0-9._-]`; rule names: the same without `.` (they are one stat segment).
+fn is_name(s: &str, allow_dot: bool) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (allow_dot && b == b'.')
+        })
+}
+
+/// Why `name` is not an HTTP header name (an RFC 9110 token), or `None` if it is one.
+fn header_name_problem(name: &str) -> Option<&'static str> {
+    const TCHAR_SYMBOLS: &[u8] = b"!#$%&'*+-.^_`|~";
+    if name.is_empty() {
+        Some("is not a valid header name: it is empty")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || TCHAR_SYMBOLS.contains(&b))
+    {
+        Some("is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed")
+    } else {
+        None
+    }
+}
+
+fn host_pattern(host: &str) -> Result<HostPattern, &'static str> {
+    if host == "*" {
+        return Ok(HostPattern::Any);
+    }
+    let (wildcard, name) = match host.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, host),
+    };
+    if name.is_empty() {
+        return Err("is not a host name");
+    }
+    if name.contains('*') {
+        return Err("may only use a wildcard as a leading \"*.\"");
+    }
+    let bracketed = name.starts_with('[') && name.ends_with(']');
+    if !bracketed && name.contains(':') {
+        return Err("must not contain a port: the port of :authority is ignored");
+    }
+    let valid = if bracketed {
+        name.get(1..name.len() - 1)
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        name.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !valid {
+        return Err("is not a host name (letters, digits, '-' and '.', or an [IPv6] literal)");
+    }
+    let lower = name.to_ascii_lowercase();
+    Ok(if wildcard {
+        HostPattern::Suffix(format!(".{lower}"))
+    } else {
+        HostPattern::Exact(lower)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one error a configuration produces, as `path: reason`.
+    fn error_of(json: &str) -> String {
+        match load(json.as_bytes()) {
+            Ok(_) => panic!("accepted an invalid configuration: {json}"),
+            Err(errors) => {
+                assert_eq!(
+                    errors.len(),
+                    1,
+                    "expected one error for {json}, got {errors:?}"
+                );
+                errors[0].to_string()
+            }
+        }
+    }
+
+    /// A full config with `rule` as its only rule.
+    fn with_rule(rule: &str) -> String {
+        format!(r#"{{"rules":[{rule}],"default":{{"subset":"v1"}}}}"#)
+    }
+
+    fn split_rule(split: &str) -> String {
+        with_rule(&format!(
+            r#"{{"name":"canary","route":{{"split":{split}}}}}"#
+        ))
+    }
+
+    fn header_rule(cond: &str) -> String {
+        with_rule(&format!(
+            r#"{{"name":"debug","match":{{"headers":[{cond}]}},"route":{{"subset":"v2"}}}}"#
+        ))
+    }
+
+    #[test]
+    fn the_spec_example_is_valid() {
+        let router = load(
+            br#"{
+              "clusterHeader": "x-upstream-cluster",
+              "clusterTemplate": "{subset}",
+              "subsetHeader": "x-subset",
+              "responseHeader": "x-routed-subset",
+              "rules": [
+                {"name": "debug", "match": {"headers": [{"name": "user-agent", "exact": "debug"}]}, "route": {"subset": "v2"}},
+                {"name": "canary", "match": {"pathPrefix": "/"},
+                 "route": {"split": [{"subset": "v1", "weight": 90}, {"subset": "v2", "weight": 10}], "stickyBy": {"header": "x-user-id"}}}
+              ],
+              "default": {"subset": "v1"}
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(router.cluster_header(), Some("x-upstream-cluster"));
+        assert_eq!(router.subset_header(), Some("x-subset"));
+        assert_eq!(router.response_header(), Some("x-routed-subset"));
+        let stats: Vec<_> = router
+            .slots()
+            .iter()
+            .map(|s| s.stat_name.as_str())
+            .collect();
+        assert_eq!(
+            stats,
+            [
+                "subset_router.rule.debug.subset.v2",
+                "subset_router.rule.canary.subset.v1",
+                "subset_router.rule.canary.subset.v2",
+                "subset_router.rule.default.subset.v1"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_and_null_cluster_header() {
+        let r = load(br#"{"default":{"subset":"v1"}}"#).unwrap();
+        assert_eq!(r.cluster_header(), Some("x-upstream-cluster"));
+        assert_eq!(r.subset_header(), None);
+        assert_eq!(r.response_header(), None);
+        let r =
+            load(br#"{"clusterHeader":null,"subsetHeader":"x-subset","default":{"subset":"v1"}}"#)
+                .unwrap();
+        assert_eq!(r.cluster_header(), None);
+        assert_eq!(r.subset_header(), Some("x-subset"));
+    }
+
+    #[test]
+    fn templates_are_applied_once_at_configure_time() {
+        let r = load(br#"{"clusterTemplate":"outbound|9080|{subset}|reviews.default.svc.cluster.local","default":{"subset":"v3"}}"#)
+            .unwrap();
+        match &r.default {
+            Route::Fixed(t) => assert_eq!(
+                t.cluster,
+                "outbound|9080|v3|reviews.default.svc.cluster.local"
+            ),
+            Route::Split(_) => panic!("expected a fixed route"),
+        }
+    }
+
+    /// Every invalid configuration, with the exact `path: reason` it must produce.
+    #[test]
+    fn invalid_configurations_name_the_path_and_the_reason() {
+        let cases: Vec<(String, &str)> = vec![
+            // 1-6: the document itself
+            ("".into(), "configuration: is empty: expected a JSON object with at least a \"default\" route"),
+            ("   \n".into(), "configuration: is empty: expected a JSON object with at least a \"default\" route"),
+            ("{".into(), "configuration: invalid JSON: EOF while parsing an object at line 1 column 1"),
+            ("42".into(), "configuration: must be a JSON object"),
+            ("not json".into(), "configuration: invalid JSON: expected ident at line 1 column 2"),
+            ("[]".into(), "configuration: must be a JSON object"),
+            (r#"{"default":{"subset":"v1"}} trailing"#.into(), "configuration: invalid JSON: trailing characters at line 1 column 29"),
+            // 7-9: required and unknown fields
+            ("{}".into(), "configuration: missing field `default` at line 1 column 2"),
+            (r#"{"default":{"subset":"v1"},"rulez":[]}"#.into(),
+             "rulez: unknown field `rulez`, expected one of `clusterHeader`, `clusterTemplate`, `subsetHeader`, `responseHeader`, `rules`, `default` at line 1 column 34"),
+            (header_rule(r#"{"name":"user-agent","regexp":"x"}"#),
+             "rules[0].match.headers[0].regexp: unknown field `regexp`, expected one of `name`, `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`, `invert` at line 1 column 75"),
+            // 10-16: weights and splits
+            (split_rule(r#"[{"subset":"v1","weight":1000001}]"#), "rules[0].route.split[0].weight: 1000001 exceeds 1000000"),
+            (split_rule(r#"[{"subset":"v1","weight":-1}]"#), "rules[0].route.split[0].weight: -1 is negative; weights are 0 to 1000000"),
+            (split_rule(r#"[{"subset":"v1","weight":1.5}]"#),
+             "rules[0].route.split[0].weight: invalid type: floating point `1.5`, expected i64 at line 1 column 72"),
+            (split_rule(r#"[{"subset":"v1","weight":0},{"subset":"v2","weight":0}]"#),
+             "rules[0].route.split: weights sum to 0; at least one weight must be positive"),
+            (split_rule(r#"[{"subset":"v1","weight":1},{"subset":"v1","weight":2}]"#),
+             "rules[0].route.split[1].subset: \"v1\" appears twice in this split (also split[0])"),
+            (split_rule("[]"), "rules[0].route.split: must list at least one subset"),
+            (split_rule(r#"[{"subset":"v1"}]"#), "rules[0].route.split[0]: missing field `weight` at line 1 column 60"),
+            // 17-21: routes
+            (with_rule(r#"{"name":"r","route":{}}"#), "rules[0].route: needs either \"subset\" (one subset) or \"split\" (weighted subsets)"),
+            (with_rule(r#"{"name":"r","route":{"subset":"v1","split":[{"subset":"v1","weight":1}]}}"#),
+             "rules[0].route: has both subset and split; a route is exactly one of them"),
+            (with_rule(r#"{"name":"r","route":{"subset":"v1","stickyBy":{"header":"x-user"}}}"#),
+             "rules[0].route.stickyBy: only applies to a split; this route has a fixed subset"),
+            (with_rule(r#"{"name":"r","route":{"subset":"v 1"}}"#), "rules[0].route.subset: \"v 1\" must be 1-63 characters of [A-Za-z0-9._-]"),
+            (format!(r#"{{"default":{{"subset":"{}"}}}}"#, "a".repeat(64)),
+             "default.subset: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" must be 1-63 characters of [A-Za-z0-9._-]"),
+            // 22-25: stickyBy
+            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{}"#), "rules[0].route.stickyBy: needs exactly one of header, cookie, query or sourceIp (found 0)"),
+            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{"header":"a","cookie":"b"}"#),
+             "rules[0].route.stickyBy: needs exactly one of header, cookie, query or sourceIp (found 2)"),
+            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{"sourceIp":false}"#), "rules[0].route.stickyBy.sourceIp: must be true when given"),
+            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{"header":"x user"}"#),
+             "rules[0].route.stickyBy.header: \"x user\" is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
+            // 26-32: match conditions
+            (header_rule(r#"{"name":"user-agent"}"#), "rules[0].match.headers[0]: needs one operator: exact, prefix, suffix, contains, regex or present"),
+            (header_rule(r#"{"name":"user-agent","exact":"a","prefix":"b"}"#),
+             "rules[0].match.headers[0]: has 2 operators (exact, prefix); exactly one is allowed"),
+            (header_rule(r#"{"name":"user-agent","regex":"(unclosed"}"#),
+             "rules[0].match.headers[0].regex: \"(unclosed\" is not a valid regex: found open group without closing ')'"),
+            (header_rule(r#"{"name":"user agent","exact":"a"}"#),
+             "rules[0].match.headers[0].name: \"user agent\" is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
+            (header_rule(r#"{"name":"x","prefix":""}"#), "rules[0].match.headers[0].prefix: must not be empty"),
+            (with_rule(r#"{"name":"r","match":{"sourceCidrs":["10.0.0.0/33"]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.sourceCidrs[0]: \"10.0.0.0/33\" is not a CIDR block: prefix length \"33\" is not a number from 0 to 32"),
+            (with_rule(r#"{"name":"r","match":{"sourceCidrs":["10.0.0/8"]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.sourceCidrs[0]: \"10.0.0/8\" is not a CIDR block: \"10.0.0\" is not an IP address"),
+            (with_rule(r#"{"name":"r","match":{"pathPrefix":"api"},"route":{"subset":"v2"}}"#), "rules[0].match.pathPrefix: \"api\" must start with '/'"),
+            (with_rule(r#"{"name":"r","match":{"path":"/a?b=1"},"route":{"subset":"v2"}}"#),
+             "rules[0].match.path: \"/a?b=1\" must not contain '?' or '#': it is matched against the path without the query string"),
+            (with_rule(r#"{"name":"r","match":{"methods":["get"]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.methods[0]: \"get\" is not an upper-case HTTP method (methods are case-sensitive, e.g. \"GET\")"),
+            (with_rule(r#"{"name":"r","match":{"hosts":["example.com:8080"]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.hosts[0]: \"example.com:8080\" must not contain a port: the port of :authority is ignored"),
+            (with_rule(r#"{"name":"r","match":{"hosts":["foo.*.com"]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.hosts[0]: \"foo.*.com\" may only use a wildcard as a leading \"*.\""),
+            (with_rule(r#"{"name":"r","match":{"cookies":[{"name":"","exact":"1"}]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.cookies[0].name: must not be empty"),
+            (with_rule(r#"{"name":"r","match":{"query":[{"name":"debug","exact":"1","present":true}]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.query[0]: has 2 operators (exact, present); exactly one is allowed"),
+            (with_rule(r#"{"name":"r","match":{"headerz":[]},"route":{"subset":"v2"}}"#),
+             "rules[0].match.headerz: unknown field `headerz`, expected one of `headers`, `cookies`, `query`, `pathPrefix`, `path`, `methods`, `hosts`, `sourceCidrs` at line 1 column 40"),
+            // 40-44: rule names
+            (with_rule(r#"{"name":"default","route":{"subset":"v2"}}"#), "rules[0].name: \"default\" is reserved for the default route"),
+            (with_rule(r#"{"name":"a.b","route":{"subset":"v2"}}"#), "rules[0].name: \"a.b\" must be 1-63 characters of [A-Za-z0-9_-] (it names stats)"),
+            (with_rule(r#"{"route":{"subset":"v2"}}"#), "rules[0]: missing field `name` at line 1 column 35"),
+            (r#"{"rules":[{"name":"a","route":{"subset":"v1"}},{"name":"a","route":{"subset":"v2"}}],"default":{"subset":"v1"}}"#.into(),
+             "rules[1].name: \"a\" is already the name of rules[0]; rule names must be unique"),
+            // 45-52: output headers and template
+            (r#"{"clusterTemplate":"cluster-v1","default":{"subset":"v1"}}"#.into(),
+             "clusterTemplate: \"cluster-v1\" must contain {subset} exactly once (found 0)"),
+            (r#"{"clusterTemplate":"{subset}-{subset}","default":{"subset":"v1"}}"#.into(),
+             "clusterTemplate: \"{subset}-{subset}\" must contain {subset} exactly once (found 2)"),
+            (r#"{"clusterTemplate":"svc {subset}","default":{"subset":"v1"}}"#.into(),
+             "clusterTemplate: \"svc {subset}\" contains ' '; cluster names are visible ASCII without spaces"),
+            (r#"{"clusterHeader":":authority","default":{"subset":"v1"}}"#.into(),
+             "clusterHeader: \":authority\" is a pseudo-header; the filter may not set it"),
+            (r#"{"clusterHeader":"X-Upstream","default":{"subset":"v1"}}"#.into(), "clusterHeader: \"X-Upstream\" must be lower case"),
+            (r#"{"subsetHeader":"x subset","default":{"subset":"v1"}}"#.into(),
+             "subsetHeader: \"x subset\" is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
+            (r#"{"responseHeader":"","default":{"subset":"v1"}}"#.into(), "responseHeader: \"\" is not a valid header name: it is empty"),
+            (r#"{"clusterHeader":null,"default":{"subset":"v1"}}"#.into(),
+             "clusterHeader: is null and no subsetHeader is set: the decision would not be written anywhere"),
+            (r#"{"subsetHeader":"x-upstream-cluster","default":{"subset":"v1"}}"#.into(), "subsetHeader: must differ from clusterHeader"),
+            (r#"{"clusterHeader":5,"default":{"subset":"v1"}}"#.into(),
+             "clusterHeader: invalid type: integer `5`, expected a string at line 1 column 18"),
+        ];
+        assert!(cases.len() >= 30);
+        let mut failures = Vec::new();
+        for (json, expected) in &cases {
+            let got = match load(json.as_bytes()) {
+                Ok(_) => "ACCEPTED".to_owned(),
+                Err(errors) => errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            };
+            if got != *expected {
+                failures.push(format!(
+                    "config: {json}\n  expected: {expected}\n  got:      {got}"
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} mismatches:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn all_errors_are_reported_not_just_the_first() {
+        let json = r#"{"clusterTemplate":"x","rules":[{"name":"a.b","route":{"split":[{"subset":"v1","weight":2000000}]}}],"default":{"subset":"!"}}"#;
+        let errors: Vec<String> = load(json.as_bytes())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "clusterTemplate: \"x\" must contain {subset} exactly once (found 0)",
+                "rules[0].name: \"a.b\" must be 1-63 characters of [A-Za-z0-9_-] (it names stats)",
+                "rules[0].route.split[0].weight: 2000000 exceeds 1000000",
+                "default.subset: \"!\" must be 1-63 characters of [A-Za-z0-9._-]",
+            ]
+        );
+    }
+
+    #[test]
+    fn error_of_helper_reports_single_errors() {
+        assert_eq!(
+            error_of(&split_rule(r#"[{"subset":"v1","weight":1000001}]"#)),
+            "rules[0].route.split[0].weight: 1000001 exceeds 1000000"
+        );
+    }
+
+    #[test]
+    fn weight_bounds_are_inclusive() {
+        load(
+            split_rule(r#"[{"subset":"v1","weight":1000000},{"subset":"v2","weight":0}]"#)
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn match_header_names_are_case_insensitive_and_pseudo_headers_allowed() {
+        let r = load(header_rule(r#"{"name":"User-Agent","exact":"debug"}"#).as_bytes()).unwrap();
+        assert_eq!(r.rules[0].matcher.values[0].name, "user-agent");
+        load(header_rule(r#"{"name":":path","prefix":"/api"}"#).as_bytes()).unwrap();
+    }
+}

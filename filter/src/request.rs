@@ -1,0 +1,413 @@
+//! The request as the decision sees it, and the parsing of the few structured values it reads
+//! (cookies, query string, authority, peer address). No proxy-wasm types here.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Read access to a request's headers and peer address.
+///
+/// Header names are given in lower case. Pseudo-headers (`:path`, `:authority`, `:method`) are
+/// headers too, as in Envoy's header map.
+pub trait RequestView {
+    /// Every value of the header `name`, in arrival order (a header sent twice yields two values).
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+
+    /// The downstream peer's IP address, if known.
+    fn source_ip(&self) -> Option<IpAddr>;
+
+    /// The first value of a header.
+    fn first_header<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.header_values(name).next()
+    }
+}
+
+/// A header map in the proxy-wasm ABI serialisation, as `proxy_get_header_map_pairs` returns it:
+/// `u32 count`, then `count` × (`u32 name_len`, `u32 value_len`), then each name and value
+/// followed by a NUL byte (all integers little-endian).
+///
+/// Reading it in place costs one host call and one buffer per request, and no copy per header,
+/// whatever the rules need. A malformed buffer simply ends the iteration early.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderPairs<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> HeaderPairs<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    /// All (name, value) pairs in order.
+    pub fn iter(&self) -> HeaderPairsIter<'a> {
+        let count = read_u32(self.buf, 0).unwrap_or(0) as usize;
+        // Sizes table: 8 bytes per pair after the count; data follows it.
+        let data_start = count.checked_mul(8).and_then(|n| n.checked_add(4));
+        HeaderPairsIter {
+            buf: self.buf,
+            index: 0,
+            count: if data_start.is_some_and(|s| s <= self.buf.len()) {
+                count
+            } else {
+                0
+            },
+            data_offset: data_start.unwrap_or(0),
+        }
+    }
+
+    /// Serialises pairs into the ABI format: used by tests and host tools to build requests.
+    pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        for (name, value) in pairs {
+            out.extend_from_slice(&(name.as_ref().len() as u32).to_le_bytes());
+            out.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            out.extend_from_slice(name.as_ref());
+            out.push(0);
+            out.extend_from_slice(value.as_ref());
+            out.push(0);
+        }
+        out
+    }
+}
+
+pub struct HeaderPairsIter<'a> {
+    buf: &'a [u8],
+    index: usize,
+    count: usize,
+    data_offset: usize,
+}
+
+impl<'a> Iterator for HeaderPairsIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
+            return None;
+        }
+        let sizes_at = 4 + self.index * 8;
+        let name_len = read_u32(self.buf, sizes_at)? as usize;
+        let value_len = read_u32(self.buf, sizes_at + 4)? as usize;
+        let name_start = self.data_offset;
+        let name_end = name_start.checked_add(name_len)?;
+        let value_start = name_end.checked_add(1)?;
+        let value_end = value_start.checked_add(value_len)?;
+        let name = self.buf.get(name_start..name_end)?;
+        let value = self.buf.get(value_start..value_end)?;
+        self.data_offset = value_end + 1;
+        self.index += 1;
+        Some((name, value))
+    }
+}
+
+fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    let bytes = buf.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// A request made of a serialised header map and the peer address: what the filter sees.
+#[derive(Debug, Clone, Copy)]
+pub struct SerializedRequest<'a> {
+    pub headers: HeaderPairs<'a>,
+    pub source: Option<IpAddr>,
+}
+
+impl RequestView for SerializedRequest<'_> {
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source
+    }
+}
+
+/// A simple owned request, for tests and the simulator.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedRequest {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub source: Option<IpAddr>,
+}
+
+impl OwnedRequest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        self
+    }
+
+    pub fn source(mut self, ip: IpAddr) -> Self {
+        self.source = Some(ip);
+        self
+    }
+}
+
+impl RequestView for OwnedRequest {
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source
+    }
+}
+
+/// `:path` without the query string and fragment.
+pub fn path_only(path: &[u8]) -> &[u8] {
+    let end = path
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
+}
+
+/// The query string of `:path` (after `?`, before `#`), if any.
+pub fn query_string(path: &[u8]) -> Option<&[u8]> {
+    let start = path.iter().position(|&b| b == b'?')? + 1;
+    let rest = path.get(start..)?;
+    let end = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
+    rest.get(..end)
+}
+
+/// Query parameters as percent-decoded (name, value) pairs. `+` is kept as is (it only means a
+/// space in HTML form bodies), and a malformed `%` escape is kept literally, as Envoy does.
+pub fn query_params(query: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+    query
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (
+                    pair.get(..i).unwrap_or(pair),
+                    pair.get(i + 1..).unwrap_or(&[]),
+                ),
+                None => (pair, &[][..]),
+            };
+            (percent_decode(name), percent_decode(value))
+        })
+}
+
+/// Percent-decoding that borrows when there is nothing to decode.
+pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.contains(&b'%') {
+        return Cow::Borrowed(input);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        if b == b'%' {
+            let hi = input.get(i + 1).and_then(|&c| hex_value(c));
+            let lo = input.get(i + 2).and_then(|&c| hex_value(c));
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Cookies of one `cookie` header value as (name, value) pairs; surrounding double quotes of a
+/// value are removed (RFC 6265 allows them), pairs without `=` are skipped.
+pub fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|pair| {
+        let i = pair.iter().position(|&b| b == b'=')?;
+        let name = trim(pair.get(..i)?);
+        let mut value = trim(pair.get(i + 1..)?);
+        if value.len() >= 2 && value.first() == Some(&b'"') && value.last() == Some(&b'"') {
+            value = value.get(1..value.len() - 1)?;
+        }
+        if name.is_empty() {
+            None
+        } else {
+            Some((name, value))
+        }
+    })
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    s.get(start..end).unwrap_or(&[])
+}
+
+/// The host of an `:authority` value: the port and one trailing dot removed
+/// (`[::1]:8080` → `[::1]`, `Example.com.:443` → `Example.com`). Case is left to the caller.
+pub fn authority_host(authority: &[u8]) -> &[u8] {
+    let host = if authority.first() == Some(&b'[') {
+        // IPv6 literal: keep up to and including the closing bracket.
+        match authority.iter().position(|&b| b == b']') {
+            Some(end) => authority.get(..=end).unwrap_or(authority),
+            None => authority,
+        }
+    } else {
+        match authority.iter().rposition(|&b| b == b':') {
+            Some(colon) => {
+                let port = authority.get(colon + 1..).unwrap_or(&[]);
+                if port.iter().all(u8::is_ascii_digit) {
+                    authority.get(..colon).unwrap_or(authority)
+                } else {
+                    authority
+                }
+            }
+            None => authority,
+        }
+    };
+    host.strip_suffix(b".").unwrap_or(host)
+}
+
+/// Parses Envoy's `source.address` property: `10.1.2.3:5678`, `[::1]:5678`, or a bare address.
+/// IPv4-mapped IPv6 addresses are returned as IPv4 so that IPv4 CIDRs match them.
+pub fn parse_peer_address(raw: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    let ip = if let Some(rest) = text.strip_prefix('[') {
+        let end = rest.find(']')?;
+        IpAddr::V6(rest.get(..end)?.parse::<Ipv6Addr>().ok()?)
+    } else if let Ok(ip) = text.parse::<IpAddr>() {
+        ip
+    } else {
+        let (host, _port) = text.rsplit_once(':')?;
+        IpAddr::V4(host.parse::<Ipv4Addr>().ok()?)
+    };
+    Some(ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_pairs_round_trip_and_repeated_headers() {
+        let buf = HeaderPairs::encode(&[
+            (":path", "/a?b=c"),
+            ("x-user-id", "42"),
+            ("X-Multi", "one"),
+            ("x-multi", "two"),
+        ]);
+        let pairs: Vec<_> = HeaderPairs::new(&buf).iter().collect();
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(pairs[1], (&b"x-user-id"[..], &b"42"[..]));
+        let req = SerializedRequest {
+            headers: HeaderPairs::new(&buf),
+            source: None,
+        };
+        let values: Vec<_> = req.header_values("x-multi").collect();
+        assert_eq!(values, vec![&b"one"[..], &b"two"[..]]);
+        assert_eq!(req.first_header(":path"), Some(&b"/a?b=c"[..]));
+        assert_eq!(req.first_header("absent"), None);
+    }
+
+    #[test]
+    fn malformed_header_buffers_end_iteration_without_panic() {
+        let good = HeaderPairs::encode(&[("a", "1"), ("b", "2")]);
+        for cut in 0..good.len() {
+            let _ = HeaderPairs::new(&good[..cut]).iter().count();
+        }
+        // A count claiming more pairs than the buffer holds.
+        let mut lying = good.clone();
+        lying[0] = 200;
+        assert_eq!(HeaderPairs::new(&lying).iter().count(), 0);
+        let mut huge = good;
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderPairs::new(&huge).iter().count(), 0);
+        assert_eq!(HeaderPairs::new(&[]).iter().count(), 0);
+    }
+
+    #[test]
+    fn path_and_query_split() {
+        assert_eq!(path_only(b"/a/b?x=1#f"), b"/a/b");
+        assert_eq!(path_only(b"/a/b"), b"/a/b");
+        assert_eq!(query_string(b"/a?x=1&y=2#frag"), Some(&b"x=1&y=2"[..]));
+        assert_eq!(query_string(b"/a"), None);
+    }
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let params: Vec<_> = query_params(b"a=1&na%6De=v%20x&flag&bad=%zz%4&plus=a+b&&")
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(
+            params,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"name".to_vec(), b"v x".to_vec()),
+                (b"flag".to_vec(), b"".to_vec()),
+                (b"bad".to_vec(), b"%zz%4".to_vec()),
+                (b"plus".to_vec(), b"a+b".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn cookies_are_split_trimmed_and_unquoted() {
+        let pairs: Vec<_> = cookie_pairs(b"a=1; b = \"two\" ;junk; =x; c=").collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (&b"a"[..], &b"1"[..]),
+                (&b"b"[..], &b"two"[..]),
+                (&b"c"[..], &b""[..])
+            ]
+        );
+    }
+
+    #[test]
+    fn authority_host_strips_port_and_trailing_dot() {
+        assert_eq!(authority_host(b"example.com:8080"), b"example.com");
+        assert_eq!(authority_host(b"example.com."), b"example.com");
+        assert_eq!(authority_host(b"[::1]:8080"), b"[::1]");
+        assert_eq!(authority_host(b"example.com"), b"example.com");
+        assert_eq!(authority_host(b"a:b"), b"a:b");
+    }
+
+    #[test]
+    fn peer_addresses_parse() {
+        assert_eq!(
+            parse_peer_address(b"10.1.2.3:5678"),
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer_address(b"[::1]:5678"),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer_address(b"[::ffff:10.0.0.1]:1"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_peer_address(b"2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(parse_peer_address(b"not-an-ip"), None);
+        assert_eq!(parse_peer_address(b"\xff\xfe"), None);
+    }
+}
