@@ -718,108 +718,34 @@ mod tests {
         }
     }
 
+    /// One invalid configuration of `tests/data/invalid-configs.json` (shared with the JSON Schema
+    /// and Envoy start-up tests): its text, the exact `path: reason`, and whether the JSON Schema
+    /// can see the problem (`rejects`), cannot (`semantic`) or never gets a document (`not-json`).
+    #[derive(serde::Deserialize)]
+    struct InvalidCase {
+        config: String,
+        error: String,
+        schema: String,
+    }
+
     /// Every invalid configuration, with the exact `path: reason` it must produce.
     #[test]
     fn invalid_configurations_name_the_path_and_the_reason() {
-        let cases: Vec<(String, &str)> = vec![
-            // 1-6: the document itself
-            ("".into(), "configuration: is empty: expected a JSON object with at least a \"default\" route"),
-            ("   \n".into(), "configuration: is empty: expected a JSON object with at least a \"default\" route"),
-            ("{".into(), "configuration: invalid JSON: EOF while parsing an object at line 1 column 1"),
-            ("42".into(), "configuration: must be a JSON object"),
-            ("not json".into(), "configuration: invalid JSON: expected ident at line 1 column 2"),
-            ("[]".into(), "configuration: must be a JSON object"),
-            (r#"{"default":{"subset":"v1"}} trailing"#.into(), "configuration: invalid JSON: trailing characters at line 1 column 29"),
-            // 7-9: required and unknown fields
-            ("{}".into(), "configuration: missing field `default` at line 1 column 2"),
-            (r#"{"default":{"subset":"v1"},"rulez":[]}"#.into(),
-             "rulez: unknown field `rulez`, expected one of `clusterHeader`, `clusterTemplate`, `subsetHeader`, `responseHeader`, `rules`, `default` at line 1 column 34"),
-            (header_rule(r#"{"name":"user-agent","regexp":"x"}"#),
-             "rules[0].match.headers[0].regexp: unknown field `regexp`, expected one of `name`, `exact`, `prefix`, `suffix`, `contains`, `regex`, `present`, `invert` at line 1 column 75"),
-            // 10-16: weights and splits
-            (split_rule(r#"[{"subset":"v1","weight":1000001}]"#), "rules[0].route.split[0].weight: 1000001 exceeds 1000000"),
-            (split_rule(r#"[{"subset":"v1","weight":-1}]"#), "rules[0].route.split[0].weight: -1 is negative; weights are 0 to 1000000"),
-            (split_rule(r#"[{"subset":"v1","weight":1.5}]"#),
-             "rules[0].route.split[0].weight: invalid type: floating point `1.5`, expected i64 at line 1 column 72"),
-            (split_rule(r#"[{"subset":"v1","weight":0},{"subset":"v2","weight":0}]"#),
-             "rules[0].route.split: weights sum to 0; at least one weight must be positive"),
-            (split_rule(r#"[{"subset":"v1","weight":1},{"subset":"v1","weight":2}]"#),
-             "rules[0].route.split[1].subset: \"v1\" appears twice in this split (also split[0])"),
-            (split_rule("[]"), "rules[0].route.split: must list at least one subset"),
-            (split_rule(r#"[{"subset":"v1"}]"#), "rules[0].route.split[0]: missing field `weight` at line 1 column 60"),
-            // 17-21: routes
-            (with_rule(r#"{"name":"r","route":{}}"#), "rules[0].route: needs either \"subset\" (one subset) or \"split\" (weighted subsets)"),
-            (with_rule(r#"{"name":"r","route":{"subset":"v1","split":[{"subset":"v1","weight":1}]}}"#),
-             "rules[0].route: has both subset and split; a route is exactly one of them"),
-            (with_rule(r#"{"name":"r","route":{"subset":"v1","stickyBy":{"header":"x-user"}}}"#),
-             "rules[0].route.stickyBy: only applies to a split; this route has a fixed subset"),
-            (with_rule(r#"{"name":"r","route":{"subset":"v 1"}}"#), "rules[0].route.subset: \"v 1\" must be 1-63 characters of [A-Za-z0-9._-]"),
-            (format!(r#"{{"default":{{"subset":"{}"}}}}"#, "a".repeat(64)),
-             "default.subset: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" must be 1-63 characters of [A-Za-z0-9._-]"),
-            // 22-25: stickyBy
-            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{}"#), "rules[0].route.stickyBy: needs exactly one of header, cookie, query or sourceIp (found 0)"),
-            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{"header":"a","cookie":"b"}"#),
-             "rules[0].route.stickyBy: needs exactly one of header, cookie, query or sourceIp (found 2)"),
-            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{"sourceIp":false}"#), "rules[0].route.stickyBy.sourceIp: must be true when given"),
-            (split_rule(r#"[{"subset":"v1","weight":1}],"stickyBy":{"header":"x user"}"#),
-             "rules[0].route.stickyBy.header: \"x user\" is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
-            // 26-32: match conditions
-            (header_rule(r#"{"name":"user-agent"}"#), "rules[0].match.headers[0]: needs one operator: exact, prefix, suffix, contains, regex or present"),
-            (header_rule(r#"{"name":"user-agent","exact":"a","prefix":"b"}"#),
-             "rules[0].match.headers[0]: has 2 operators (exact, prefix); exactly one is allowed"),
-            (header_rule(r#"{"name":"user-agent","regex":"(unclosed"}"#),
-             "rules[0].match.headers[0].regex: \"(unclosed\" is not a valid regex: found open group without closing ')'"),
-            (header_rule(r#"{"name":"user agent","exact":"a"}"#),
-             "rules[0].match.headers[0].name: \"user agent\" is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
-            (header_rule(r#"{"name":"x","prefix":""}"#), "rules[0].match.headers[0].prefix: must not be empty"),
-            (with_rule(r#"{"name":"r","match":{"sourceCidrs":["10.0.0.0/33"]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.sourceCidrs[0]: \"10.0.0.0/33\" is not a CIDR block: prefix length \"33\" is not a number from 0 to 32"),
-            (with_rule(r#"{"name":"r","match":{"sourceCidrs":["10.0.0/8"]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.sourceCidrs[0]: \"10.0.0/8\" is not a CIDR block: \"10.0.0\" is not an IP address"),
-            (with_rule(r#"{"name":"r","match":{"pathPrefix":"api"},"route":{"subset":"v2"}}"#), "rules[0].match.pathPrefix: \"api\" must start with '/'"),
-            (with_rule(r#"{"name":"r","match":{"path":"/a?b=1"},"route":{"subset":"v2"}}"#),
-             "rules[0].match.path: \"/a?b=1\" must not contain '?' or '#': it is matched against the path without the query string"),
-            (with_rule(r#"{"name":"r","match":{"methods":["get"]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.methods[0]: \"get\" is not an upper-case HTTP method (methods are case-sensitive, e.g. \"GET\")"),
-            (with_rule(r#"{"name":"r","match":{"hosts":["example.com:8080"]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.hosts[0]: \"example.com:8080\" must not contain a port: the port of :authority is ignored"),
-            (with_rule(r#"{"name":"r","match":{"hosts":["foo.*.com"]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.hosts[0]: \"foo.*.com\" may only use a wildcard as a leading \"*.\""),
-            (with_rule(r#"{"name":"r","match":{"cookies":[{"name":"","exact":"1"}]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.cookies[0].name: must not be empty"),
-            (with_rule(r#"{"name":"r","match":{"query":[{"name":"debug","exact":"1","present":true}]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.query[0]: has 2 operators (exact, present); exactly one is allowed"),
-            (with_rule(r#"{"name":"r","match":{"headerz":[]},"route":{"subset":"v2"}}"#),
-             "rules[0].match.headerz: unknown field `headerz`, expected one of `headers`, `cookies`, `query`, `pathPrefix`, `path`, `methods`, `hosts`, `sourceCidrs` at line 1 column 40"),
-            // 40-44: rule names
-            (with_rule(r#"{"name":"default","route":{"subset":"v2"}}"#), "rules[0].name: \"default\" is reserved for the default route"),
-            (with_rule(r#"{"name":"a.b","route":{"subset":"v2"}}"#), "rules[0].name: \"a.b\" must be 1-63 characters of [A-Za-z0-9_-] (it names stats)"),
-            (with_rule(r#"{"route":{"subset":"v2"}}"#), "rules[0]: missing field `name` at line 1 column 35"),
-            (r#"{"rules":[{"name":"a","route":{"subset":"v1"}},{"name":"a","route":{"subset":"v2"}}],"default":{"subset":"v1"}}"#.into(),
-             "rules[1].name: \"a\" is already the name of rules[0]; rule names must be unique"),
-            // 45-52: output headers and template
-            (r#"{"clusterTemplate":"cluster-v1","default":{"subset":"v1"}}"#.into(),
-             "clusterTemplate: \"cluster-v1\" must contain {subset} exactly once (found 0)"),
-            (r#"{"clusterTemplate":"{subset}-{subset}","default":{"subset":"v1"}}"#.into(),
-             "clusterTemplate: \"{subset}-{subset}\" must contain {subset} exactly once (found 2)"),
-            (r#"{"clusterTemplate":"svc {subset}","default":{"subset":"v1"}}"#.into(),
-             "clusterTemplate: \"svc {subset}\" contains ' '; cluster names are visible ASCII without spaces"),
-            (r#"{"clusterHeader":":authority","default":{"subset":"v1"}}"#.into(),
-             "clusterHeader: \":authority\" is a pseudo-header; the filter may not set it"),
-            (r#"{"clusterHeader":"X-Upstream","default":{"subset":"v1"}}"#.into(), "clusterHeader: \"X-Upstream\" must be lower case"),
-            (r#"{"subsetHeader":"x subset","default":{"subset":"v1"}}"#.into(),
-             "subsetHeader: \"x subset\" is not a valid header name: only letters, digits and !#$%&'*+-.^_`|~ are allowed"),
-            (r#"{"responseHeader":"","default":{"subset":"v1"}}"#.into(), "responseHeader: \"\" is not a valid header name: it is empty"),
-            (r#"{"clusterHeader":null,"default":{"subset":"v1"}}"#.into(),
-             "clusterHeader: is null and no subsetHeader is set: the decision would not be written anywhere"),
-            (r#"{"subsetHeader":"x-upstream-cluster","default":{"subset":"v1"}}"#.into(), "subsetHeader: must differ from clusterHeader"),
-            (r#"{"clusterHeader":5,"default":{"subset":"v1"}}"#.into(),
-             "clusterHeader: invalid type: integer `5`, expected a string at line 1 column 18"),
-        ];
-        assert!(cases.len() >= 30);
+        let cases: Vec<InvalidCase> =
+            serde_json::from_str(include_str!("../tests/data/invalid-configs.json")).unwrap();
+        assert!(
+            cases.len() >= 30,
+            "only {} invalid configurations",
+            cases.len()
+        );
         let mut failures = Vec::new();
-        for (json, expected) in &cases {
-            let got = match load(json.as_bytes()) {
+        for case in &cases {
+            assert!(
+                ["rejects", "semantic", "not-json"].contains(&case.schema.as_str()),
+                "{}",
+                case.schema
+            );
+            let got = match load(case.config.as_bytes()) {
                 Ok(_) => "ACCEPTED".to_owned(),
                 Err(errors) => errors
                     .iter()
@@ -827,9 +753,10 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(" | "),
             };
-            if got != *expected {
+            if got != case.error {
                 failures.push(format!(
-                    "config: {json}\n  expected: {expected}\n  got:      {got}"
+                    "config: {}\n  expected: {}\n  got:      {got}",
+                    case.config, case.error
                 ));
             }
         }

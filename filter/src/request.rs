@@ -144,6 +144,14 @@ impl OwnedRequest {
         self
     }
 
+    /// The first value of a header, as text (lossy).
+    pub fn first_header_owned(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
     pub fn source(mut self, ip: IpAddr) -> Self {
         self.source = Some(ip);
         self

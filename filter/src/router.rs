@@ -67,13 +67,23 @@ pub(crate) struct Sticky {
     pub(crate) hasher: StickyHasher,
 }
 
+/// Where a sticky split takes its key from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StickyKey {
+pub enum StickyKey {
     Header(String),
     Cookie(String),
     Query(String),
     /// The peer's address bytes (4 for IPv4, 16 for IPv6) are the key.
     SourceIp,
+}
+
+/// A rule's route as configured: its subsets, their weights (`None` for a fixed subset) and
+/// its sticky key source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSummary {
+    pub rule: String,
+    pub targets: Vec<(Target, Option<u32>)>,
+    pub sticky: Option<StickyKey>,
 }
 
 /// What the router decided for one request.
@@ -135,6 +145,32 @@ impl Router {
     /// Whether any rule needs the downstream peer address (so the filter fetches it).
     pub fn uses_source_ip(&self) -> bool {
         self.uses_source_ip
+    }
+
+    /// Each rule's route (then the default's), for tools such as the simulator.
+    pub fn summaries(&self) -> Vec<RouteSummary> {
+        let summarize = |rule: &str, route: &Route| match route {
+            Route::Fixed(t) => RouteSummary {
+                rule: rule.to_owned(),
+                targets: vec![(t.clone(), None)],
+                sticky: None,
+            },
+            Route::Split(s) => RouteSummary {
+                rule: rule.to_owned(),
+                targets: s
+                    .targets
+                    .iter()
+                    .cloned()
+                    .zip(s.weights.iter().map(|&w| Some(w)))
+                    .collect(),
+                sticky: s.sticky.as_ref().map(|st| st.key.clone()),
+            },
+        };
+        self.rules
+            .iter()
+            .map(|r| summarize(&r.name, &r.route))
+            .chain(std::iter::once(summarize(DEFAULT_RULE_NAME, &self.default)))
+            .collect()
     }
 
     /// Rule names in evaluation order, then `default`.
