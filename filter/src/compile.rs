@@ -24,44 +24,9 @@ pub fn load(json: &[u8]) -> Result<Router, Vec<ConfigError>> {
     compile(&config)
 }
 
-/// Strict JSON parsing. Only the first structural error can be reported (serde stops there);
-/// its path is the field's JSON path.
+/// Strict JSON parsing into the configuration types (see [`crate::reader`]).
 pub fn parse(json: &[u8]) -> Result<PluginConfig, ConfigError> {
-    if json.iter().all(u8::is_ascii_whitespace) {
-        return Err(ConfigError::new(
-            "configuration",
-            "is empty: expected a JSON object with at least a \"default\" route",
-        ));
-    }
-    // serde would also accept a struct written as an array; operators write objects.
-    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        let reason = match serde_json::from_slice::<serde::de::IgnoredAny>(json) {
-            Err(e) => json_reason(&e),
-            Ok(_) => "must be a JSON object".to_owned(),
-        };
-        return Err(ConfigError::new("configuration", reason));
-    }
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let config: PluginConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path.is_empty() || path == "." || path == "?" {
-            "configuration".to_owned()
-        } else {
-            path
-        };
-        ConfigError::new(path, json_reason(&e.into_inner()))
-    })?;
-    de.end()
-        .map_err(|e| ConfigError::new("configuration", json_reason(&e)))?;
-    Ok(config)
-}
-
-fn json_reason(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof => format!("invalid JSON: {e}"),
-        Category::Data | Category::Io => e.to_string(),
-    }
+    crate::reader::read_config(json)
 }
 
 /// Validates every field and compiles the router. All errors are collected, not just the first.
@@ -721,18 +686,31 @@ mod tests {
     /// One invalid configuration of `tests/data/invalid-configs.json` (shared with the JSON Schema
     /// and Envoy start-up tests): its text, the exact `path: reason`, and whether the JSON Schema
     /// can see the problem (`rejects`), cannot (`semantic`) or never gets a document (`not-json`).
-    #[derive(serde::Deserialize)]
     struct InvalidCase {
         config: String,
         error: String,
         schema: String,
     }
 
+    fn invalid_cases() -> Vec<InvalidCase> {
+        let data: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/invalid-configs.json")).unwrap();
+        let field = |case: &serde_json::Value, key: &str| case[key].as_str().unwrap().to_owned();
+        data.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| InvalidCase {
+                config: field(c, "config"),
+                error: field(c, "error"),
+                schema: field(c, "schema"),
+            })
+            .collect()
+    }
+
     /// Every invalid configuration, with the exact `path: reason` it must produce.
     #[test]
     fn invalid_configurations_name_the_path_and_the_reason() {
-        let cases: Vec<InvalidCase> =
-            serde_json::from_str(include_str!("../tests/data/invalid-configs.json")).unwrap();
+        let cases = invalid_cases();
         assert!(
             cases.len() >= 30,
             "only {} invalid configurations",

@@ -4,7 +4,8 @@
 //!
 //! The crate is split so that everything that decides is plain Rust, unit-tested on the host:
 //!
-//! * [`config`]: the plugin configuration as JSON (strict serde, `deny_unknown_fields`);
+//! * [`config`], [`reader`]: the plugin configuration and its strict JSON reader (unknown fields
+//!   are errors, every error names its JSON path);
 //! * [`compile`]: validation into an immutable [`Router`], with `path: reason` errors;
 //! * [`matching`], [`request`], [`cidr`]: the match conditions and the request they read;
 //! * [`selection`], [`rng`]: weighted random and sticky (weighted rendezvous) selection;
@@ -30,6 +31,7 @@ pub mod compile;
 pub mod config;
 pub mod error;
 pub mod matching;
+pub mod reader;
 pub mod request;
 pub mod rng;
 pub mod router;
