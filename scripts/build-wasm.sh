@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build a cdylib crate to a .wasm file (release) and copy it to OUT.
+#
+#   scripts/build-wasm.sh <package> <out.wasm> [--target wasm32-wasip1] [--manifest-path P] [-- extra cargo args]
+#
+# Uses rustup's target when installed, else the Debian offline fallback (see
+# scripts/wasm-toolchain.sh). Prints the toolchain path taken and the size;
+# the last stdout line is the absolute path of OUT.
+set -euo pipefail
+# shellcheck source=scripts/wasm-toolchain.sh
+source "$(dirname "$0")/wasm-toolchain.sh"
+
+[ $# -ge 2 ] || die "usage: $0 <package> <out.wasm> [--target T] [--manifest-path P] [-- cargo args]"
+pkg="$1"; out="$2"; shift 2
+target=wasm32-wasip1
+manifest=()
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) target="$2"; shift 2 ;;
+    --manifest-path) manifest=(--manifest-path "$2"); shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    *) die "unknown argument: $1" ;;
+  esac
+done
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+
+cd "$ROOT"
+wasm_toolchain_setup "$target" wasm-fallback
+
+# Size: a proxy is handed this module by every xDS update, so it should be small.
+# opt-level z (WASM_OPT_LEVEL) for the wasm only (host builds keep the workspace's "s"); on the
+# fallback path std is rebuilt anyway, so panics can compile to a bare trap
+# (panic=immediate-abort: no formatting machinery; the filter never panics by design).
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="${WASM_OPT_LEVEL:-z}"
+if [ "$WASM_PATH_TAKEN" = fallback ] && [ "${WASM_IMMEDIATE_ABORT:-1}" = 1 ]; then
+  export RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort"
+fi
+
+start=$(date +%s)
+log "cargo build --release --target $target -p $pkg --lib ${WASM_CARGO_ARGS[*]} ${extra[*]}"
+# JSON messages on stdout (diagnostics rendered on stderr) tell us the artifact path.
+artifacts="$("$WASM_CARGO" build --release --target "$target" -p "$pkg" --lib \
+  ${manifest[@]+"${manifest[@]}"} ${WASM_CARGO_ARGS[@]+"${WASM_CARGO_ARGS[@]}"} \
+  --message-format=json-render-diagnostics ${extra[@]+"${extra[@]}"} |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and "cdylib" in m["target"]["kind"]:
+        for f in m["filenames"]:
+            if f.endswith(".wasm"):
+                print(f)
+')"
+wasm="$(printf '%s\n' "$artifacts" | tail -n1)"
+[ -n "$wasm" ] && [ -f "$wasm" ] || die "no .wasm cdylib artifact produced for package $pkg (is crate-type cdylib?)"
+
+mkdir -p "$(dirname "$out")"
+cp -f "$wasm" "$out"
+# binaryen's wasm-opt -Oz shrinks the module by another ~15% (Debian package binaryen).
+if [ "${WASM_OPT:-1}" = 1 ]; then
+  command -v wasm-opt >/dev/null 2>&1 || apt_ensure binaryen || log "binaryen unavailable: skipping wasm-opt"
+  if command -v wasm-opt >/dev/null 2>&1; then
+    before=$(stat -c %s "$out")
+    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+      --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \
+      "$out" -o "$out.opt" && mv -f "$out.opt" "$out"
+    log "wasm-opt -Oz ($(wasm-opt --version)): $before -> $(stat -c %s "$out") bytes"
+  fi
+fi
+size=$(stat -c %s "$out")
+log "built $out via $WASM_PATH_TAKEN toolchain in $(( $(date +%s) - start ))s: $size bytes ($(( (size + 1023) / 1024 )) KiB)"
+echo "$out"

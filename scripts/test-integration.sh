@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run the integration suite (package subset-router-integration, in tests/) against the
+# built filter in a real Envoy.
+#
+#   scripts/test-integration.sh [cargo test filter args...]
+#
+# Environment handed to the suite:
+#   WASM           absolute path of the filter (default dist/subset_router.wasm)
+#   ENVOY_RUNTIME  docker | native, resolved from ENVOY_RUNTIME=docker|native|auto
+#   ENVOY_IMAGE    image tag from scripts/envoy-image.sh (docker runtime only)
+#   ENVOY_BIN      native envoy from scripts/envoy-native.sh (always; used for --mode validate)
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+PKG=subset-router-integration
+WASM="${WASM:-$ROOT/dist/subset_router.wasm}"
+[ -f "$WASM" ] || die "$WASM does not exist: run make build first"
+
+runtime="$("$ROOT/scripts/envoy-runtime.sh" | tail -n1)"
+ENVOY_BIN="$("$ROOT/scripts/envoy-native.sh" | tail -n1)"
+if [ "$runtime" = docker ]; then
+  ENVOY_IMAGE="$("$ROOT/scripts/envoy-image.sh" | tail -n1)"
+  export ENVOY_IMAGE
+else
+  unset ENVOY_IMAGE
+fi
+export WASM ENVOY_BIN ENVOY_RUNTIME="$runtime"
+
+host_env
+if ! cargo metadata -q --no-deps --format-version 1 | grep -q "\"name\":\"$PKG\""; then
+  die "package $PKG is not in the workspace (tests/ crate missing from [workspace] members)"
+fi
+log "WASM=$WASM ENVOY_RUNTIME=$ENVOY_RUNTIME ENVOY_IMAGE=${ENVOY_IMAGE:-<unset>} ENVOY_BIN=$ENVOY_BIN"
+log "cargo test -p $PKG --release $* -- --test-threads=1 --nocapture"
+cargo test -p "$PKG" --release "$@" -- --test-threads=1 --nocapture

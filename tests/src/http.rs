@@ -1,0 +1,202 @@
+//! A minimal HTTP/1.1 client over `std::net::TcpStream`: keep-alive, `content-length` and
+//! `chunked` bodies. Enough to talk to Envoy's listeners and admin interface quickly.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header names lower-cased, in arrival order (repeated headers kept).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().filter(|(k, _)| *k == name).count()
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub struct Client {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Client {
+        Client { addr, conn: None, timeout: Duration::from_secs(10) }
+    }
+
+    pub fn with_timeout(mut self, t: Duration) -> Client {
+        self.timeout = t;
+        self
+    }
+
+    fn connect(&self) -> std::io::Result<BufReader<TcpStream>> {
+        let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(self.timeout))?;
+        s.set_write_timeout(Some(self.timeout))?;
+        Ok(BufReader::with_capacity(16 * 1024, s))
+    }
+
+    /// `GET path` with extra headers, on the kept-alive connection (reconnects once if the
+    /// reused connection turns out to be closed).
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
+        self.request("GET", path, headers)
+    }
+
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: subset-router.test\r\n");
+        for (k, v) in headers {
+            req.push_str(k);
+            req.push_str(": ");
+            req.push_str(v);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+
+        let reused = self.conn.is_some();
+        match self.try_once(req.as_bytes()) {
+            Ok(r) => Ok(r),
+            Err(e) if reused => {
+                // A kept-alive connection may have been closed by the peer between
+                // requests: retry once on a fresh one.
+                self.conn = None;
+                self.try_once(req.as_bytes())
+                    .map_err(|e2| format!("{method} {path} on {}: {e2} (after {e})", self.addr))
+            }
+            Err(e) => Err(format!("{method} {path} on {}: {e}", self.addr)),
+        }
+    }
+
+    fn try_once(&mut self, req: &[u8]) -> std::io::Result<Response> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect()?);
+        }
+        let conn = self.conn.as_mut().unwrap();
+        let res = (|| {
+            conn.get_mut().write_all(req)?;
+            read_response(conn)
+        })();
+        match res {
+            Ok((resp, keep)) => {
+                if !keep {
+                    self.conn = None;
+                }
+                Ok(resp)
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    let n = r.read_line(&mut line)?;
+    if n == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+    }
+    while line.ends_with('\n') || line.ends_with('\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// Reads one response; returns it and whether the connection may be reused.
+pub fn read_response(r: &mut impl BufRead) -> std::io::Result<(Response, bool)> {
+    let status_line = read_line(r)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+    if !version.starts_with("HTTP/1.") {
+        return Err(bad(format!("bad status line {status_line:?}")));
+    }
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_ascii_lowercase());
+    let mut keep = version == "HTTP/1.1" && get("connection").as_deref() != Some("close");
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let size_line = read_line(r)?;
+            let size_hex = size_line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| bad(format!("bad chunk size {size_line:?}")))?;
+            if size == 0 {
+                // trailers, then the blank line
+                while !read_line(r)?.is_empty() {}
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..])?;
+            read_line(r)?; // CRLF after the chunk
+        }
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().map_err(|_| bad(format!("bad content-length {len:?}")))?;
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    } else if status == 204 || status == 304 || (100..200).contains(&status) {
+        // no body
+    } else {
+        r.read_to_end(&mut body)?;
+        keep = false;
+    }
+    Ok((Response { status, headers, body }, keep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_content_length_and_chunked() {
+        let raw = b"HTTP/1.1 200 OK\r\nX-Served-By: v1\r\ncontent-length: 2\r\n\r\nv1\
+HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n\
+HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        let mut r = BufReader::new(&raw[..]);
+        let (a, keep) = read_response(&mut r).unwrap();
+        assert_eq!((a.status, a.header("x-served-by"), a.body_str().as_str(), keep), (200, Some("v1"), "v1", true));
+        let (b, _) = read_response(&mut r).unwrap();
+        assert_eq!(b.body_str(), "abcde");
+        let (c, keep) = read_response(&mut r).unwrap();
+        assert_eq!((c.status, keep), (404, false));
+    }
+}

@@ -1,0 +1,334 @@
+//! Counting, statistical bounds, the stats comparison and the summary table.
+
+use crate::http::Response;
+use std::collections::BTreeMap;
+
+/// Allowed deviation, in binomial standard deviations.
+pub const SIGMAS: f64 = 4.5;
+
+/// `|observed - n p| <= 4.5 sqrt(n p (1-p))`. For p = 0 or 1 the bound is 0: exact.
+pub fn within_binomial(observed: u64, n: u64, p: f64) -> bool {
+    let (lo, hi) = binomial_bounds(n, p);
+    observed >= lo && observed <= hi
+}
+
+/// Inclusive integer bounds `[lo, hi]` for a count out of `n` with probability `p`.
+pub fn binomial_bounds(n: u64, p: f64) -> (u64, u64) {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).max(0.0).sqrt();
+    let lo = (mean - SIGMAS * sd).ceil().max(0.0) as u64;
+    let hi = (mean + SIGMAS * sd).floor().min(n as f64) as u64;
+    (lo, hi)
+}
+
+/// Counts per subset (plus non-routed outcomes under `!<status>` style keys).
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub counts: BTreeMap<String, u64>,
+    pub total: u64,
+    /// Requests whose response broke an invariant (first few messages kept).
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+}
+
+impl Tally {
+    pub fn add(&mut self, key: &str) {
+        *self.counts.entry(key.to_string()).or_default() += 1;
+        self.total += 1;
+    }
+
+    pub fn error(&mut self, msg: String) {
+        self.errors += 1;
+        self.total += 1;
+        if self.error_samples.len() < 5 {
+            self.error_samples.push(msg);
+        }
+    }
+
+    pub fn get(&self, k: &str) -> u64 {
+        self.counts.get(k).copied().unwrap_or(0)
+    }
+
+    pub fn merge(&mut self, o: &Tally) {
+        for (k, v) in &o.counts {
+            *self.counts.entry(k.clone()).or_default() += v;
+        }
+        self.total += o.total;
+        self.errors += o.errors;
+        for e in &o.error_samples {
+            if self.error_samples.len() < 5 {
+                self.error_samples.push(e.clone());
+            }
+        }
+    }
+
+    /// `v1 1803 (90.2%) / v2 197 (9.9%)`, in the order of `keys` then any others.
+    pub fn describe(&self, keys: &[&str]) -> String {
+        let mut parts = Vec::new();
+        let n = self.total.max(1) as f64;
+        for k in keys {
+            let c = self.get(k);
+            parts.push(format!("{k} {c} ({:.1}%)", 100.0 * c as f64 / n));
+        }
+        for (k, c) in &self.counts {
+            if !keys.contains(&k.as_str()) {
+                parts.push(format!("{k} {c}"));
+            }
+        }
+        if self.errors > 0 {
+            parts.push(format!("ERRORS {}", self.errors));
+        }
+        parts.join(" / ")
+    }
+}
+
+/// What a correctly routed response looks like for a given plugin config.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// `clusterTemplate` (with `{subset}`); `None` when `clusterHeader` is off.
+    pub cluster_template: Option<String>,
+    /// `subsetHeader` configured (as `x-subset`).
+    pub subset_header: bool,
+    /// `responseHeader` configured: its name.
+    pub response_header: Option<String>,
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Expect { cluster_template: Some("{subset}".into()), subset_header: false, response_header: None }
+    }
+}
+
+impl Expect {
+    /// Checks a response from the front listener and returns the subset that served it.
+    /// Invariants: 200, body = `x-served-by`, the upstream saw exactly the routing headers
+    /// the config asks for (and not a client's spoofed value), `responseHeader` if set.
+    pub fn check(&self, r: &Response) -> Result<String, String> {
+        if r.status != 200 {
+            return Err(format!(
+                "status {} (x-front-flags {:?}) body {:?}",
+                r.status,
+                r.header("x-front-flags"),
+                r.body_str()
+            ));
+        }
+        let served = r.header("x-served-by").ok_or("no x-served-by header")?.to_string();
+        if r.body_str() != served {
+            return Err(format!("body {:?} != x-served-by {served:?}", r.body_str()));
+        }
+        let cluster = r.header("x-served-cluster").unwrap_or("");
+        match &self.cluster_template {
+            Some(t) => {
+                let want = t.replace("{subset}", &served);
+                let echo = r.header("x-echo-cluster-header");
+                if echo != Some(want.as_str()) {
+                    return Err(format!(
+                        "upstream {cluster} saw x-upstream-cluster {echo:?}, want {want:?}"
+                    ));
+                }
+                if cluster != want {
+                    return Err(format!("served by cluster {cluster:?}, want {want:?}"));
+                }
+            }
+            None => {
+                if let Some(echo) = r.header("x-echo-cluster-header") {
+                    return Err(format!("clusterHeader is off but upstream saw x-upstream-cluster {echo:?}"));
+                }
+            }
+        }
+        let echo_subset = r.header("x-echo-subset-header");
+        if self.subset_header {
+            if echo_subset != Some(served.as_str()) {
+                return Err(format!("upstream {served} saw x-subset {echo_subset:?}"));
+            }
+        } else if let Some(v) = echo_subset {
+            return Err(format!("subsetHeader is off but upstream saw x-subset {v:?}"));
+        }
+        if let Some(h) = &self.response_header {
+            let got = r.header(h);
+            if got != Some(served.as_str()) {
+                return Err(format!("response header {h}: {got:?}, want {served:?}"));
+            }
+            if r.header_count(h) != 1 {
+                return Err(format!("response header {h} appears {} times", r.header_count(h)));
+            }
+        }
+        Ok(served)
+    }
+}
+
+/// Compares the `subset_router` counters Envoy printed with the expected values (names
+/// without Envoy's `wasmcustom.` namespace). Absent counters count as 0. Returns the
+/// namespace prefix seen (`"wasmcustom."` or `""`) or the list of differences.
+pub fn compare_stats(
+    printed: &BTreeMap<String, u64>,
+    expected: &BTreeMap<String, u64>,
+) -> Result<&'static str, String> {
+    let mut prefix = None;
+    let mut got: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in printed {
+        let (p, name) = match k.strip_prefix("wasmcustom.") {
+            Some(n) => ("wasmcustom.", n),
+            None => ("", k.as_str()),
+        };
+        if !name.starts_with("subset_router.") {
+            continue;
+        }
+        prefix.get_or_insert(p);
+        *got.entry(name.to_string()).or_default() += v;
+    }
+    let mut diffs = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = got.keys().chain(expected.keys()).collect();
+    for k in keys {
+        let g = got.get(k).copied().unwrap_or(0);
+        let e = expected.get(k).copied().unwrap_or(0);
+        if g != e {
+            diffs.push(format!("{k}: printed {g}, expected {e}"));
+        }
+    }
+    if got.is_empty() && expected.values().any(|v| *v > 0) {
+        return Err(format!(
+            "no subset_router counters in /stats at all (looked for `subset_router.*` and \
+             `wasmcustom.subset_router.*`); expected {expected:?}"
+        ));
+    }
+    if diffs.is_empty() {
+        Ok(prefix.unwrap_or(""))
+    } else {
+        Err(diffs.join("; "))
+    }
+}
+
+/// Expected-counter builder: `rule/subset -> n`.
+#[derive(Debug, Default, Clone)]
+pub struct ExpectedStats(pub BTreeMap<String, u64>);
+
+impl ExpectedStats {
+    pub fn rule(&mut self, rule: &str, subset: &str, n: u64) -> &mut Self {
+        if n > 0 {
+            *self.0.entry(format!("subset_router.rule.{rule}.subset.{subset}")).or_default() += n;
+        }
+        self
+    }
+    pub fn rule_tally(&mut self, rule: &str, t: &Tally) -> &mut Self {
+        for (s, n) in &t.counts {
+            self.rule(rule, s, *n);
+        }
+        self
+    }
+    pub fn spoofed(&mut self, n: u64) -> &mut Self {
+        if n > 0 {
+            *self.0.entry("subset_router.spoofed_header_removed".into()).or_default() += n;
+        }
+        self
+    }
+    pub fn sticky_missing(&mut self, n: u64) -> &mut Self {
+        if n > 0 {
+            *self.0.entry("subset_router.sticky_key_missing".into()).or_default() += n;
+        }
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: String,
+    pub expected: String,
+    pub observed: String,
+    pub pass: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Table {
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    pub fn push(&mut self, scenario: &str, expected: &str, observed: &str, pass: bool) {
+        println!(
+            "    [{}] {scenario}: expected {expected}; observed {observed}",
+            if pass { "PASS" } else { "FAIL" }
+        );
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            expected: expected.into(),
+            observed: observed.into(),
+            pass,
+        });
+    }
+
+    pub fn render(&self) -> String {
+        let head = ["scenario", "expected split", "observed split", "verdict"];
+        let cells: Vec<[String; 4]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                [
+                    r.scenario.clone(),
+                    r.expected.clone(),
+                    r.observed.clone(),
+                    if r.pass { "PASS".into() } else { "FAIL".into() },
+                ]
+            })
+            .collect();
+        let mut w = head.map(|h| h.chars().count());
+        for c in &cells {
+            for i in 0..4 {
+                w[i] = w[i].max(c[i].chars().count());
+            }
+        }
+        let line = |c: &[String; 4]| {
+            let mut s = String::from("|");
+            for i in 0..4 {
+                let pad = w[i] - c[i].chars().count();
+                s.push(' ');
+                s.push_str(&c[i]);
+                s.push_str(&" ".repeat(pad));
+                s.push_str(" |");
+            }
+            s
+        };
+        let mut out = String::new();
+        out.push_str(&line(&head.map(String::from)));
+        out.push('\n');
+        let mut sep = String::from("|");
+        for wi in w {
+            sep.push_str(&"-".repeat(wi + 2));
+            sep.push('|');
+        }
+        out.push_str(&sep);
+        out.push('\n');
+        for c in &cells {
+            out.push_str(&line(c));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        // n=2000, p=0.1: mean 200, sd 13.42, 4.5 sd = 60.4
+        assert_eq!(binomial_bounds(2000, 0.1), (140, 260));
+        assert_eq!(binomial_bounds(2000, 0.0), (0, 0));
+        assert_eq!(binomial_bounds(2000, 1.0), (2000, 2000));
+        assert!(within_binomial(1000, 2000, 0.5));
+        assert!(!within_binomial(1, 2000, 0.0));
+    }
+
+    #[test]
+    fn stats_compare_handles_namespace_and_zeroes() {
+        let mut printed = BTreeMap::new();
+        printed.insert("wasmcustom.subset_router.rule.c.subset.v1".to_string(), 5);
+        printed.insert("wasmcustom.subset_router.rule.c.subset.v2".to_string(), 0);
+        let mut e = ExpectedStats::default();
+        e.rule("c", "v1", 5).rule("c", "v2", 0);
+        assert_eq!(compare_stats(&printed, &e.0), Ok("wasmcustom."));
+        e.spoofed(1);
+        assert!(compare_stats(&printed, &e.0).is_err());
+    }
+}

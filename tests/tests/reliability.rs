@@ -1,0 +1,1259 @@
+//! Reliability and security of the filter in a real Envoy 1.40 (issue 6, items 1-5):
+//!
+//! 1. `forged_headers`: 1,000 requests forging `x-upstream-cluster` / `x-subset` (mixed case,
+//!    repeated, odd whitespace) reach only clusters the rules chose.
+//! 2. `invalid_configs`: invalid plugin configs (the filter's own table of `path: reason`
+//!    errors): `envoy --mode validate` and real start-ups refuse them and log the exact line;
+//!    nothing ever serves.
+//! 3. `live_reload`: the filter config delivered by ECDS from a watched file, swapped by rename
+//!    under continuous load: 90/10 -> invalid -> 50/50 -> sticky 80/20; no request fails, the
+//!    invalid one is rejected, splits measured.
+//! 4. `hostile_requests`: raw-socket requests (60 KiB header, 100 cookies, non-UTF-8 bytes,
+//!    malformed cookies, huge query, bad percent-encoding, no :authority): the filter never
+//!    fails a request nor the VM; later requests route.
+//! 5. `soak`: 200,000 requests at concurrency 32 through a 10-rule sticky config: no non-2xx,
+//!    Envoy RSS growth < 10% from the 50,000th to the 200,000th.
+//!
+//! Own `main` (harness = false) like `rollouts.rs`: arguments not starting with `-` (or env
+//! `SCENARIO`) select scenarios by substring, `--list` lists them. Prints a check table and a
+//! figures table; exits non-zero if any check failed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subset_router_it::envoy::{self, LaunchOptions};
+use subset_router_it::load::{get_request, one_shot, rss_kib, Conn, Load, LoadSpec, FAILED};
+use subset_router_it::variants::{self, ECDS_FILE, ECDS_NAME};
+use subset_router_it::*;
+
+// ---------------------------------------------------------------------------------------
+// Context, tables
+// ---------------------------------------------------------------------------------------
+struct Ctx {
+    env: Env,
+    /// `env` with the hardened template (raised header limits, HTTP/1.0 accepted).
+    hardened: Env,
+    rows: Vec<[String; 4]>,
+    figures: Vec<(String, String)>,
+    failed: bool,
+    requests: u64,
+    request_failures: u64,
+}
+
+impl Ctx {
+    fn row(&mut self, check: &str, expected: &str, observed: &str, pass: bool) {
+        println!("    [{}] {check}: expected {expected}; observed {observed}", if pass { "PASS" } else { "FAIL" });
+        self.failed |= !pass;
+        self.rows.push([check.into(), expected.into(), observed.into(), if pass { "PASS" } else { "FAIL" }.into()]);
+    }
+
+    fn figure(&mut self, name: &str, value: impl Into<String>) {
+        let v = value.into();
+        println!("    figure: {name} = {v}");
+        self.figures.push((name.into(), v));
+    }
+
+    fn count(&mut self, sent: u64, failures: u64) {
+        self.requests += sent;
+        self.request_failures += failures;
+    }
+
+    fn start(&self, env: &Env, name: &str, plugin: &str) -> Result<Envoy, String> {
+        let t = Instant::now();
+        let e = Envoy::start(env, name, plugin)?;
+        println!(
+            "    envoy `{name}` ready in {:.2}s (front :{}, admin :{}, dir {})",
+            t.elapsed().as_secs_f64(),
+            e.ports.front,
+            e.ports.admin,
+            e.dir.display()
+        );
+        Ok(e)
+    }
+}
+
+fn render(head: [&str; 4], rows: &[[String; 4]]) -> String {
+    let mut w = head.map(|h| h.chars().count());
+    for r in rows {
+        for i in 0..4 {
+            w[i] = w[i].max(r[i].chars().count());
+        }
+    }
+    let line = |c: [&str; 4]| {
+        let mut s = String::from("|");
+        for i in 0..4 {
+            s.push_str(&format!(" {}{} |", c[i], " ".repeat(w[i] - c[i].chars().count())));
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(head);
+    out.push('|');
+    for wi in w {
+        out.push_str(&format!("{}|", "-".repeat(wi + 2)));
+    }
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Sum of the filter's decision counters (`subset_router.rule.*`) in a stats map.
+fn decisions(stats: &BTreeMap<String, u64>) -> u64 {
+    stats.iter().filter(|(k, _)| k.contains("subset_router.rule.")).map(|(_, v)| v).sum()
+}
+
+fn stat(stats: &BTreeMap<String, u64>, suffix: &str) -> u64 {
+    stats.iter().filter(|(k, _)| k.ends_with(suffix)).map(|(_, v)| *v).sum()
+}
+
+/// Wasm-related Envoy stats that reveal a crashed or reloaded VM, and request outcomes.
+fn health(envoy: &Envoy) -> Result<BTreeMap<String, u64>, String> {
+    let mut m = envoy.stats("wasm")?;
+    m.extend(envoy.stats("http.front.downstream_rq")?);
+    Ok(m)
+}
+
+/// Lines of the Envoy log that would mean the filter or its VM failed.
+fn wasm_failure_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            (l.contains("][wasm]") && (l.contains("][critical][") || l.contains("][error][")))
+                || l.contains("panicked")
+                || l.contains("Function: proxy_on")
+                || l.contains("wasm trap")
+                || l.contains("RuntimeError")
+        })
+        .map(|l| l.chars().take(300).collect())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Forged routing headers
+// ---------------------------------------------------------------------------------------
+const FORGED_N: u64 = 1000;
+
+fn forged_headers(cx: &mut Ctx) -> Result<(), String> {
+    // clusterHeader (default x-upstream-cluster) and subsetHeader x-subset: the template routes
+    // `x-subset: v1|v2|v3` first, then `cluster_header: x-upstream-cluster`. No rule selects
+    // v3, color-red or internal-admin.
+    let plugin = r#"{
+      "subsetHeader": "x-subset",
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {"name": "debug", "match": {"headers": [{"name": "user-agent", "exact": "debug"}]},
+         "route": {"subset": "v2"}},
+        {"name": "canary", "match": {"pathPrefix": "/"},
+         "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}]}}
+      ],
+      "default": {"subset": "v1"}
+    }"#;
+    let forged: &[(&str, &str, bool)] = &[
+        ("lower case", "x-upstream-cluster: internal-admin\r\n", false),
+        ("Mixed-Case", "X-Upstream-Cluster: internal-admin\r\n", false),
+        ("UPPER, no space", "X-UPSTREAM-CLUSTER:internal-admin\r\n", false),
+        ("tabs/spaces around value", "x-upstream-cluster:\t  internal-admin \t\r\n", false),
+        ("odd case, padded", "x-Upstream-CLUSTER:     internal-admin     \r\n", false),
+        (
+            "repeated x3, two spellings",
+            "x-upstream-cluster: internal-admin\r\nX-Upstream-Cluster: v3\r\nx-upstream-cluster: color-red\r\n",
+            false,
+        ),
+        ("comma list", "x-upstream-cluster: internal-admin, v3\r\n", false),
+        ("other real cluster", "x-upstream-cluster: color-red\r\n", false),
+        ("subsetHeader x-subset: v3", "x-subset: v3\r\n", false),
+        ("subsetHeader mixed case, repeated", "X-Subset: v3\r\nx-SUBSET:internal-admin\r\n", false),
+        ("both headers", "x-subset: v3\r\nX-Upstream-Cluster: internal-admin\r\n", false),
+        ("both + debug user-agent", "user-agent: debug\r\nx-upstream-cluster: internal-admin\r\nx-subset: v3\r\n", true),
+    ];
+    let envoy = cx.start(&cx.hardened, "forged-headers", plugin)?;
+    let ex = Expect {
+        cluster_template: Some("{subset}".into()),
+        subset_header: true,
+        response_header: Some("x-routed-subset".into()),
+    };
+    let before = envoy.stats("subset_router")?;
+    let mut conn = Conn::new(envoy.front());
+    let mut served: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_variant: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut errors = 0u64;
+    let mut error_samples = Vec::new();
+    let mut debug_sent = 0u64;
+    let mut debug_wrong = 0u64;
+    for i in 0..FORGED_N {
+        let (label, lines, debug) = forged[i as usize % forged.len()];
+        let req = format!("GET /app/{i} HTTP/1.1\r\nhost: subset-router.test\r\n{lines}\r\n");
+        if debug {
+            debug_sent += 1;
+        }
+        match conn.send(req.as_bytes()) {
+            Ok(r) => {
+                let by = r.header("x-served-by").unwrap_or("-").to_string();
+                *served.entry(by.clone()).or_default() += 1;
+                *per_variant.entry(label).or_default().entry(by.clone()).or_default() += 1;
+                if let Err(e) = ex.check(&r) {
+                    errors += 1;
+                    if error_samples.len() < 3 {
+                        error_samples.push(format!("{label}: {e}"));
+                    }
+                }
+                if debug && by != "v2" {
+                    debug_wrong += 1;
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                if error_samples.len() < 3 {
+                    error_samples.push(format!("{label}: {e}"));
+                }
+            }
+        }
+    }
+    cx.count(FORGED_N, errors);
+    let after = envoy.stats("subset_router")?;
+    let spoofed = stat(&after, "subset_router.spoofed_header_removed") - stat(&before, "subset_router.spoofed_header_removed");
+    let upstream = envoy.stats("upstream_rq_total")?;
+    // A missing counter counts as reached: the check must not pass on a renamed stat.
+    let reached = |c: &str| upstream.get(&format!("cluster.{c}.upstream_rq_total")).copied().unwrap_or(u64::MAX / 4);
+    let forbidden: u64 = ["internal-admin", "v3", "color-red"].iter().map(|c| reached(c)).sum();
+    let off_rules: u64 = served.iter().filter(|(k, _)| *k != "v1" && *k != "v2").map(|(_, v)| v).sum();
+
+    let obs = served.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(" / ");
+    cx.row(
+        &format!("1 forged headers: {FORGED_N} requests, {} variants", forged.len()),
+        "all 200, served by v1/v2 only (rules), upstream saw only the filter's headers",
+        &format!(
+            "{obs}; invariant errors {errors}{}",
+            error_samples.first().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        ),
+        errors == 0 && off_rules == 0,
+    );
+    cx.row(
+        "1 forged: clusters no rule selects",
+        "internal-admin + v3 + color-red upstream_rq_total = 0",
+        &format!(
+            "internal-admin {}, v3 {}, color-red {}",
+            reached("internal-admin"),
+            reached("v3"),
+            reached("color-red")
+        ),
+        forbidden == 0,
+    );
+    cx.row(
+        "1 forged: debug rule still decides",
+        &format!("{debug_sent} debug requests -> v2"),
+        &format!("{} elsewhere", debug_wrong),
+        debug_wrong == 0,
+    );
+    cx.row(
+        "1 forged: spoofed_header_removed",
+        &format!("+{FORGED_N}"),
+        &format!("+{spoofed}"),
+        spoofed == FORGED_N,
+    );
+    let dec = decisions(&after) - decisions(&before);
+    cx.row("1 forged: decision counters", &format!("+{FORGED_N}"), &format!("+{dec}"), dec == FORGED_N);
+    for (label, m) in &per_variant {
+        println!("      {label}: {m:?}");
+    }
+    cx.figure("forged requests (reached internal-admin/v3/color-red)", format!("{FORGED_N} ({forbidden})"));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Invalid configurations at start-up
+// ---------------------------------------------------------------------------------------
+
+/// The error classes of the SPEC, each a substring of a case's config text or of its expected
+/// `path: reason` in the filter's own table `filter/tests/data/invalid-configs.json`; the
+/// first case of each class is used (the table's wording is the filter's, not ours).
+const INVALID_CLASSES: &[&str] = &[
+    "is empty",                    // empty configuration
+    "invalid JSON",                // syntax error
+    "trailing",                    // trailing characters after the object
+    "\n42\n",                    // not an object
+    "{}\n",                       // missing `default`
+    "rulez",                       // unknown top-level field
+    "regexp",                      // unknown operator
+    "exceeds 1000000",             // weight out of range
+    "is negative",                 // negative weight
+    "1.5",                         // weight of the wrong type
+    "sum to 0",                    // weights sum to 0
+    "appears twice",               // duplicate subset
+    "needs exactly one of header", // stickyBy
+    "not a valid regex",           // bad regex
+    "10.0.0.0/33",                 // bad CIDR prefix length
+    "10.0.0/8",                    // bad CIDR address
+    "user agent",                  // bad header name
+    "(found 0)",                   // template without {subset}
+    "pseudo-header",               // :authority as an output header
+    "reserved",                    // rule named default
+    "must be unique",              // duplicate rule name
+    "\"get\"",                     // lower-case method
+    "must not contain a port",     // host with a port
+    "\"v 1\"",                     // bad subset name
+    "has 2 operators",             // two operators
+    "is null",                     // clusterHeader null without subsetHeader
+    "must differ",                 // subsetHeader = clusterHeader
+    "\"clusterHeader\":5",         // wrong type
+];
+
+/// Several errors at once (from compile.rs `all_errors_are_reported_not_just_the_first`):
+/// every one must be logged, and nothing of the config may serve.
+const MULTI_ERROR: (&str, &[&str]) = (
+    r#"{"clusterTemplate":"x","rules":[{"name":"a.b","route":{"split":[{"subset":"v1","weight":2000000}]}}],"default":{"subset":"!"}}"#,
+    &[
+        "clusterTemplate: \"x\" must contain {subset} exactly once (found 0)",
+        "rules[0].name: \"a.b\" must be 1-63 characters of [A-Za-z0-9_-] (it names stats)",
+        "rules[0].route.split[0].weight: 2000000 exceeds 1000000",
+        "default.subset: \"!\" must be 1-63 characters of [A-Za-z0-9._-]",
+    ],
+);
+
+struct InvalidCase {
+    config: String,
+    errors: Vec<String>,
+}
+
+fn invalid_cases() -> Result<Vec<InvalidCase>, String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../filter/tests/data/invalid-configs.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let data = minijson::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let all: Vec<(String, String)> = data
+        .as_array()
+        .ok_or("invalid-configs.json is not an array")?
+        .iter()
+        .filter_map(|c| Some((c.get("config")?.as_str()?.to_string(), c.get("error")?.as_str()?.to_string())))
+        .collect();
+    let mut out = Vec::new();
+    let mut used = BTreeSet::new();
+    for class in INVALID_CLASSES {
+        let hit = |(c, e): &(String, String)| format!("\n{c}\n{e}").contains(class);
+        match all.iter().enumerate().find(|(i, case)| hit(case) && !used.contains(i)) {
+            Some((i, (config, error))) => {
+                used.insert(i);
+                out.push(InvalidCase { config: config.clone(), errors: error.split(" | ").map(String::from).collect() });
+            }
+            None => println!("    note: no case of class {class:?} in invalid-configs.json (skipped)"),
+        }
+    }
+    out.push(InvalidCase {
+        config: MULTI_ERROR.0.to_string(),
+        errors: MULTI_ERROR.1.iter().map(|s| s.to_string()).collect(),
+    });
+    Ok(out)
+}
+
+fn logged(log: &str, error: &str) -> bool {
+    log.contains(&format!("subset-router: invalid configuration: {error}"))
+}
+
+fn invalid_configs(cx: &mut Ctx) -> Result<(), String> {
+    let cases = invalid_cases()?;
+    // (a) `envoy --mode validate` on every case: it loads the wasm and runs on_configure, so
+    // the filter's error line is in its output. Two at a time.
+    let t = Instant::now();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, Result<envoy::Validation, String>)>> = Default::default();
+    let env = &cx.env;
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(c) = cases.get(i) else { break };
+                let v = Envoy::validate_only(env, &format!("invalid-{i:02}"), &c.config, &LaunchOptions::default());
+                results.lock().unwrap().push((i, v));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    let validate_secs = t.elapsed().as_secs_f64();
+    let mut refused = 0;
+    let mut bad = Vec::new();
+    for (i, res) in &results {
+        let c = &cases[*i];
+        match res {
+            Ok(v) if !v.ok && c.errors.iter().all(|e| logged(&v.output, e)) => refused += 1,
+            Ok(v) => bad.push(format!(
+                "#{i} {:?}: validate {}, missing line(s) {:?}",
+                c.config.chars().take(60).collect::<String>(),
+                if v.ok { "PASSED" } else { "failed" },
+                c.errors.iter().filter(|e| !logged(&v.output, e)).collect::<Vec<_>>()
+            )),
+            Err(e) => bad.push(format!("#{i}: {e}")),
+        }
+    }
+    cx.row(
+        &format!("2 invalid configs: envoy --mode validate x{}", cases.len()),
+        "each refused (exit 1), output has `subset-router: invalid configuration: <path: reason>` exactly",
+        &format!(
+            "{refused}/{} refused with the exact line(s) ({validate_secs:.1}s, {:.2}s each){}",
+            cases.len(),
+            validate_secs * 2.0 / cases.len().max(1) as f64,
+            bad.first().map(|b| format!("; FIRST PROBLEM: {b}")).unwrap_or_default()
+        ),
+        refused == cases.len() && cases.len() >= 15,
+    );
+    for b in bad.iter().skip(1) {
+        println!("      also: {b}");
+    }
+
+    // (b) real start-ups in the runtime under test (Docker by default): Envoy exits 1 with the
+    // line in its log, and neither the front listener nor /ready ever answered.
+    let picks: Vec<&InvalidCase> = ["exceeds 1000000", "is not a valid regex", "is empty"]
+        .iter()
+        .filter_map(|k| cases.iter().find(|c| c.errors.iter().any(|e| e.contains(k))))
+        .chain(cases.last())
+        .collect();
+    let mut started_ok = 0;
+    for (n, c) in picks.iter().enumerate() {
+        let t = Instant::now();
+        let (mut envoy, _validation) = Envoy::launch(&cx.env, &format!("invalid-start-{n}"), &c.config)?;
+        let (served, ready, exited) = watch_refusal(&mut envoy, Duration::from_secs(30));
+        let log = envoy.logs();
+        let lines_ok = c.errors.iter().all(|e| logged(&log, e));
+        let exit1 = exited.as_deref().is_some_and(|w| w.trim_end().ends_with(" 1"));
+        let pass = exit1 && lines_ok && !served && !ready;
+        started_ok += pass as usize;
+        cx.row(
+            &format!("2 invalid config start-up ({}) #{n}", cx.env.runtime_name()),
+            &format!("exit 1, never serves, log: {}", c.errors.join(" + ")),
+            &format!(
+                "{} after {:.1}s; front answered: {served}; /ready LIVE: {ready}; line(s) in log: {lines_ok}",
+                exited.clone().unwrap_or_else(|| "STILL RUNNING".into()),
+                t.elapsed().as_secs_f64()
+            ),
+            pass,
+        );
+        if !pass {
+            println!("--- Envoy log (excerpt) ---\n{}", envoy::log_excerpt(&log));
+        }
+    }
+    cx.figure("invalid configs refused (validate + real start-ups)", format!("{refused} + {started_ok}"));
+    Ok(())
+}
+
+/// Until Envoy exits (or `timeout`): did the front listener answer an HTTP request, did admin
+/// `/ready` say LIVE, and how did it exit.
+fn watch_refusal(envoy: &mut Envoy, timeout: Duration) -> (bool, bool, Option<String>) {
+    let deadline = Instant::now() + timeout;
+    let (mut served, mut ready) = (false, false);
+    let probe = get_request("/", &[]);
+    let mut polls = 0u32;
+    loop {
+        if one_shot(envoy.front(), &probe, Duration::from_millis(300)).is_ok() {
+            served = true;
+        }
+        if let Ok(r) = Client::new(envoy.admin()).with_timeout(Duration::from_millis(300)).get("/ready", &[]) {
+            ready |= r.status == 200;
+        }
+        polls += 1;
+        if polls.is_multiple_of(4) {
+            if let Some(why) = envoy.exited() {
+                return (served, ready, Some(why));
+            }
+        }
+        if Instant::now() > deadline {
+            return (served, ready, None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Live reload through ECDS under load
+// ---------------------------------------------------------------------------------------
+const MEASURE: u64 = 3000;
+const RELOAD_IDS: u64 = 600;
+
+fn reload_plugin(route: &str) -> String {
+    format!(
+        r#"{{"responseHeader": "x-routed-subset",
+  "rules": [{{"name": "canary", "match": {{"pathPrefix": "/"}}, "route": {route}}}],
+  "default": {{"subset": "v1"}}}}"#
+    )
+}
+
+fn ecds_counter(envoy: &Envoy, what: &str) -> u64 {
+    envoy
+        .stats(&format!("extension_config_discovery.http_filter.{ECDS_NAME}"))
+        .map(|m| stat(&m, &format!(".{what}")))
+        .unwrap_or(0)
+}
+
+fn wait_counter(envoy: &Envoy, what: &str, above: u64, timeout: Duration) -> Result<Duration, String> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if ecds_counter(envoy, what) > above {
+            return Ok(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(format!("extension_config_discovery.http_filter.{ECDS_NAME}.{what} did not move within {timeout:?}"))
+}
+
+fn live_reload(cx: &mut Ctx) -> Result<(), String> {
+    let p90 = reload_plugin(r#"{"split": [{"subset": "v1", "weight": 90}, {"subset": "v2", "weight": 10}]}"#);
+    let invalid =
+        reload_plugin(r#"{"split": [{"subset": "v1", "weight": 1000001}, {"subset": "v2", "weight": 10}]}"#);
+    let invalid_line = "rules[0].route.split[0].weight: 1000001 exceeds 1000000";
+    let p50 = reload_plugin(r#"{"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}]}"#);
+    let sticky = reload_plugin(
+        r#"{"split": [{"subset": "v1", "weight": 80}, {"subset": "v2", "weight": 20}], "stickyBy": {"header": "x-user-id"}}"#,
+    );
+
+    let (template, resource) = variants::ecds(&cx.hardened.template)?;
+    let opts = LaunchOptions { template: Some(template), files: vec![(ECDS_FILE.to_string(), resource.clone())] };
+    let (mut envoy, validation) = Envoy::launch_with(&cx.env, "live-reload", &p90, &opts)?;
+    if !validation.ok {
+        return Err(format!("validate rejected the ECDS config: {}", envoy::first_error_line(&validation.output)));
+    }
+    envoy.wait_ready()?;
+    println!("    envoy `live-reload` ready (ECDS file {}/{ECDS_FILE})", envoy.dir.display());
+
+    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let labels = vec!["v1".to_string(), "v2".to_string()];
+    let load = Load::start(LoadSpec {
+        addr: envoy.front(),
+        threads: 4,
+        total: None,
+        labels: labels.clone(),
+        make: Arc::new(|seq| {
+            let id = seq % RELOAD_IDS;
+            (get_request(&format!("/reload/{seq}"), &[("x-user-id", &format!("user-{id:04}"))]), id as u32)
+        }),
+        check: Arc::new(move |r| ex.check(r)),
+        checkpoints: vec![],
+        sample: None,
+    });
+
+    // Phases: odd = measured window, even = swap in progress.
+    let mut steps: Vec<(String, Result<Duration, String>)> = Vec::new();
+    let mut phases = || -> Result<(), String> {
+        load.set_phase(1);
+        load.wait_more(MEASURE, Duration::from_secs(60));
+        let swap = |label: &str, plugin: &str, counter: &str, phase: u32| -> Result<Duration, String> {
+            load.set_phase(phase);
+            let before = ecds_counter(&envoy, counter);
+            let t = Instant::now();
+            envoy.replace_file(ECDS_FILE, &resource, plugin)?;
+            let d = wait_counter(&envoy, counter, before, Duration::from_secs(20)).map(|_| t.elapsed());
+            // Workers pick the new filter config up through their thread-local slots.
+            std::thread::sleep(Duration::from_millis(300));
+            load.set_phase(phase + 1);
+            load.wait_more(MEASURE, Duration::from_secs(60));
+            println!("    swap {label}: {d:?}");
+            d
+        };
+        steps.push(("invalid (weight 1000001)".into(), swap("invalid", &invalid, "config_fail", 2)));
+        steps.push(("50/50".into(), swap("50/50", &p50, "update_success", 4)));
+        steps.push(("sticky 80/20".into(), swap("sticky 80/20", &sticky, "update_success", 6)));
+        Ok(())
+    };
+    let run = phases();
+    let res = load.finish(true);
+    run?;
+    cx.count(res.sent, res.failures);
+    for (label, d) in &steps {
+        if let Err(e) = d {
+            cx.row(&format!("3 reload: swap to {label}"), "Envoy notices the renamed file", &format!("ERROR: {e}"), false);
+        }
+    }
+
+    let window = |phase: u32| -> Vec<_> { res.records.iter().filter(|r| r.phase == phase).collect() };
+    let split_row = |cx: &mut Ctx, label: &str, phase: u32, p_v2: f64| {
+        let w = window(phase);
+        let n = w.len() as u64;
+        let v2 = w.iter().filter(|r| r.outcome == 1).count() as u64;
+        let failed = w.iter().filter(|r| r.outcome == FAILED).count();
+        let (lo, hi) = binomial_bounds(n, p_v2);
+        cx.row(
+            label,
+            &format!("v2 {:.0}% of N={n}: [{lo}..{hi}]", p_v2 * 100.0),
+            &format!("v2 {v2} ({:.1}%), failed {failed}", 100.0 * v2 as f64 / n.max(1) as f64),
+            failed == 0 && v2 >= lo && v2 <= hi && n >= MEASURE,
+        );
+    };
+    split_row(cx, "3 reload: initial 90/10", 1, 0.10);
+
+    let fails = ecds_counter(&envoy, "config_fail");
+    let log = envoy.logs();
+    let line = logged(&log, invalid_line);
+    cx.row(
+        "3 reload: invalid config rejected",
+        &format!("ECDS config_fail = 1, log: {invalid_line}"),
+        &format!(
+            "config_fail {fails}, update_rejected {}, line in log: {line}",
+            ecds_counter(&envoy, "update_rejected")
+        ),
+        fails == 1 && line,
+    );
+    split_row(cx, "3 reload: after the invalid swap, 90/10 keeps serving", 3, 0.10);
+    split_row(cx, "3 reload: after swap to 50/50", 5, 0.50);
+
+    // Sticky 80/20: every id on one subset; share of ids on v2 ~ 20%.
+    let w = window(7);
+    let mut by_id: BTreeMap<u32, BTreeSet<u16>> = BTreeMap::new();
+    for r in &w {
+        if r.outcome != FAILED {
+            by_id.entry(r.key).or_default().insert(r.outcome);
+        }
+    }
+    let split_ids = by_id.values().filter(|s| s.len() > 1).count();
+    let ids_v2 = by_id.values().filter(|s| s.len() == 1 && s.contains(&1)).count() as u64;
+    let ids = by_id.len() as u64;
+    let (lo, hi) = binomial_bounds(ids, 0.20);
+    let failed = w.iter().filter(|r| r.outcome == FAILED).count();
+    cx.row(
+        "3 reload: after swap to sticky 80/20",
+        &format!("{ids} ids: each on 1 subset, ids on v2 20% [{lo}..{hi}]"),
+        &format!(
+            "{} requests, ids on v2 {ids_v2} ({:.1}%), ids on 2 subsets {split_ids}, failed {failed}",
+            w.len(),
+            100.0 * ids_v2 as f64 / ids.max(1) as f64
+        ),
+        failed == 0 && split_ids == 0 && ids_v2 >= lo && ids_v2 <= hi && ids == RELOAD_IDS,
+    );
+    let ok_swaps = ecds_counter(&envoy, "update_success");
+    cx.row(
+        "3 reload: whole run under load",
+        "0 failed requests (resets, errors, non-2xx); 3 valid configs applied (update_success 3)",
+        &format!(
+            "{} requests at {:.0}/s, {} failed, {} graceful reconnects; update_success {ok_swaps}{}",
+            res.sent,
+            res.rps(),
+            res.failures,
+            res.reconnects,
+            res.failure_samples.first().map(|s| format!(" (first failure: {s})")).unwrap_or_default()
+        ),
+        res.failures == 0 && ok_swaps == 3,
+    );
+    // The rejected update logs the filter's lines and Envoy's "failed to load" lines; any
+    // other wasm error would be a failure.
+    let expected_rejection = [
+        "subset-router: invalid configuration:",
+        "subset-router: configuration rejected",
+        "Failed to configure base Wasm plugin",
+        "Plugin subset_router failed to load",
+        "Plugin configured to fail closed failed to load",
+    ];
+    let wasm_fail = wasm_failure_lines(&log)
+        .into_iter()
+        .filter(|l| !expected_rejection.iter().any(|e| l.contains(e)))
+        .collect::<Vec<_>>();
+    if !wasm_fail.is_empty() {
+        cx.row("3 reload: Envoy log", "no wasm failure besides the rejected config", &wasm_fail[0], false);
+    }
+    cx.figure("live reload: requests / failed / reconnects", format!("{} / {} / {}", res.sent, res.failures, res.reconnects));
+    cx.figure("live reload: configs rejected by Envoy (ECDS config_fail)", fails.to_string());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Hostile requests over raw sockets
+// ---------------------------------------------------------------------------------------
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Want {
+    /// 200, routed by the filter; to this subset when given.
+    Routed(Option<&'static str>),
+    /// Routed by a sticky rule: every repetition on the same subset.
+    Sticky,
+    /// Envoy itself refuses it (this status) before any filter runs.
+    EnvoyRefuses(u16),
+}
+
+fn raw(start: impl AsRef<[u8]>, host: Option<&str>, headers: &[u8]) -> Vec<u8> {
+    let mut v = start.as_ref().to_vec();
+    v.extend_from_slice(b"\r\n");
+    if let Some(h) = host {
+        v.extend_from_slice(format!("host: {h}\r\n").as_bytes());
+    }
+    v.extend_from_slice(headers);
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+fn hostile_cases() -> Vec<(&'static str, Vec<u8>, Want)> {
+    use Want::*;
+    let h = Some("subset-router.test");
+    let get = "GET / HTTP/1.1";
+    let big = "a".repeat(60 * 1024);
+    let cookies100: Vec<String> = (0..100).map(|i| format!("c{i}=v{i}")).collect();
+    let cookie_headers: String = cookies100.iter().map(|c| format!("cookie: {c}\r\n")).collect();
+    let query: String = (0..8000).map(|i| format!("p{i}={i}&")).collect();
+    let repeated: String = (0..400).map(|i| format!("x-rep: {i}\r\n")).collect();
+    vec![
+        ("60 KiB header value", raw(get, h, format!("x-big: {big}\r\n").as_bytes()), Routed(None)),
+        (
+            "60 KiB user-agent through a regex rule",
+            raw(get, h, format!("user-agent: debug{big}\r\n").as_bytes()),
+            Routed(Some("v2")),
+        ),
+        (
+            "100 cookies in one header (rule on c99)",
+            raw(get, h, format!("cookie: {}\r\n", cookies100.join("; ")).as_bytes()),
+            Routed(Some("v2")),
+        ),
+        ("100 cookie headers (rule on c99)", raw(get, h, cookie_headers.as_bytes()), Routed(Some("v2"))),
+        (
+            "non-UTF-8 header values (regex rule must not match)",
+            raw(get, h, b"x-bin: \xff\xfe\x80\x81\r\nuser-agent: \xc3\x28debug\r\n"),
+            Routed(None),
+        ),
+        ("non-UTF-8 sticky cookie key", raw("GET /sticky HTTP/1.1", h, b"cookie: uid=\xff\xfe\x80abc\r\n"), Sticky),
+        ("non-UTF-8 after percent-decoding", raw("GET /?debug=%ff%fe HTTP/1.1", h, b""), Routed(None)),
+        (
+            "malformed cookie header (c99 quoted, padded)",
+            raw(get, h, b"cookie: ;;;=;==a; ;uid=\"unterminated; =; a==b=c;\t; c99 = \"v99\" ;\r\n"),
+            Routed(Some("v2")),
+        ),
+        ("malformed cookie header (no pairs)", raw(get, h, b"cookie: =;;;==;\"\";uid;;=x;\"\r\n"), Routed(None)),
+        (
+            "huge query string (8,000 params, ~85 KB, debug=1 last)",
+            raw(format!("GET /?{query}debug=1 HTTP/1.1"), h, b""),
+            Routed(Some("v3")),
+        ),
+        ("percent-encoding errors, then debug=%31", raw("GET /%zz/%/a%?x=%&y=%4&z=%ZZ&debug=%31 HTTP/1.1", h, b""), Routed(Some("v3"))),
+        ("percent-encoded parameter name de%62ug=1", raw("GET /?de%62ug=1 HTTP/1.1", h, b""), Routed(Some("v3"))),
+        ("truncated escape debug=%3", raw("GET /?debug=%3 HTTP/1.1", h, b""), Routed(None)),
+        ("NUL from %00 in a value", raw("GET /?debug=1%00 HTTP/1.1", h, b""), Routed(None)),
+        ("percent-encoded non-UTF-8 path", raw("GET /caf%E9/%FF/%C3%28?debug=%E9 HTTP/1.1", h, b""), Routed(None)),
+        ("raw non-UTF-8 bytes in the path", raw(b"GET /caf\xe9/\xff HTTP/1.1", h, b""), EnvoyRefuses(400)),
+        ("empty Host (empty :authority)", raw(get, Some(""), b""), Routed(None)),
+        ("Host with port and trailing dot (*.example.com)", raw(get, Some("api.example.com.:8080"), b""), Routed(Some("v3"))),
+        ("absolute-form URI", raw("GET http://api.example.com/x HTTP/1.1", Some("api.example.com"), b""), Routed(Some("v3"))),
+        ("HTTP/1.0 with Host", raw("GET / HTTP/1.0", h, b""), Routed(None)),
+        ("400 repeated headers", raw(get, h, repeated.as_bytes()), Routed(None)),
+        ("8 KiB header name", raw(get, h, format!("x-{}: 1\r\n", "n".repeat(8190)).as_bytes()), Routed(None)),
+        ("whitespace-only user-agent", raw(get, h, b"user-agent: \t  \t\r\n"), Routed(None)),
+        ("trusted header from outside sourceCidrs", raw(get, h, b"x-trusted: 1\r\n"), Routed(None)),
+        ("sticky rule without its cookie", raw("GET /sticky/x HTTP/1.1", h, b""), Routed(None)),
+        ("missing :authority: HTTP/1.0 without Host", raw("GET / HTTP/1.0", None, b""), EnvoyRefuses(400)),
+        ("missing :authority: HTTP/1.1 without Host", raw(get, None, b""), EnvoyRefuses(400)),
+        ("NUL byte in a header value", raw(get, h, b"x-nul: a\x00b\r\n"), EnvoyRefuses(400)),
+        ("space before the colon", raw(get, h, b"user-agent : debug\r\n"), EnvoyRefuses(400)),
+    ]
+}
+
+const HOSTILE_REPEAT: usize = 3;
+
+fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {"name": "debug-ua", "match": {"headers": [{"name": "user-agent", "regex": "(?i)debug.*"}]}, "route": {"subset": "v2"}},
+        {"name": "cookie", "match": {"cookies": [{"name": "c99", "exact": "v99"}]}, "route": {"subset": "v2"}},
+        {"name": "query", "match": {"query": [{"name": "debug", "exact": "1"}]}, "route": {"subset": "v3"}},
+        {"name": "hosts", "match": {"hosts": ["*.example.com"]}, "route": {"subset": "v3"}},
+        {"name": "trusted", "match": {"sourceCidrs": ["192.0.2.0/24"], "headers": [{"name": "x-trusted", "present": true}]},
+         "route": {"subset": "v3"}},
+        {"name": "sticky", "match": {"pathPrefix": "/sticky"},
+         "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}], "stickyBy": {"cookie": "uid"}}},
+        {"name": "canary", "match": {"pathPrefix": "/"},
+         "route": {"split": [{"subset": "v1", "weight": 90}, {"subset": "v2", "weight": 10}]}}
+      ],
+      "default": {"subset": "v1"}
+    }"#;
+    let envoy = cx.start(&cx.hardened, "hostile", plugin)?;
+    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let health_before = health(&envoy)?;
+    let dec_before = decisions(&envoy.stats("subset_router")?);
+    let cases = hostile_cases();
+    let mut routed_expected = 0u64;
+    let mut bad = Vec::new();
+    let mut sent = 0u64;
+    for (label, bytes, want) in &cases {
+        let mut seen = Vec::new();
+        for _ in 0..HOSTILE_REPEAT {
+            sent += 1;
+            let r = one_shot(envoy.front(), bytes, Duration::from_secs(10));
+            let got = match &r {
+                Ok(resp) => match ex.check(resp) {
+                    Ok(s) => s,
+                    Err(e) => format!("{} ({e})", resp.status),
+                },
+                Err(e) => format!("transport error: {e}"),
+            };
+            let ok = match want {
+                Want::Routed(None) | Want::Sticky => ["v1", "v2", "v3"].contains(&got.as_str()),
+                Want::Routed(Some(s)) => got == *s,
+                Want::EnvoyRefuses(code) => r.as_ref().is_ok_and(|x| x.status == *code),
+            };
+            if !matches!(want, Want::EnvoyRefuses(_)) {
+                routed_expected += 1;
+            }
+            if !ok {
+                bad.push(format!("{label}: want {want:?}, got {got}"));
+            }
+            seen.push(got);
+        }
+        let distinct: BTreeSet<&String> = seen.iter().collect();
+        if *want == Want::Sticky && distinct.len() != 1 {
+            bad.push(format!("{label}: sticky key landed on {distinct:?}"));
+        }
+        println!(
+            "      {label} ({} bytes): {}",
+            bytes.len(),
+            distinct.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    cx.row(
+        &format!("4 hostile: {} kinds x{HOSTILE_REPEAT} over raw sockets", cases.len()),
+        "each as specified: 200 and routed by the rules (exact subset where a rule decides), or Envoy's own 400 before any filter",
+        &if bad.is_empty() { format!("all {} as specified", cases.len() * HOSTILE_REPEAT) } else { format!("{} wrong; first: {}", bad.len(), bad[0]) },
+        bad.is_empty(),
+    );
+    for b in bad.iter().skip(1).take(10) {
+        println!("      also: {b}");
+    }
+    let dec_mid = decisions(&envoy.stats("subset_router")?);
+    cx.row(
+        "4 hostile: filter decisions",
+        &format!("+{routed_expected} (one per request that reached the filter, 0 for Envoy's 400s)"),
+        &format!("+{}", dec_mid - dec_before),
+        dec_mid - dec_before == routed_expected,
+    );
+
+    // Later requests still route with the configured split.
+    let mut c = envoy.client();
+    let after = send(&mut c, 1000, &ex, |i| (format!("/after/{i}"), vec![]));
+    sent += 1000;
+    let (lo, hi) = binomial_bounds(1000, 0.10);
+    let v2 = after.get("v2");
+    cx.row(
+        "4 hostile: 1,000 normal requests afterwards",
+        &format!("all 200, canary v2 10% [{lo}..{hi}]"),
+        &after.describe(&["v1", "v2"]),
+        after.errors == 0 && v2 >= lo && v2 <= hi && after.get("v3") == 0,
+    );
+    cx.count(sent, bad.len() as u64 + after.errors);
+
+    let health_after = health(&envoy)?;
+    let delta = |k: &str| {
+        health_after.get(k).copied().unwrap_or(0) as i64 - health_before.get(k).copied().unwrap_or(0) as i64
+    };
+    let vm_keys: Vec<&String> = health_after
+        .keys()
+        .filter(|k| k.contains("runtime.v8.") || k.contains("vm_reload") || k.ends_with("wasm_vm_count"))
+        .collect();
+    let vm_changes: Vec<String> = vm_keys
+        .iter()
+        .filter(|k| delta(k) != 0)
+        .map(|k| format!("{k} {:+}", delta(k)))
+        .collect();
+    let rq5xx = delta("http.front.downstream_rq_5xx");
+    let log_fail = wasm_failure_lines(&envoy.logs());
+    let shown: Vec<String> = vm_keys.iter().map(|k| format!("{}={}", k.trim_start_matches("wasm."), health_after[*k])).collect();
+    cx.row(
+        "4 hostile: VM health (Envoy wasm stats, log)",
+        "wasm.* VM counters unchanged (no VM failure/reload), 0 front 5xx, no wasm error in the log",
+        &format!(
+            "{}; changed: {}; front 5xx {rq5xx}; wasm error lines {}{}",
+            shown.join(" "),
+            if vm_changes.is_empty() { "none".to_string() } else { vm_changes.join(", ") },
+            log_fail.len(),
+            log_fail.first().map(|l| format!(" (first: {l})")).unwrap_or_default()
+        ),
+        vm_changes.is_empty() && rq5xx == 0 && log_fail.is_empty() && !vm_keys.is_empty(),
+    );
+    cx.figure("hostile requests sent (incl. 1,000 afterwards) / wrong", format!("{sent} / {}", bad.len()));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Soak
+// ---------------------------------------------------------------------------------------
+fn soak_total() -> u64 {
+    std::env::var("SOAK_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
+}
+
+fn soak(cx: &mut Ctx) -> Result<(), String> {
+    let total = soak_total();
+    let checkpoint = total / 4; // the 50,000th of 200,000
+    let mut rules = Vec::new();
+    for i in 0..9u64 {
+        let w = 5 + i * 10; // canary weight 5% .. 85%
+        let key = match i % 3 {
+            0 => r#"{"header": "x-user-id"}"#,
+            1 => r#"{"cookie": "uid"}"#,
+            _ => r#"{"query": "user"}"#,
+        };
+        rules.push(format!(
+            r#"{{"name": "svc{i}", "match": {{"pathPrefix": "/svc{i}/"}},
+              "route": {{"split": [{{"subset": "v1", "weight": {}}}, {{"subset": "v2", "weight": {w}}}], "stickyBy": {key}}}}}"#,
+            100 - w
+        ));
+    }
+    rules.push(
+        r#"{"name": "catch-all", "match": {"pathPrefix": "/"},
+          "route": {"split": [{"subset": "v1", "weight": 60}, {"subset": "v2", "weight": 30}, {"subset": "v3", "weight": 10}],
+                    "stickyBy": {"header": "x-user-id"}}}"#
+            .to_string(),
+    );
+    let plugin = format!(r#"{{"rules": [{}], "default": {{"subset": "v1"}}}}"#, rules.join(",\n"));
+    let envoy = cx.start(&cx.hardened, "soak", &plugin)?;
+    let pid = envoy.host_pid().ok_or("no host PID for the Envoy process")?;
+    let rss_start = rss_kib(pid);
+    let ex = Expect::default();
+    let labels = vec!["v1".to_string(), "v2".to_string(), "v3".to_string()];
+    let t = Instant::now();
+    let load = Load::start(LoadSpec {
+        addr: envoy.front(),
+        threads: 32,
+        total: Some(total),
+        labels: labels.clone(),
+        make: Arc::new(|seq| {
+            let uid = (seq.wrapping_mul(2_654_435_761)) % 100_000;
+            let svc = seq % 11;
+            let path = if svc < 10 { format!("/svc{svc}/item?user=u{uid}") } else { format!("/other/{seq}") };
+            let req = get_request(&path, &[("x-user-id", &format!("u{uid}")), ("cookie", &format!("session=s{seq}; uid=u{uid}"))]);
+            (req, uid as u32)
+        }),
+        check: Arc::new(move |r| ex.check(r)),
+        checkpoints: vec![checkpoint, total],
+        sample: Some(Arc::new(move || rss_kib(pid))),
+    });
+    let res = load.finish(false);
+    let secs = t.elapsed().as_secs_f64();
+    cx.count(res.sent, res.failures);
+    let rss = |n: u64| res.samples.iter().find(|(c, _)| *c == n).and_then(|(_, v)| *v);
+    let (r1, r2) = (rss(checkpoint), rss(total));
+    let counts: BTreeMap<&str, usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), res.records.iter().filter(|r| r.outcome == i as u16).count()))
+        .collect();
+    cx.row(
+        &format!("5 soak: {total} requests, concurrency 32, 10 sticky rules"),
+        "no non-2xx, every response routed by the rules",
+        &format!(
+            "{} sent in {secs:.1}s ({:.0}/s), failed {}, {counts:?}, reconnects {}{}",
+            res.sent,
+            res.rps(),
+            res.failures,
+            res.reconnects,
+            res.failure_samples.first().map(|s| format!(" (first failure: {s})")).unwrap_or_default()
+        ),
+        res.failures == 0 && res.sent == total,
+    );
+    let dec = decisions(&envoy.stats("subset_router")?);
+    cx.row("5 soak: decision counters", &format!("= {total}"), &dec.to_string(), dec == total);
+    let kib = |v: Option<u64>| v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("?".into());
+    let growth = match (r1, r2) {
+        (Some(a), Some(b)) if a > 0 => Some((b as f64 - a as f64) / a as f64 * 100.0),
+        _ => None,
+    };
+    cx.row(
+        "5 soak: Envoy RSS growth",
+        &format!("< 10% from request {checkpoint} to {total}"),
+        &format!(
+            "start {}, at {checkpoint}: {}, at {total}: {} -> {}",
+            kib(rss_start),
+            kib(r1),
+            kib(r2),
+            growth.map(|g| format!("{g:+.2}%")).unwrap_or("unknown".into())
+        ),
+        growth.is_some_and(|g| g < 10.0),
+    );
+    let log_fail = wasm_failure_lines(&envoy.logs());
+    if !log_fail.is_empty() {
+        cx.row("5 soak: Envoy log", "no wasm error", &log_fail[0], false);
+    }
+    cx.figure("soak requests / failed", format!("{} / {}", res.sent, res.failures));
+    cx.figure(&format!("soak RSS at {checkpoint} / {total} (KiB)"), format!(
+        "{} / {} ({})",
+        r1.map_or("?".into(), |v| v.to_string()),
+        r2.map_or("?".into(), |v| v.to_string()),
+        growth.map(|g| format!("{g:+.2}%")).unwrap_or("?".into())
+    ));
+    cx.figure("soak throughput", format!("{:.0} requests/s ({secs:.1}s)", res.rps()));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// A minimal JSON reader (the integration crate has no dependencies), enough for the
+// filter's invalid-configs.json table.
+// ---------------------------------------------------------------------------------------
+mod minijson {
+    #[allow(dead_code)] // numbers and booleans are parsed, never read
+    #[derive(Debug, Clone)]
+    pub enum Json {
+        Null,
+        Bool(bool),
+        Num(f64),
+        Str(String),
+        Arr(Vec<Json>),
+        Obj(Vec<(String, Json)>),
+    }
+
+    impl Json {
+        pub fn as_array(&self) -> Option<&Vec<Json>> {
+            if let Json::Arr(a) = self { Some(a) } else { None }
+        }
+        pub fn as_str(&self) -> Option<&str> {
+            if let Json::Str(s) = self { Some(s) } else { None }
+        }
+        pub fn get(&self, k: &str) -> Option<&Json> {
+            if let Json::Obj(o) = self { o.iter().find(|(n, _)| n == k).map(|(_, v)| v) } else { None }
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Json, String> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let v = value(b, &mut i)?;
+        ws(b, &mut i);
+        if i != b.len() {
+            return Err(format!("trailing data at byte {i}"));
+        }
+        Ok(v)
+    }
+
+    fn ws(b: &[u8], i: &mut usize) {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    }
+
+    fn value(b: &[u8], i: &mut usize) -> Result<Json, String> {
+        ws(b, i);
+        match b.get(*i) {
+            Some(b'{') => {
+                *i += 1;
+                let mut o = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b.get(*i) == Some(&b'}') {
+                        *i += 1;
+                        return Ok(Json::Obj(o));
+                    }
+                    let k = string(b, i)?;
+                    ws(b, i);
+                    if b.get(*i) != Some(&b':') {
+                        return Err(format!("expected ':' at byte {i}"));
+                    }
+                    *i += 1;
+                    o.push((k, value(b, i)?));
+                    ws(b, i);
+                    match b.get(*i) {
+                        Some(b',') => *i += 1,
+                        Some(b'}') => {}
+                        _ => return Err(format!("expected ',' or '}}' at byte {i}")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                *i += 1;
+                let mut a = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b.get(*i) == Some(&b']') {
+                        *i += 1;
+                        return Ok(Json::Arr(a));
+                    }
+                    a.push(value(b, i)?);
+                    ws(b, i);
+                    match b.get(*i) {
+                        Some(b',') => *i += 1,
+                        Some(b']') => {}
+                        _ => return Err(format!("expected ',' or ']' at byte {i}")),
+                    }
+                }
+            }
+            Some(b'"') => Ok(Json::Str(string(b, i)?)),
+            Some(b't') if b[*i..].starts_with(b"true") => {
+                *i += 4;
+                Ok(Json::Bool(true))
+            }
+            Some(b'f') if b[*i..].starts_with(b"false") => {
+                *i += 5;
+                Ok(Json::Bool(false))
+            }
+            Some(b'n') if b[*i..].starts_with(b"null") => {
+                *i += 4;
+                Ok(Json::Null)
+            }
+            Some(c) if *c == b'-' || c.is_ascii_digit() => {
+                let start = *i;
+                while *i < b.len() && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    *i += 1;
+                }
+                let t = std::str::from_utf8(&b[start..*i]).map_err(|e| e.to_string())?;
+                t.parse().map(Json::Num).map_err(|_| format!("bad number {t:?}"))
+            }
+            _ => Err(format!("unexpected input at byte {i}")),
+        }
+    }
+
+    fn string(b: &[u8], i: &mut usize) -> Result<String, String> {
+        if b.get(*i) != Some(&b'"') {
+            return Err(format!("expected a string at byte {i}"));
+        }
+        *i += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            match b.get(*i) {
+                None => return Err("unterminated string".into()),
+                Some(b'"') => {
+                    *i += 1;
+                    return String::from_utf8(out).map_err(|e| e.to_string());
+                }
+                Some(b'\\') => {
+                    let c = *b.get(*i + 1).ok_or("bad escape")?;
+                    *i += 2;
+                    let ch = match c {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = |i: &mut usize| -> Result<u32, String> {
+                                let h = b.get(*i..*i + 4).ok_or("short \\u escape")?;
+                                *i += 4;
+                                u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16)
+                                    .map_err(|e| e.to_string())
+                            };
+                            let mut cp = hex(i)?;
+                            if (0xd800..0xdc00).contains(&cp) && b.get(*i..*i + 2) == Some(b"\\u") {
+                                *i += 2;
+                                let lo = hex(i)?;
+                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff);
+                            }
+                            char::from_u32(cp).unwrap_or('\u{fffd}')
+                        }
+                        _ => return Err(format!("bad escape \\{}", c as char)),
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                Some(&c) => {
+                    out.push(c);
+                    *i += 1;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------------------
+type ScenarioFn = fn(&mut Ctx) -> Result<(), String>;
+
+const SCENARIOS: &[(&str, ScenarioFn)] = &[
+    ("forged_headers", forged_headers),
+    ("invalid_configs", invalid_configs),
+    ("live_reload", live_reload),
+    ("hostile_requests", hostile_requests),
+    ("soak", soak),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in SCENARIOS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let mut filters: Vec<String> = Vec::new();
+    let mut skip_next = false;
+    for a in &args {
+        if skip_next {
+            skip_next = false;
+        } else if a == "--test-threads" || a == "--skip" || a == "--format" || a == "--color" {
+            skip_next = true;
+        } else if !a.starts_with('-') {
+            filters.push(a.clone());
+        }
+    }
+    if let Ok(s) = std::env::var("SCENARIO") {
+        filters.extend(s.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from));
+    }
+    let selected: Vec<_> = SCENARIOS
+        .iter()
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        println!("subset-router reliability: no scenario matches {filters:?}");
+        return;
+    }
+
+    let t0 = Instant::now();
+    let env = match Env::from_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("subset-router reliability: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let hardened = match variants::hardened(&env.template) {
+        Ok(t) => Env { template: t, ..env.clone() },
+        Err(e) => {
+            eprintln!("subset-router reliability: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("subset-router reliability suite (issue 6)");
+    println!("  {}", env.describe());
+    println!("  filter: {} ({} bytes)", env.wasm.display(), std::fs::metadata(&env.wasm).map(|m| m.len()).unwrap_or(0));
+    println!("  scratch: {}", env.work_dir.display());
+    println!("  scenarios: {}", selected.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+
+    let mut cx = Ctx { env, hardened, rows: Vec::new(), figures: Vec::new(), failed: false, requests: 0, request_failures: 0 };
+    let mut timings = Vec::new();
+    for (name, f) in selected {
+        println!("\n=== {name} ===");
+        let t = Instant::now();
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx)));
+        let msg = match res {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(p) => Some(format!(
+                "panicked: {}",
+                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+            )),
+        };
+        if let Some(e) = msg {
+            println!("    ERROR: {e}");
+            cx.row(name, "", &format!("ERROR: {}", first_line(&e)), false);
+        }
+        let d = t.elapsed();
+        println!("    ({name}: {:.1}s)", d.as_secs_f64());
+        timings.push((*name, d));
+    }
+
+    println!("\n=== subset-router reliability: checks ({} runtime) ===\n", cx.env.runtime_name());
+    print!("{}", render(["check", "expected", "observed", "verdict"], &cx.rows));
+    let (requests, failures) = (cx.requests, cx.request_failures);
+    cx.figures.insert(0, ("requests sent (all scenarios) / failed".into(), format!("{requests} / {failures}")));
+    println!("\n=== figures ===\n");
+    let fig_rows: Vec<[String; 4]> =
+        cx.figures.iter().map(|(k, v)| [k.clone(), v.clone(), String::new(), String::new()]).collect();
+    for line in render(["figure", "value", "", ""], &fig_rows).lines() {
+        // Two columns are enough here.
+        let cols: Vec<&str> = line.split('|').collect();
+        println!("|{}|{}|", cols.get(1).unwrap_or(&""), cols.get(2).unwrap_or(&""));
+    }
+    println!(
+        "\ntimings: {}; total {:.1}s",
+        timings.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect::<Vec<_>>().join(", "),
+        t0.elapsed().as_secs_f64()
+    );
+    let nfail = cx.rows.iter().filter(|r| r[3] != "PASS").count();
+    println!("result: {} checks, {} failed -> {}", cx.rows.len(), nfail, if cx.failed { "FAIL" } else { "PASS" });
+    if cx.failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,651 @@
+//! The rollout scenarios of issue 3, each against the real filter in a real Envoy.
+//!
+//! Own `main` (harness = false): scenarios run in order, each boots the Envoy(s) its plugin
+//! config needs, sends real requests, checks the split (4.5 binomial standard deviations, or
+//! exact counts), then checks that the filter's counters in admin `/stats` equal what was
+//! sent. A summary table is printed at the end; the exit code is non-zero if any row failed.
+//!
+//! Arguments not starting with `-` (or env `SCENARIO`) select scenarios by substring;
+//! `--list` lists them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+use subset_router_it::report::compare_stats;
+use subset_router_it::*;
+
+/// Requests per statistical measurement.
+const N: u64 = 2000;
+
+struct Ctx<'a> {
+    env: &'a Env,
+    table: &'a mut Table,
+    failed: bool,
+    stats_prefix: BTreeSet<&'static str>,
+}
+
+impl Ctx<'_> {
+    fn row(&mut self, scenario: &str, expected: &str, observed: &str, pass: bool) {
+        self.failed |= !pass;
+        self.table.push(scenario, expected, observed, pass);
+    }
+
+    fn start(&self, name: &str, plugin: &str) -> Result<Envoy, String> {
+        let t = Instant::now();
+        let e = Envoy::start(self.env, name, plugin)?;
+        println!(
+            "    envoy `{name}` ready in {:.2}s (front :{}, admin :{}, dir {})",
+            t.elapsed().as_secs_f64(),
+            e.ports.front,
+            e.ports.admin,
+            e.dir.display()
+        );
+        Ok(e)
+    }
+
+    /// Split check: every subset's count within 4.5 sd of `n * w / sum(w)` (exact when the
+    /// probability is 0 or 1), and no response broke an invariant.
+    fn split(&mut self, label: &str, t: &Tally, weights: &[(&str, u64)]) {
+        let sum: u64 = weights.iter().map(|(_, w)| w).sum();
+        let n = t.total;
+        let mut pass = t.errors == 0;
+        let mut exp = Vec::new();
+        for (s, w) in weights {
+            let p = *w as f64 / sum as f64;
+            let (lo, hi) = binomial_bounds(n, p);
+            let c = t.get(s);
+            pass &= c >= lo && c <= hi;
+            if lo == hi {
+                exp.push(format!("{s} {lo} exact"));
+            } else {
+                exp.push(format!("{s} {:.0}% [{lo}..{hi}]", 100.0 * p));
+            }
+        }
+        // Nothing may land outside the configured subsets.
+        let known: Vec<&str> = weights.iter().map(|(s, _)| *s).collect();
+        pass &= t.counts.keys().all(|k| known.contains(&k.as_str()));
+        let mut obs = t.describe(&known);
+        if let Some(e) = t.error_samples.first() {
+            obs.push_str(&format!(" -- first error: {e}"));
+        }
+        self.row(label, &format!("N={n}: {}", exp.join(" / ")), &obs, pass);
+    }
+
+    /// Exact check: every request to `subset`.
+    fn all_to(&mut self, label: &str, t: &Tally, subset: &str) {
+        self.split(label, t, &[(subset, 1)]);
+    }
+
+    /// Counters in `/stats` must equal `expected` (absent = 0). Adds a row only when
+    /// `show` or on mismatch.
+    fn stats(&mut self, envoy: &Envoy, label: &str, expected: &ExpectedStats, show: bool) {
+        let res = envoy.raw_stats().and_then(|p| compare_stats(&p, &expected.0));
+        let exp_str = || {
+            expected
+                .0
+                .iter()
+                .map(|(k, v)| {
+                    let k = k.trim_start_matches("subset_router.");
+                    let k = match k.strip_prefix("rule.") {
+                        Some(r) => r.replacen(".subset.", "/", 1),
+                        None => k.to_string(),
+                    };
+                    format!("{k}={v}")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match res {
+            Ok(prefix) => {
+                self.stats_prefix.insert(prefix);
+                if show {
+                    self.row(label, &exp_str(), &format!("equal (printed as {prefix}subset_router.*)"), true);
+                } else {
+                    println!("    stats ok: {}", exp_str());
+                }
+            }
+            Err(e) => self.row(label, &exp_str(), &format!("MISMATCH: {e}"), false),
+        }
+    }
+}
+
+fn hdr(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn split_json(weights: &[(&str, u64)]) -> String {
+    weights
+        .iter()
+        .map(|(s, w)| format!(r#"{{"subset":"{s}","weight":{w}}}"#))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Dark launch
+// ---------------------------------------------------------------------------------------
+fn dark_launch(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {"name": "debug", "match": {"headers": [{"name": "user-agent", "exact": "debug"}]},
+         "route": {"subset": "v2"}},
+        {"name": "canary", "match": {"pathPrefix": "/"},
+         "route": {"split": [{"subset": "v1", "weight": 100}, {"subset": "v2", "weight": 0}]}}
+      ],
+      "default": {"subset": "v1"}
+    }"#;
+    let envoy = cx.start("dark-launch", plugin)?;
+    let mut c = envoy.client();
+    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let users = send_same(&mut c, N, &ex, "/productpage", &[("user-agent", "Mozilla/5.0")]);
+    cx.split("1 dark launch: v1 100 / v2 weight 0", &users, &[("v1", 100), ("v2", 0)]);
+    let testers = send_same(&mut c, 50, &ex, "/productpage", &[("user-agent", "debug")]);
+    cx.all_to("1 dark launch: testers (user-agent: debug)", &testers, "v2");
+    let mut st = ExpectedStats::default();
+    st.rule_tally("canary", &users).rule_tally("debug", &testers);
+    cx.stats(&envoy, "1 dark launch: stats", &st, false);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Debug routing: header, cookie, query
+// ---------------------------------------------------------------------------------------
+fn debug_routing(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {"name": "debug-ua", "match": {"headers": [{"name": "user-agent", "exact": "debug"}]},
+         "route": {"subset": "v2"}},
+        {"name": "debug-cookie", "match": {"cookies": [{"name": "canary", "exact": "always"}]},
+         "route": {"subset": "v2"}},
+        {"name": "debug-query", "match": {"query": [{"name": "debug", "exact": "1"}]},
+         "route": {"subset": "v3"}}
+      ],
+      "default": {"subset": "v1"}
+    }"#;
+    let envoy = cx.start("debug-routing", plugin)?;
+    let mut c = envoy.client();
+    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+
+    // Gateway API traffic-shifting guide: user-agent debug -> v2, everyone else -> v1.
+    let ua = send(&mut c, 200, &ex, |i| {
+        let name = if i % 2 == 0 { "user-agent" } else { "User-Agent" };
+        ("/".into(), hdr(&[(name, "debug")]))
+    });
+    cx.all_to("2 debug: user-agent: debug", &ua, "v2");
+    let others = send(&mut c, 300, &ex, |i| match i % 3 {
+        0 => ("/".into(), vec![]),
+        1 => ("/".into(), hdr(&[("user-agent", "Mozilla/5.0")])),
+        _ => ("/".into(), hdr(&[("user-agent", "debugger")])),
+    });
+    cx.all_to("2 debug: no/other user-agent", &others, "v1");
+
+    let cookie = send(&mut c, 100, &ex, |i| {
+        let v = if i % 2 == 0 { "session=abc; canary=always; theme=dark" } else { "canary=always" };
+        ("/".into(), hdr(&[("cookie", v)]))
+    });
+    cx.all_to("2 debug: cookie canary=always", &cookie, "v2");
+    let cookie_no = send(&mut c, 100, &ex, |i| {
+        let v = if i % 2 == 0 { "canary=never" } else { "notcanary=always; x=canary" };
+        ("/".into(), hdr(&[("cookie", v)]))
+    });
+    cx.all_to("2 debug: other cookies", &cookie_no, "v1");
+
+    let query = send(&mut c, 100, &ex, |i| {
+        let p = if i % 2 == 0 { "/?debug=1" } else { "/search?q=shoes&debug=%31" };
+        (p.into(), vec![])
+    });
+    cx.all_to("2 debug: query debug=1 (also %31)", &query, "v3");
+    let query_no = send(&mut c, 100, &ex, |i| {
+        let p = if i % 2 == 0 { "/?debug=0" } else { "/?nodebug=1" };
+        (p.into(), vec![])
+    });
+    cx.all_to("2 debug: query debug=0 / other param", &query_no, "v1");
+
+    let mut st = ExpectedStats::default();
+    st.rule_tally("debug-ua", &ua)
+        .rule_tally("debug-cookie", &cookie)
+        .rule_tally("debug-query", &query)
+        .rule_tally("default", &others)
+        .rule_tally("default", &cookie_no)
+        .rule_tally("default", &query_no);
+    cx.stats(&envoy, "2 debug: stats", &st, false);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Weighted canary steps, 75/25, red/blue
+// ---------------------------------------------------------------------------------------
+fn weighted(cx: &mut Ctx, label: &str, name: &str, weights: &[(&str, u64)], template: &str) -> Result<(), String> {
+    let plugin = format!(
+        r#"{{
+      "clusterTemplate": "{template}",
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {{"name": "canary", "match": {{"pathPrefix": "/"}}, "route": {{"split": [{}]}}}}
+      ],
+      "default": {{"subset": "{}"}}
+    }}"#,
+        split_json(weights),
+        weights[0].0
+    );
+    let envoy = cx.start(name, &plugin)?;
+    let mut c = envoy.client();
+    let ex = Expect {
+        cluster_template: Some(template.into()),
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
+    let t = send(&mut c, N, &ex, |i| (format!("/reviews/{}", i % 7), vec![]));
+    cx.split(label, &t, weights);
+    let mut st = ExpectedStats::default();
+    st.rule_tally("canary", &t);
+    cx.stats(&envoy, &format!("{label}: stats"), &st, false);
+    Ok(())
+}
+
+fn canary_steps(cx: &mut Ctx) -> Result<(), String> {
+    let mut err = None;
+    for (a, b) in [(90, 10), (80, 20), (50, 50), (0, 100)] {
+        let label = format!("3 canary v1/v2 {a}/{b}");
+        if let Err(e) = weighted(cx, &label, &format!("canary-{a}-{b}"), &[("v1", a), ("v2", b)], "{subset}") {
+            cx.row(&label, "", &format!("ERROR: {}", first_line(&e)), false);
+            err.get_or_insert(e);
+        }
+    }
+    err.map_or(Ok(()), Err)
+}
+
+fn canary_75_25(cx: &mut Ctx) -> Result<(), String> {
+    weighted(cx, "3 VPC Lattice v1/v2 25/75", "lattice-25-75", &[("v1", 25), ("v2", 75)], "{subset}")
+}
+
+fn red_blue(cx: &mut Ctx) -> Result<(), String> {
+    weighted(cx, "3 App Mesh red/blue 50/50 color-{subset}", "red-blue", &[("red", 50), ("blue", 50)], "color-{subset}")
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Three-way split
+// ---------------------------------------------------------------------------------------
+fn three_way(cx: &mut Ctx) -> Result<(), String> {
+    weighted(cx, "4 three-way v1/v2/v3 60/30/10", "three-way", &[("v1", 60), ("v2", 30), ("v3", 10)], "{subset}")
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Sticky canary with a weight ramp across Envoy restarts
+// ---------------------------------------------------------------------------------------
+const IDS: u64 = 500;
+const REPEAT: u64 = 5;
+
+/// Sends every id REPEAT times (interleaved) and returns id -> subset, or the ids that
+/// were not consistent.
+fn sticky_round(
+    cx: &mut Ctx,
+    canary: u64,
+    label: &str,
+    name: &str,
+) -> Result<BTreeMap<u64, String>, String> {
+    let plugin = format!(
+        r#"{{
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {{"name": "canary", "match": {{"pathPrefix": "/"}},
+          "route": {{"split": [{}], "stickyBy": {{"header": "x-user-id"}}}}}}
+      ],
+      "default": {{"subset": "v1"}}
+    }}"#,
+        split_json(&[("v1", 100 - canary), ("v2", canary)])
+    );
+    let envoy = cx.start(name, &plugin)?;
+    let mut c = envoy.client();
+    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    let mut all = Tally::default();
+    for round in 0..REPEAT {
+        for id in 0..IDS {
+            let uid = format!("user-{id:04}");
+            let t = send_same(&mut c, 1, &ex, &format!("/cart?r={round}"), &[("x-user-id", &uid)]);
+            for s in t.counts.keys() {
+                seen.entry(id).or_default().insert(s.clone());
+            }
+            all.merge(&t);
+        }
+    }
+    let inconsistent = seen.values().filter(|s| s.len() != 1).count();
+    let map: BTreeMap<u64, String> =
+        seen.iter().filter(|(_, s)| s.len() == 1).map(|(id, s)| (*id, s.iter().next().unwrap().clone())).collect();
+    let on_v2 = map.values().filter(|s| *s == "v2").count() as u64;
+    let p = canary as f64 / 100.0;
+    let (lo, hi) = binomial_bounds(IDS, p);
+    let pass = all.errors == 0 && inconsistent == 0 && map.len() as u64 == IDS && on_v2 >= lo && on_v2 <= hi;
+    let mut obs = format!(
+        "v2 ids {on_v2} ({:.1}%), requests {}; ids not always on one subset: {inconsistent}",
+        100.0 * on_v2 as f64 / IDS as f64,
+        all.describe(&["v1", "v2"])
+    );
+    if let Some(e) = all.error_samples.first() {
+        obs.push_str(&format!(" -- first error: {e}"));
+    }
+    cx.row(
+        label,
+        &format!("{IDS} ids x{REPEAT}: v2 {canary}% of ids [{lo}..{hi}], each id 1 subset"),
+        &obs,
+        pass,
+    );
+    let mut st = ExpectedStats::default();
+    st.rule_tally("canary", &all);
+    cx.stats(&envoy, &format!("{label}: stats"), &st, false);
+    Ok(map)
+}
+
+fn sticky_ramp(cx: &mut Ctx) -> Result<(), String> {
+    let first = sticky_round(cx, 10, "5 sticky 90/10", "sticky-10")?;
+    // A new Envoy with the same config: the same users land on the same subsets.
+    let again = sticky_round(cx, 10, "5 sticky 90/10 after restart", "sticky-10-restart")?;
+    let changed = first.iter().filter(|(id, s)| again.get(id) != Some(s)).count();
+    cx.row(
+        "5 sticky: restart keeps every id",
+        "0 ids change subset",
+        &format!("{changed} of {} changed", first.len()),
+        changed == 0 && first.len() as u64 == IDS,
+    );
+    let mut prev = again;
+    let mut prev_w = 10;
+    for w in [20, 50] {
+        let cur = sticky_round(cx, w, &format!("5 sticky {}/{w}", 100 - w), &format!("sticky-{w}"))?;
+        let back = prev.iter().filter(|(id, s)| *s == "v2" && cur.get(id).map(|c| c != "v2").unwrap_or(true)).count();
+        let moved_in = prev.iter().filter(|(id, s)| *s == "v1" && cur.get(id).map(|c| c == "v2").unwrap_or(false)).count();
+        cx.row(
+            &format!("5 sticky ramp {prev_w}% -> {w}%"),
+            "0 ids leave v2 (keys only move into the canary)",
+            &format!("{back} left v2, {moved_in} moved v1 -> v2"),
+            back == 0,
+        );
+        prev = cur;
+        prev_w = w;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Istio style: subsetHeader drives a header-matched route, clusterHeader off
+// ---------------------------------------------------------------------------------------
+fn istio_subset_header(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "clusterHeader": null,
+      "subsetHeader": "x-subset",
+      "responseHeader": "x-routed-subset",
+      "rules": [
+        {"name": "stable-pin", "match": {"pathPrefix": "/stable"}, "route": {"subset": "v1"}},
+        {"name": "reviews", "match": {"pathPrefix": "/"},
+         "route": {"split": [{"subset": "v1", "weight": 80}, {"subset": "v2", "weight": 20}]}}
+      ],
+      "default": {"subset": "v1"}
+    }"#;
+    let envoy = cx.start("istio-subset-header", plugin)?;
+    let mut c = envoy.client();
+    // Every response: upstream saw x-subset = its own subset, and no x-upstream-cluster.
+    let ex = Expect {
+        cluster_template: None,
+        subset_header: true,
+        response_header: Some("x-routed-subset".into()),
+    };
+    let t = send(&mut c, N, &ex, |i| (format!("/reviews/{}", i % 5), vec![]));
+    cx.split("6 Istio x-subset route 80/20, clusterHeader off", &t, &[("v1", 80), ("v2", 20)]);
+    // A client cannot pick the subset by sending x-subset itself.
+    let spoof = send_same(&mut c, 200, &ex, "/stable", &[("x-subset", "v2")]);
+    cx.all_to("6 Istio: client-sent x-subset: v2 ignored", &spoof, "v1");
+    let mut st = ExpectedStats::default();
+    st.rule_tally("reviews", &t).rule_tally("stable-pin", &spoof).spoofed(spoof.total);
+    cx.stats(&envoy, "6 Istio: stats", &st, false);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Stats: counters equal requests, per rule and subset; spoofing; sticky key missing
+// ---------------------------------------------------------------------------------------
+fn stats(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "rules": [
+        {"name": "debug", "match": {"headers": [{"name": "user-agent", "exact": "debug"}]},
+         "route": {"subset": "v2"}},
+        {"name": "sticky", "match": {"pathPrefix": "/sticky"},
+         "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}],
+                   "stickyBy": {"header": "x-user-id"}}},
+        {"name": "canary", "match": {"pathPrefix": "/app", "methods": ["GET"]},
+         "route": {"split": [{"subset": "v1", "weight": 70}, {"subset": "v2", "weight": 30}]}}
+      ],
+      "default": {"subset": "v3"}
+    }"#;
+    let envoy = cx.start("stats", plugin)?;
+    let mut c = envoy.client();
+    let ex = Expect::default();
+    let before = envoy.raw_stats()?;
+    let nonzero: Vec<_> = before.iter().filter(|(_, v)| **v > 0).collect();
+    cx.row(
+        "7 stats: before any request",
+        "all subset_router counters 0",
+        &if nonzero.is_empty() { format!("{} counters, all 0", before.len()) } else { format!("{nonzero:?}") },
+        nonzero.is_empty(),
+    );
+
+    let debug = send_same(&mut c, 100, &ex, "/app", &[("user-agent", "debug")]);
+    let sticky = send(&mut c, 300, &ex, |i| ("/sticky".into(), hdr(&[("x-user-id", &format!("u{}", i % 100))])));
+    let sticky_nokey = send_same(&mut c, 50, &ex, "/sticky/x", &[]);
+    let canary = send_same(&mut c, 500, &ex, "/app/home", &[]);
+    let dflt = send_same(&mut c, 100, &ex, "/other", &[]);
+    // Spoofing: a client names a cluster no rule selects. It must never get there, the
+    // header must be replaced (upstream sees only the filter's value) and counted.
+    let spoof_canary = send_same(&mut c, 100, &ex, "/app/spoof", &[("x-upstream-cluster", "internal-admin")]);
+    let spoof_default = send_same(
+        &mut c,
+        50,
+        &ex,
+        "/other",
+        &[("X-Upstream-Cluster", "internal-admin"), ("x-upstream-cluster", "v1")],
+    );
+    let mut spoof_all = spoof_canary.clone();
+    spoof_all.merge(&spoof_default);
+    cx.row(
+        "7 spoofed x-upstream-cluster: internal-admin",
+        "0 reach internal-admin; routed by rules",
+        &spoof_all.describe(&["v1", "v2", "v3"]),
+        spoof_all.errors == 0 && spoof_all.get("internal-admin") == 0 && spoof_default.get("v3") == 50,
+    );
+    cx.all_to("7 stats: default route", &dflt, "v3");
+    cx.all_to("7 stats: debug rule", &debug, "v2");
+
+    let mut st = ExpectedStats::default();
+    st.rule_tally("debug", &debug)
+        .rule_tally("sticky", &sticky)
+        .rule_tally("sticky", &sticky_nokey)
+        .rule_tally("canary", &canary)
+        .rule_tally("canary", &spoof_canary)
+        .rule_tally("default", &dflt)
+        .rule_tally("default", &spoof_default)
+        .spoofed(spoof_all.total)
+        .sticky_missing(sticky_nokey.total);
+    let errors = debug.errors + sticky.errors + sticky_nokey.errors + canary.errors + dflt.errors;
+    if errors > 0 {
+        cx.row("7 stats: requests", "all routed", &format!("{errors} errors"), false);
+    }
+    cx.stats(&envoy, "7 stats: counters = requests sent", &st, true);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. A subset whose cluster does not exist
+// ---------------------------------------------------------------------------------------
+fn unknown_cluster(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "rules": [{"name": "typo", "match": {"pathPrefix": "/"}, "route": {"subset": "v9"}}],
+      "default": {"subset": "v1"}
+    }"#;
+    let envoy = cx.start("unknown-cluster", plugin)?;
+    let mut c = envoy.client();
+    let n = 200;
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..n {
+        let k = match c.get("/", &[]) {
+            Ok(r) => format!("{} {}", r.status, r.header("x-front-flags").unwrap_or("-")),
+            Err(e) => format!("error {e}"),
+        };
+        *codes.entry(k).or_default() += 1;
+    }
+    let ok = codes.get("404 NC").copied() == Some(n) && codes.len() == 1;
+    cx.row(
+        "8 unknown subset cluster (v9)",
+        &format!("{n} x 404 (cluster_not_found_response_code: NOT_FOUND, flag NC)"),
+        &codes.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "),
+        ok,
+    );
+    let mut st = ExpectedStats::default();
+    st.rule("typo", "v9", n);
+    cx.stats(&envoy, "8 unknown cluster: stats", &st, false);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Extra: an invalid plugin config keeps Envoy from starting (SPEC "Configuration errors")
+// ---------------------------------------------------------------------------------------
+fn invalid_config(cx: &mut Ctx) -> Result<(), String> {
+    let plugin = r#"{
+      "rules": [{"name": "canary", "match": {"pathPrefix": "/"},
+                 "route": {"split": [{"subset": "v1", "weight": 1000001}, {"subset": "v2", "weight": 1}]}}],
+      "default": {"subset": "v1"}
+    }"#;
+    let (mut envoy, validation) = Envoy::launch(cx.env, "invalid-config", plugin)?;
+    let exited = envoy.wait_exit(Duration::from_secs(20));
+    let log = format!("{}\n{}", validation.output, envoy.logs());
+    let path = "rules[0].route.split[0].weight";
+    let named = log.contains(path);
+    cx.row(
+        "extra: invalid config (weight 1000001)",
+        &format!("validate fails, Envoy exits, log names {path}"),
+        &format!(
+            "validate {}, {}, path in log: {}",
+            if validation.ok { "PASSED" } else { "failed" },
+            exited.clone().unwrap_or_else(|| "still running after 20s".into()),
+            if named { "yes" } else { "no" }
+        ),
+        !validation.ok && exited.is_some() && named,
+    );
+    if exited.is_none() || !named {
+        println!("--- validate output + Envoy log (excerpt) ---\n{}", envoy::log_excerpt(&log));
+    }
+    Ok(())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+type ScenarioFn = fn(&mut Ctx) -> Result<(), String>;
+
+const SCENARIOS: &[(&str, ScenarioFn)] = &[
+    ("dark_launch", dark_launch),
+    ("debug_routing", debug_routing),
+    ("canary_steps", canary_steps),
+    ("canary_75_25", canary_75_25),
+    ("red_blue", red_blue),
+    ("three_way", three_way),
+    ("sticky_ramp", sticky_ramp),
+    ("istio_subset_header", istio_subset_header),
+    ("stats", stats),
+    ("unknown_cluster", unknown_cluster),
+    ("invalid_config", invalid_config),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in SCENARIOS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    // libtest-style flags (--test-threads=1, --nocapture, --exact, ...) are accepted and
+    // ignored; the rest are substring filters.
+    let mut filters: Vec<String> = Vec::new();
+    let mut skip_next = false;
+    for a in &args {
+        if skip_next {
+            skip_next = false;
+        } else if a == "--test-threads" || a == "--skip" || a == "--format" || a == "--color" {
+            skip_next = true;
+        } else if !a.starts_with('-') {
+            filters.push(a.clone());
+        }
+    }
+    if let Ok(s) = std::env::var("SCENARIO") {
+        filters.extend(s.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from));
+    }
+    let selected: Vec<_> = SCENARIOS
+        .iter()
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        println!("subset-router integration: no scenario matches {filters:?}");
+        return;
+    }
+
+    let t0 = Instant::now();
+    let env = match Env::from_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("subset-router integration: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let wasm_len = std::fs::metadata(&env.wasm).map(|m| m.len()).unwrap_or(0);
+    println!("subset-router integration suite");
+    println!("  {}", env.describe());
+    println!("  filter: {} ({wasm_len} bytes)", env.wasm.display());
+    println!("  template: {}", env.template_path.display());
+    println!("  scratch: {}", env.work_dir.display());
+    println!("  scenarios: {}", selected.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+
+    let mut table = Table::default();
+    let mut cx = Ctx { env: &env, table: &mut table, failed: false, stats_prefix: BTreeSet::new() };
+    let mut timings = Vec::new();
+    for (name, f) in selected {
+        println!("\n=== {name} ===");
+        let t = Instant::now();
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx)));
+        let msg = match res {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(p) => Some(format!(
+                "panicked: {}",
+                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+            )),
+        };
+        if let Some(e) = msg {
+            println!("    ERROR: {e}");
+            cx.row(name, "", &format!("ERROR: {}", first_line(&e)), false);
+        }
+        let d = t.elapsed();
+        println!("    ({name}: {:.1}s)", d.as_secs_f64());
+        timings.push((*name, d));
+    }
+    let failed = cx.failed;
+    let prefixes: Vec<_> = cx.stats_prefix.iter().map(|p| format!("{p}subset_router.*")).collect();
+
+    println!("\n=== subset-router integration: summary ({} runtime) ===\n", env.runtime_name());
+    print!("{}", table.render());
+    println!();
+    println!(
+        "timings: {}; total {:.1}s",
+        timings.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect::<Vec<_>>().join(", "),
+        t0.elapsed().as_secs_f64()
+    );
+    if !prefixes.is_empty() {
+        println!("filter counters appear in admin /stats as: {}", prefixes.join(", "));
+    }
+    let nfail = table.rows.iter().filter(|r| !r.pass).count();
+    println!("result: {} rows, {} failed -> {}", table.rows.len(), nfail, if failed { "FAIL" } else { "PASS" });
+    if failed {
+        std::process::exit(1);
+    }
+}
