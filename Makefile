@@ -8,7 +8,8 @@
 #   make envoy-native      ensure the native envoy 1.40 binary; prints its path
 #   make test-integration  the integration suite (ENVOY_RUNTIME=docker|native|auto,
 #                          SCENARIO=<test name filter>)
-#   make test              build + test-unit + test-wasm + test-integration
+#   make test              build + test-unit + test-wasm + test-integration + test-reliability
+#                          + test-examples (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -20,7 +21,15 @@ export ENVOY_RUNTIME
 WASM := $(CURDIR)/dist/subset_router.wasm
 SCENARIO ?=
 
-.PHONY: build test-unit test-wasm envoy-image envoy-native test test-integration clean
+.PHONY: build test-unit test-wasm envoy-image envoy-native test test-integration clean cli schema
+
+# The host command-line tool: target/release/subset-router (validate, simulate, schema).
+cli:
+	cargo build --release -p subset-router --features cli --bin subset-router
+
+# Regenerate the JSON Schema from the Rust config types (a unit test fails when it is stale).
+schema: cli
+	target/release/subset-router schema > examples/config.schema.json
 
 build:
 	scripts/build-wasm.sh subset-router $(WASM)
@@ -40,7 +49,7 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) scripts/test-integration.sh $(SCENARIO)
 
-test: build test-unit test-wasm test-integration
+test: build test-unit test-wasm test-integration test-reliability test-examples
 
 clean:
 	rm -rf target dist
@@ -87,3 +96,15 @@ push:
 
 test-reliability: build
 	WASM=$(WASM) scripts/test-reliability.sh $(SCENARIO)
+
+# ---- benchmarks (bench/run.sh, filter/benches/decision.rs; not part of `make test`) ----
+#   make bench             A/B/B2/W/C interleaved on the native Envoy 1.40 (ROUNDS=5 …, see
+#                          bench/run.sh): bench/results/{results.md,results.json,bench.png}
+#   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules
+.PHONY: bench bench-core
+
+bench:
+	bench/run.sh
+
+bench-core:
+	source scripts/lib.sh && host_env && cargo bench -p subset-router --bench decision

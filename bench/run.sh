@@ -46,6 +46,7 @@ fi
     --manifest-path bench/loadgen/Cargo.toml
 )
 export LOADGEN="$ROOT/target/bench-loadgen/release/bench-loadgen"
+export UPSTREAM_BIN="$ROOT/target/bench-loadgen/release/bench-upstream"
 
 PY=python3
 if [ "${NO_PLOT:-0}" != 1 ]; then

@@ -62,7 +62,8 @@ mkdir -p "$(dirname "$out")"
 cp -f "$wasm" "$out"
 # binaryen's wasm-opt -Oz shrinks the module by another ~15% (Debian package binaryen).
 if [ "${WASM_OPT:-1}" = 1 ]; then
-  command -v wasm-opt >/dev/null 2>&1 || apt_ensure binaryen || log "binaryen unavailable: skipping wasm-opt"
+  # In a subshell: apt_ensure dies on failure, and a missing wasm-opt only costs size.
+  command -v wasm-opt >/dev/null 2>&1 || (apt_ensure binaryen) || log "binaryen unavailable: skipping wasm-opt"
   if command -v wasm-opt >/dev/null 2>&1; then
     before=$(stat -c %s "$out")
     wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \

@@ -29,9 +29,11 @@ fi
 export WASM ENVOY_BIN ENVOY_RUNTIME="$runtime"
 
 host_env
-if ! cargo metadata -q --no-deps --format-version 1 | grep -q "\"name\":\"$PKG\""; then
+# grep without -q: an early exit would SIGPIPE cargo and fail the pipeline under pipefail.
+if ! cargo metadata -q --no-deps --format-version 1 | grep "\"name\":\"$PKG\"" >/dev/null; then
   die "package $PKG is not in the workspace (tests/ crate missing from [workspace] members)"
 fi
 log "WASM=$WASM ENVOY_RUNTIME=$ENVOY_RUNTIME ENVOY_IMAGE=${ENVOY_IMAGE:-<unset>} ENVOY_BIN=$ENVOY_BIN"
-log "cargo test -p $PKG --release $* -- --test-threads=1 --nocapture"
-cargo test -p "$PKG" --release "$@" -- --test-threads=1 --nocapture
+# The rollout scenarios only; the reliability suite (--test reliability) is make test-reliability.
+log "cargo test -p $PKG --release --lib --test rollouts $* -- --test-threads=1 --nocapture"
+cargo test -p "$PKG" --release --lib --test rollouts "$@" -- --test-threads=1 --nocapture

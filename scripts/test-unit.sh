@@ -8,11 +8,12 @@ pkg="${1:-subset-router}"
 cd "$ROOT"
 host_env
 log "host toolchain: $(command -v cargo) ($(cargo --version)), $(rustc --version)"
-log "cargo test -p $pkg"
-cargo test -p "$pkg"
+# --all-features: also the CLI, the JSON Schema staleness test and the reader/serde cross-check.
+log "cargo test -p $pkg --all-features"
+cargo test -p "$pkg" --all-features
 if cargo clippy --version >/dev/null 2>&1; then
-  log "cargo clippy -p $pkg --all-targets -- -D warnings ($(cargo clippy --version))"
-  cargo clippy -p "$pkg" --all-targets -- -D warnings
+  log "cargo clippy -p $pkg --all-targets --all-features -- -D warnings ($(cargo clippy --version))"
+  cargo clippy -p "$pkg" --all-targets --all-features -- -D warnings
   log "clippy clean"
 else
   log "SKIPPED clippy: cargo-clippy is not installed for this toolchain (rustup component add clippy needs the network)"

@@ -28,7 +28,7 @@ rustup_has_target() {
   local t="$1"
   [ -x "$CARGO_HOME/bin/rustup" ] || command -v rustup >/dev/null 2>&1 || return 1
   # `target list --installed` only reads local state; it never downloads.
-  PATH="$CARGO_HOME/bin:$PATH" rustup target list --installed 2>/dev/null | grep -qx "$t"
+  PATH="$CARGO_HOME/bin:$PATH" rustup target list --installed 2>/dev/null | grep -x "$t" >/dev/null
 }
 
 wasm_toolchain_setup() {

@@ -182,11 +182,19 @@ impl<'a> Fields<'a> {
         Ok(fields)
     }
 
+    /// `parent.key`, or `parent["key"]` (JSON-quoted) when the key is not a plain identifier:
+    /// an unknown key is the operator's text, and must neither vanish (`""`) nor break the
+    /// one-line log message (`"a\nb"`).
     fn path_of(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
+        let plain = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match (plain, self.path.is_empty()) {
+            (true, true) => key.to_owned(),
+            (true, false) => format!("{}.{key}", self.path),
+            (false, _) => format!("{}[{}]", self.path, Value::String(key.to_owned())),
         }
     }
 
@@ -226,8 +234,10 @@ impl<'a> Fields<'a> {
         let v = self.required(key)?;
         match v.as_i64() {
             Some(n) => Ok(n),
-            // Larger than i64: certainly out of any range we accept; say so with the number.
-            None if v.is_u64() => Ok(i64::MAX),
+            // Beyond i64 (serde_json keeps it as u64 or f64): too large for any range we accept.
+            None if v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0) => Err(
+                ConfigError::new(self.path_of(key), format!("{} is too large", describe(v))),
+            ),
             None => Err(ConfigError::new(
                 self.path_of(key),
                 format!("expected an integer, found {}", describe(v)),
@@ -265,5 +275,70 @@ fn describe(v: &Value) -> String {
         Value::String(_) => "a string".to_owned(),
         Value::Array(_) => "a list".to_owned(),
         Value::Object(_) => "an object".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(json: &str) -> String {
+        read_config(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn odd_unknown_keys_are_quoted_in_the_path() {
+        assert_eq!(
+            error(r#"{"":1,"default":{"subset":"v1"}}"#),
+            r#"[""]: unknown field; expected one of clusterHeader, clusterTemplate, subsetHeader, responseHeader, rules, default"#
+        );
+        assert_eq!(
+            error(r#"{"default":{"subset":"v1","":2}}"#),
+            r#"default[""]: unknown field; expected one of subset, split, stickyBy"#
+        );
+        let e = error("{\"default\":{\"subset\":\"v1\",\"a\\nb [critical]\":2}}");
+        assert_eq!(
+            e,
+            r#"default["a\nb [critical]"]: unknown field; expected one of subset, split, stickyBy"#
+        );
+        assert!(!e.contains('\n'), "an error must stay on one log line: {e}");
+        assert_eq!(
+            error(r#"{"default":{"subset":"v1","sticky-by":2}}"#),
+            r#"default["sticky-by"]: unknown field; expected one of subset, split, stickyBy"#
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        assert_eq!(
+            error(r#"{"default":{"subset":"v1"},"rules":{}}"#),
+            "rules: expected a list, found an object"
+        );
+        assert_eq!(
+            error(r#"{"default":{"subset":["v1"]}}"#),
+            "default.subset: expected a string, found a list"
+        );
+        assert_eq!(
+            error(r#"{"default":{"split":[{"subset":"a","weight":"10"}]}}"#),
+            r#"default.split[0].weight: expected an integer, found the string "10""#
+        );
+        assert_eq!(
+            error(
+                r#"{"default":{"subset":"v1"},"rules":[{"name":"r","route":{"subset":"v1"},"match":{"headers":[{"name":"x","present":"yes"}]}}]}"#
+            ),
+            r#"rules[0].match.headers[0].present: expected true or false, found the string "yes""#
+        );
+        assert_eq!(
+            error(r#"{"default":{"split":[{"subset":"a","weight":18446744073709551615}]}}"#),
+            "default.split[0].weight: 18446744073709551615 is too large"
+        );
+        assert_eq!(
+            error(r#"{"default":{"split":[{"subset":"a","weight":99999999999999999999}]}}"#),
+            "default.split[0].weight: 1e+20 is too large"
+        );
+        assert_eq!(
+            error(r#"{"default":{"split":[{"subset":"a","weight":0.5}]}}"#),
+            "default.split[0].weight: expected an integer, found 0.5"
+        );
     }
 }

@@ -968,8 +968,16 @@ pub fn run_case(
             for e in &errors {
                 stats.error_lines += 1;
                 let line = e.to_string();
-                if e.path.is_empty() || e.reason.is_empty() || !line.contains(": ") {
-                    return Err(format!("error without path or reason: {line:?}"));
+                if e.reason.is_empty() || !line.contains(": ") {
+                    return Err(format!("error without a reason: {line:?}"));
+                }
+                // Every error names a path and stays on one log line (regression: a JSON key
+                // used to be copied into the path verbatim; see tests/filter_regressions.rs).
+                if e.path.is_empty() || e.path.ends_with('.') || e.path.contains(".[") {
+                    return Err(format!("error with an empty or dangling path: {line:?}"));
+                }
+                if line.chars().any(|c| c == '\n' || c == '\r') {
+                    return Err(format!("error line contains a line break: {line:?}"));
                 }
             }
             if verbose {

@@ -10,8 +10,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Upstream clusters in the template, each served by its own listener.
-pub const CLUSTERS: &[&str] =
-    &["v1", "v2", "v3", "red", "blue", "color-red", "color-blue", "internal-admin"];
+pub const CLUSTERS: &[&str] = &[
+    "v1",
+    "v2",
+    "v3",
+    "red",
+    "blue",
+    "color-red",
+    "color-blue",
+    "internal-admin",
+];
 
 /// Where the scenario directory is mounted inside the container.
 pub const CONTAINER_DIR: &str = "/etc/subset-router";
@@ -43,7 +51,10 @@ pub struct Env {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -57,11 +68,19 @@ fn script_last_line(script: &str) -> Option<String> {
         return None;
     }
     eprintln!("[it] running {} ...", path.display());
-    let out = Command::new("bash").arg(&path).stderr(Stdio::inherit()).output().ok()?;
+    let out = Command::new("bash")
+        .arg(&path)
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
 }
 
 /// Label on every container the suite starts; its value is the suite's PID.
@@ -72,16 +91,25 @@ pub const CONTAINER_LABEL: &str = "org.subset-router.it.pid";
 fn remove_orphan_containers() {
     let Ok(out) = Command::new("docker")
         .args(["ps", "-a", "--filter", &format!("label={CONTAINER_LABEL}")])
-        .args(["--format", &format!("{{{{.ID}}}} {{{{.Label \"{CONTAINER_LABEL}\"}}}}")])
+        .args([
+            "--format",
+            &format!("{{{{.ID}}}} {{{{.Label \"{CONTAINER_LABEL}\"}}}}"),
+        ])
         .output()
     else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((id, pid)) = line.split_once(' ') else { continue };
+        let Some((id, pid)) = line.split_once(' ') else {
+            continue;
+        };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
             eprintln!("[it] removing container {id} left by dead run (pid {pid})");
-            let _ = Command::new("docker").args(["rm", "-f", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = Command::new("docker")
+                .args(["rm", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -98,7 +126,9 @@ pub fn docker_answers() -> bool {
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file())
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
     })
 }
 
@@ -112,7 +142,11 @@ impl Env {
         let wasm = env_nonempty("WASM")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("dist/subset_router.wasm"));
-        let wasm = if wasm.is_relative() { root.join(wasm) } else { wasm };
+        let wasm = if wasm.is_relative() {
+            root.join(wasm)
+        } else {
+            wasm
+        };
         if !wasm.is_file() {
             return Err(format!(
                 "filter not found at {} (set WASM=<path> or run `make build` first)",
@@ -125,12 +159,18 @@ impl Env {
             "docker" => true,
             "native" => false,
             "auto" => docker_answers(),
-            other => return Err(format!("ENVOY_RUNTIME must be docker|native|auto, not {other:?}")),
+            other => {
+                return Err(format!(
+                    "ENVOY_RUNTIME must be docker|native|auto, not {other:?}"
+                ))
+            }
         };
         if docker && !docker_answers() {
-            return Err("ENVOY_RUNTIME=docker but no Docker engine answers `docker info` \
+            return Err(
+                "ENVOY_RUNTIME=docker but no Docker engine answers `docker info` \
                         (scripts/dockerd.sh start)"
-                .into());
+                    .into(),
+            );
         }
 
         let mut envoy_bin = env_nonempty("ENVOY_BIN").map(PathBuf::from);
@@ -182,11 +222,22 @@ impl Env {
         let _ = fs::remove_dir_all(&work_dir);
         fs::create_dir_all(&work_dir).map_err(|e| format!("{}: {e}", work_dir.display()))?;
 
-        Ok(Env { runtime, wasm, envoy_bin, template, template_path, work_dir })
+        Ok(Env {
+            runtime,
+            wasm,
+            envoy_bin,
+            template,
+            template_path,
+            work_dir,
+        })
     }
 
     pub fn describe(&self) -> String {
-        let bin = self.envoy_bin.as_ref().map(|b| b.display().to_string()).unwrap_or("-".into());
+        let bin = self
+            .envoy_bin
+            .as_ref()
+            .map(|b| b.display().to_string())
+            .unwrap_or("-".into());
         match &self.runtime {
             Runtime::Docker { image } => {
                 format!("runtime=docker image={image} (validate with: {bin})")
@@ -226,11 +277,21 @@ fn allocate_ports() -> Result<Ports, String> {
         let n = PORT_SEQ.fetch_add(1, Ordering::Relaxed);
         let slot = (seed.wrapping_add(n.wrapping_mul(7919))) % 3000;
         let base = 20_000 + slot * 12;
-        let all_free = (0..width).all(|i| TcpListener::bind(("0.0.0.0", (base + i) as u16)).is_ok());
+        let all_free =
+            (0..width).all(|i| TcpListener::bind(("0.0.0.0", (base + i) as u16)).is_ok());
         if all_free {
             let base = base as u16;
-            let upstream = CLUSTERS.iter().enumerate().map(|(i, c)| (*c, base + 2 + i as u16)).collect();
-            return Ok(Ports { base, admin: base, front: base + 1, upstream });
+            let upstream = CLUSTERS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (*c, base + 2 + i as u16))
+                .collect();
+            return Ok(Ports {
+                base,
+                admin: base,
+                front: base + 1,
+                upstream,
+            });
         }
     }
     Err("no free port block found".into())
@@ -261,7 +322,10 @@ pub fn render_template_with(
         ("PLUGIN_CONFIG".into(), yaml_quote(plugin_json)),
     ];
     for (c, p) in &ports.upstream {
-        vars.push((format!("PORT_{}", c.to_ascii_uppercase().replace('-', "_")), p.to_string()));
+        vars.push((
+            format!("PORT_{}", c.to_ascii_uppercase().replace('-', "_")),
+            p.to_string(),
+        ));
     }
     for (k, v) in extra {
         vars.push((k.to_string(), v.to_string()));
@@ -271,8 +335,14 @@ pub fn render_template_with(
         out = out.replace(&format!("{{{{{k}}}}}"), v);
     }
     if let Some(i) = out.find("{{") {
-        let end = out[i..].find("}}").map(|j| i + j + 2).unwrap_or(out.len().min(i + 40));
-        return Err(format!("unrendered placeholder {} in the Envoy template", &out[i..end]));
+        let end = out[i..]
+            .find("}}")
+            .map(|j| i + j + 2)
+            .unwrap_or(out.len().min(i + 40));
+        return Err(format!(
+            "unrendered placeholder {} in the Envoy template",
+            &out[i..end]
+        ));
     }
     Ok(out)
 }
@@ -377,11 +447,21 @@ impl Envoy {
         plugin_json: &str,
         opts: &LaunchOptions,
     ) -> Result<(Envoy, Validation), String> {
-        let Prepared { ports, dir, cfg_path_for_run, run_dir } = Envoy::prepare(env, name, plugin_json, opts)?;
+        let Prepared {
+            ports,
+            dir,
+            cfg_path_for_run,
+            run_dir,
+        } = Envoy::prepare(env, name, plugin_json, opts)?;
         Envoy::run_prepared(env, name, ports, dir, cfg_path_for_run, run_dir)
     }
 
-    fn prepare(env: &Env, name: &str, plugin_json: &str, opts: &LaunchOptions) -> Result<Prepared, String> {
+    fn prepare(
+        env: &Env,
+        name: &str,
+        plugin_json: &str,
+        opts: &LaunchOptions,
+    ) -> Result<Prepared, String> {
         let template = opts.template.as_deref().unwrap_or(&env.template);
         let ports = allocate_ports()?;
         let dir = env.work_dir.join(format!("{name}-{}", ports.base));
@@ -409,7 +489,10 @@ impl Envoy {
                 render_template_with(template, &ports, &run_wasm, plugin_json, &run_vars)?,
                 format!("{CONTAINER_DIR}/envoy.yaml"),
             ),
-            Runtime::Native => (host_cfg.clone(), dir.join("envoy.yaml").to_string_lossy().into_owned()),
+            Runtime::Native => (
+                host_cfg.clone(),
+                dir.join("envoy.yaml").to_string_lossy().into_owned(),
+            ),
         };
         fs::write(dir.join("envoy.yaml"), &cfg_for_run).map_err(|e| e.to_string())?;
         fs::write(dir.join("envoy.host.yaml"), &host_cfg).map_err(|e| e.to_string())?;
@@ -421,7 +504,12 @@ impl Envoy {
             let text = render_template_with(content, &ports, &run_wasm, plugin_json, &run_vars)?;
             fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        Ok(Prepared { ports, dir, cfg_path_for_run, run_dir })
+        Ok(Prepared {
+            ports,
+            dir,
+            cfg_path_for_run,
+            run_dir,
+        })
     }
 
     fn run_prepared(
@@ -486,7 +574,17 @@ impl Envoy {
                 Proc::Native { child }
             }
         };
-        Ok((Envoy { name: name.to_string(), ports, dir, proc: Some(proc), log_file, run_dir }, validation))
+        Ok((
+            Envoy {
+                name: name.to_string(),
+                ports,
+                dir,
+                proc: Some(proc),
+                log_file,
+                run_dir,
+            },
+            validation,
+        ))
     }
 
     pub fn front(&self) -> SocketAddr {
@@ -507,7 +605,13 @@ impl Envoy {
             Some(Proc::Docker { id }) => Command::new("docker")
                 .args(["logs", id])
                 .output()
-                .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+                .map(|o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
                 .unwrap_or_else(|e| format!("(docker logs failed: {e})")),
             _ => fs::read_to_string(&self.log_file).unwrap_or_default(),
         }
@@ -522,7 +626,12 @@ impl Envoy {
             },
             Some(Proc::Docker { id }) => {
                 let out = Command::new("docker")
-                    .args(["inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", id])
+                    .args([
+                        "inspect",
+                        "-f",
+                        "{{.State.Running}} {{.State.ExitCode}}",
+                        id,
+                    ])
                     .output()
                     .ok()?;
                 let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -649,8 +758,15 @@ impl Envoy {
         match &self.proc {
             Some(Proc::Native { child }) => Some(child.id()),
             Some(Proc::Docker { id }) => {
-                let out = Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", id]).output().ok()?;
-                String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|p| *p > 0)
+                let out = Command::new("docker")
+                    .args(["inspect", "-f", "{{.State.Pid}}", id])
+                    .output()
+                    .ok()?;
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
             }
             None => None,
         }
@@ -681,7 +797,8 @@ impl Envoy {
         let path = self.dir.join(rel);
         let tmp = path.with_extension("tmp-swap");
         fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        fs::rename(&tmp, &path).map_err(|e| format!("rename {} -> {}: {e}", tmp.display(), path.display()))
+        fs::rename(&tmp, &path)
+            .map_err(|e| format!("rename {} -> {}: {e}", tmp.display(), path.display()))
     }
 }
 
@@ -705,15 +822,27 @@ fn validate(env: &Env, dir: &Path) -> Result<Validation, String> {
             .arg(format!("{}:{CONTAINER_DIR}:ro", dir.display()))
             .args(["--entrypoint", ENVOY_IN_IMAGE])
             .arg(image)
-            .args(["--mode", "validate", "-c", &format!("{CONTAINER_DIR}/envoy.yaml")])
+            .args([
+                "--mode",
+                "validate",
+                "-c",
+                &format!("{CONTAINER_DIR}/envoy.yaml"),
+            ])
             .output()
     } else {
         return Err("no envoy binary for --mode validate".into());
     }
     .map_err(|e| format!("envoy --mode validate: {e}"))?;
-    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = fs::write(dir.join("validate.log"), &output);
-    Ok(Validation { ok: out.status.success(), output })
+    Ok(Validation {
+        ok: out.status.success(),
+        output,
+    })
 }
 
 /// Parses admin `/stats` text (`name: value` lines), keeping integer values.
@@ -733,7 +862,8 @@ pub fn log_excerpt(log: &str) -> String {
     let tail_from = lines.len().saturating_sub(12);
     let mut out: Vec<&str> = Vec::new();
     for (i, l) in lines.iter().enumerate() {
-        let important = l.contains("][warning][") || l.contains("][error][") || l.contains("][critical][");
+        let important =
+            l.contains("][warning][") || l.contains("][error][") || l.contains("][critical][");
         if important || i >= tail_from {
             out.push(l);
         }
@@ -747,7 +877,13 @@ pub fn first_error_line(log: &str) -> String {
     log.lines()
         .find(|l| l.contains("][error][") || l.contains("][critical]["))
         .or_else(|| log.lines().rev().find(|l| !l.trim().is_empty()))
-        .map(|l| l.rsplit_once("] ").map(|(_, m)| m).unwrap_or(l).trim().to_string())
+        .map(|l| {
+            l.rsplit_once("] ")
+                .map(|(_, m)| m)
+                .unwrap_or(l)
+                .trim()
+                .to_string()
+        })
         .unwrap_or_else(|| "(empty log)".into())
 }
 
@@ -776,7 +912,9 @@ mod tests {
 
     #[test]
     fn parses_stats() {
-        let m = parse_stats("wasmcustom.subset_router.rule.a.subset.v1: 3\nfoo.hist: P0(nan,1)\nx: 0\n");
+        let m = parse_stats(
+            "wasmcustom.subset_router.rule.a.subset.v1: 3\nfoo.hist: P0(nan,1)\nx: 0\n",
+        );
         assert_eq!(m.get("wasmcustom.subset_router.rule.a.subset.v1"), Some(&3));
         assert_eq!(m.len(), 2);
     }

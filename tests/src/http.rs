@@ -17,7 +17,10 @@ impl Response {
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header_count(&self, name: &str) -> usize {
@@ -38,7 +41,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Client {
-        Client { addr, conn: None, timeout: Duration::from_secs(10) }
+        Client {
+            addr,
+            conn: None,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     pub fn with_timeout(mut self, t: Duration) -> Client {
@@ -121,7 +128,10 @@ fn read_line(r: &mut impl BufRead) -> std::io::Result<String> {
     let mut line = String::new();
     let n = r.read_line(&mut line)?;
     if n == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     while line.ends_with('\n') || line.ends_with('\r') {
         line.pop();
@@ -147,10 +157,17 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<(Response, bool)> 
         if line.is_empty() {
             break;
         }
-        let (k, v) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header {line:?}")))?;
         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_ascii_lowercase());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
     let mut keep = version == "HTTP/1.1" && get("connection").as_deref() != Some("close");
     let mut body = Vec::new();
     if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
@@ -170,7 +187,9 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<(Response, bool)> 
             read_line(r)?; // CRLF after the chunk
         }
     } else if let Some(len) = get("content-length") {
-        let len: usize = len.parse().map_err(|_| bad(format!("bad content-length {len:?}")))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| bad(format!("bad content-length {len:?}")))?;
         body.resize(len, 0);
         r.read_exact(&mut body)?;
     } else if status == 204 || status == 304 || (100..200).contains(&status) {
@@ -179,7 +198,14 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<(Response, bool)> 
         r.read_to_end(&mut body)?;
         keep = false;
     }
-    Ok((Response { status, headers, body }, keep))
+    Ok((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        keep,
+    ))
 }
 
 #[cfg(test)]
@@ -193,7 +219,15 @@ HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n
 HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
         let mut r = BufReader::new(&raw[..]);
         let (a, keep) = read_response(&mut r).unwrap();
-        assert_eq!((a.status, a.header("x-served-by"), a.body_str().as_str(), keep), (200, Some("v1"), "v1", true));
+        assert_eq!(
+            (
+                a.status,
+                a.header("x-served-by"),
+                a.body_str().as_str(),
+                keep
+            ),
+            (200, Some("v1"), "v1", true)
+        );
         let (b, _) = read_response(&mut r).unwrap();
         assert_eq!(b.body_str(), "abcde");
         let (c, keep) = read_response(&mut r).unwrap();

@@ -24,7 +24,10 @@ where
     let mut t = Tally::default();
     for i in 0..n {
         let (path, headers) = req(i);
-        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let hs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         match client.get(&path, &hs) {
             Ok(r) => match expect.check(&r) {
                 Ok(s) => t.add(&s),
@@ -37,7 +40,16 @@ where
 }
 
 /// Same request `n` times.
-pub fn send_same(client: &mut Client, n: u64, expect: &Expect, path: &str, headers: &[(&str, &str)]) -> Tally {
-    let hs: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+pub fn send_same(
+    client: &mut Client,
+    n: u64,
+    expect: &Expect,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Tally {
+    let hs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     send(client, n, expect, |_| (path.to_string(), hs.clone()))
 }

@@ -26,12 +26,16 @@ pub fn get_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
 /// length). `Err` is a transport error (reset, timeout, unparsable response).
 pub fn one_shot(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<Response, String> {
     let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
     w.write_all(request).map_err(|e| format!("write: {e}"))?;
     let mut r = BufReader::with_capacity(64 * 1024, s);
-    read_response(&mut r).map(|(resp, _)| resp).map_err(|e| format!("read: {e} ({:?})", e.kind()))
+    read_response(&mut r)
+        .map(|(resp, _)| resp)
+        .map_err(|e| format!("read: {e} ({:?})", e.kind()))
 }
 
 /// A keep-alive connection that behaves like an ordinary HTTP client: before reusing the
@@ -49,7 +53,12 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(addr: SocketAddr) -> Conn {
-        Conn { addr, conn: None, timeout: Duration::from_secs(10), reconnects: 0 }
+        Conn {
+            addr,
+            conn: None,
+            timeout: Duration::from_secs(10),
+            reconnects: 0,
+        }
     }
 
     fn connect(&self) -> std::io::Result<BufReader<TcpStream>> {
@@ -226,9 +235,11 @@ impl Load {
                         let ph = phase.load(Ordering::Relaxed);
                         let (req, key) = (spec.make)(seq);
                         let outcome = match conn.send(&req).and_then(|r| (spec.check)(&r)) {
-                            Ok(label) => {
-                                spec.labels.iter().position(|l| *l == label).map_or(FAILED, |i| i as u16)
-                            }
+                            Ok(label) => spec
+                                .labels
+                                .iter()
+                                .position(|l| *l == label)
+                                .map_or(FAILED, |i| i as u16),
                             Err(e) => {
                                 if fail_samples.len() < 5 {
                                     fail_samples.push(format!("request {seq}: {e}"));
@@ -239,7 +250,11 @@ impl Load {
                         if outcome == FAILED {
                             failures += 1;
                         }
-                        records.push(Record { phase: ph, key, outcome });
+                        records.push(Record {
+                            phase: ph,
+                            key,
+                            outcome,
+                        });
                         let done = completed.fetch_add(1, Ordering::Relaxed) + 1;
                         if spec.checkpoints.contains(&done) {
                             let v = spec.sample.as_ref().and_then(|f| f());
@@ -250,7 +265,14 @@ impl Load {
                 })
             })
             .collect();
-        Load { phase, stop, completed, handles, samples, started }
+        Load {
+            phase,
+            stop,
+            completed,
+            handles,
+            samples,
+            started,
+        }
     }
 
     pub fn set_phase(&self, p: u32) {

@@ -95,7 +95,11 @@ pub struct Expect {
 
 impl Default for Expect {
     fn default() -> Self {
-        Expect { cluster_template: Some("{subset}".into()), subset_header: false, response_header: None }
+        Expect {
+            cluster_template: Some("{subset}".into()),
+            subset_header: false,
+            response_header: None,
+        }
     }
 }
 
@@ -112,7 +116,10 @@ impl Expect {
                 r.body_str()
             ));
         }
-        let served = r.header("x-served-by").ok_or("no x-served-by header")?.to_string();
+        let served = r
+            .header("x-served-by")
+            .ok_or("no x-served-by header")?
+            .to_string();
         if r.body_str() != served {
             return Err(format!("body {:?} != x-served-by {served:?}", r.body_str()));
         }
@@ -132,7 +139,9 @@ impl Expect {
             }
             None => {
                 if let Some(echo) = r.header("x-echo-cluster-header") {
-                    return Err(format!("clusterHeader is off but upstream saw x-upstream-cluster {echo:?}"));
+                    return Err(format!(
+                        "clusterHeader is off but upstream saw x-upstream-cluster {echo:?}"
+                    ));
                 }
             }
         }
@@ -142,7 +151,9 @@ impl Expect {
                 return Err(format!("upstream {served} saw x-subset {echo_subset:?}"));
             }
         } else if let Some(v) = echo_subset {
-            return Err(format!("subsetHeader is off but upstream saw x-subset {v:?}"));
+            return Err(format!(
+                "subsetHeader is off but upstream saw x-subset {v:?}"
+            ));
         }
         if let Some(h) = &self.response_header {
             let got = r.header(h);
@@ -150,7 +161,10 @@ impl Expect {
                 return Err(format!("response header {h}: {got:?}, want {served:?}"));
             }
             if r.header_count(h) != 1 {
-                return Err(format!("response header {h} appears {} times", r.header_count(h)));
+                return Err(format!(
+                    "response header {h} appears {} times",
+                    r.header_count(h)
+                ));
             }
         }
         Ok(served)
@@ -206,7 +220,10 @@ pub struct ExpectedStats(pub BTreeMap<String, u64>);
 impl ExpectedStats {
     pub fn rule(&mut self, rule: &str, subset: &str, n: u64) -> &mut Self {
         if n > 0 {
-            *self.0.entry(format!("subset_router.rule.{rule}.subset.{subset}")).or_default() += n;
+            *self
+                .0
+                .entry(format!("subset_router.rule.{rule}.subset.{subset}"))
+                .or_default() += n;
         }
         self
     }
@@ -218,13 +235,19 @@ impl ExpectedStats {
     }
     pub fn spoofed(&mut self, n: u64) -> &mut Self {
         if n > 0 {
-            *self.0.entry("subset_router.spoofed_header_removed".into()).or_default() += n;
+            *self
+                .0
+                .entry("subset_router.spoofed_header_removed".into())
+                .or_default() += n;
         }
         self
     }
     pub fn sticky_missing(&mut self, n: u64) -> &mut Self {
         if n > 0 {
-            *self.0.entry("subset_router.sticky_key_missing".into()).or_default() += n;
+            *self
+                .0
+                .entry("subset_router.sticky_key_missing".into())
+                .or_default() += n;
         }
         self
     }

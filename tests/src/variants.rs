@@ -29,7 +29,9 @@ pub fn hardened(template: &str) -> Result<String, String> {
         extra.push(format!("max_request_headers_kb: {MAX_REQUEST_HEADERS_KB}"));
     }
     if !template.contains("common_http_protocol_options") {
-        extra.push(format!("common_http_protocol_options: {{ max_headers_count: {MAX_HEADERS_COUNT} }}"));
+        extra.push(format!(
+            "common_http_protocol_options: {{ max_headers_count: {MAX_HEADERS_COUNT} }}"
+        ));
     }
     if !template.contains("http_protocol_options:") {
         extra.push("http_protocol_options: { accept_http_10: true }".into());
@@ -126,7 +128,9 @@ pub fn ecds(template: &str) -> Result<(String, String), String> {
     let mut node_added = template.lines().any(|l| l.starts_with("node:"));
     for (i, l) in lines.iter().enumerate() {
         if !node_added && l.starts_with("admin:") {
-            out.push_str("node: { id: subset-router-reliability, cluster: subset-router-reliability }\n");
+            out.push_str(
+                "node: { id: subset-router-reliability, cluster: subset-router-reliability }\n",
+            );
             node_added = true;
         }
         if i == start {
@@ -159,7 +163,10 @@ mod tests {
     fn hardened_raises_limits_on_every_connection_manager() {
         let t = base();
         let h = hardened(&t).unwrap();
-        let managers = t.lines().filter(|l| l.trim_start().starts_with("stat_prefix:")).count();
+        let managers = t
+            .lines()
+            .filter(|l| l.trim_start().starts_with("stat_prefix:"))
+            .count();
         assert!(managers >= 9);
         assert_eq!(h.matches("max_request_headers_kb: 96").count(), managers);
         assert_eq!(h.matches("accept_http_10: true").count(), managers);
@@ -176,7 +183,9 @@ mod tests {
         let d = t.find("config_discovery").unwrap();
         assert!(t[d..].contains("envoy.filters.http.router"));
         assert!(r.contains("{{PLUGIN_CONFIG}}") && r.contains("{{WASM_FILE}}"));
-        assert!(r.contains("\"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"));
+        assert!(
+            r.contains("\"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm")
+        );
         assert!(r.contains("failure_policy: FAIL_CLOSED"));
     }
 }

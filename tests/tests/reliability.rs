@@ -43,9 +43,17 @@ struct Ctx {
 
 impl Ctx {
     fn row(&mut self, check: &str, expected: &str, observed: &str, pass: bool) {
-        println!("    [{}] {check}: expected {expected}; observed {observed}", if pass { "PASS" } else { "FAIL" });
+        println!(
+            "    [{}] {check}: expected {expected}; observed {observed}",
+            if pass { "PASS" } else { "FAIL" }
+        );
         self.failed |= !pass;
-        self.rows.push([check.into(), expected.into(), observed.into(), if pass { "PASS" } else { "FAIL" }.into()]);
+        self.rows.push([
+            check.into(),
+            expected.into(),
+            observed.into(),
+            if pass { "PASS" } else { "FAIL" }.into(),
+        ]);
     }
 
     fn figure(&mut self, name: &str, value: impl Into<String>) {
@@ -83,7 +91,11 @@ fn render(head: [&str; 4], rows: &[[String; 4]]) -> String {
     let line = |c: [&str; 4]| {
         let mut s = String::from("|");
         for i in 0..4 {
-            s.push_str(&format!(" {}{} |", c[i], " ".repeat(w[i] - c[i].chars().count())));
+            s.push_str(&format!(
+                " {}{} |",
+                c[i],
+                " ".repeat(w[i] - c[i].chars().count())
+            ));
         }
         s.push('\n');
         s
@@ -106,11 +118,19 @@ fn first_line(s: &str) -> &str {
 
 /// Sum of the filter's decision counters (`subset_router.rule.*`) in a stats map.
 fn decisions(stats: &BTreeMap<String, u64>) -> u64 {
-    stats.iter().filter(|(k, _)| k.contains("subset_router.rule.")).map(|(_, v)| v).sum()
+    stats
+        .iter()
+        .filter(|(k, _)| k.contains("subset_router.rule."))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 fn stat(stats: &BTreeMap<String, u64>, suffix: &str) -> u64 {
-    stats.iter().filter(|(k, _)| k.ends_with(suffix)).map(|(_, v)| *v).sum()
+    stats
+        .iter()
+        .filter(|(k, _)| k.ends_with(suffix))
+        .map(|(_, v)| *v)
+        .sum()
 }
 
 /// Wasm-related Envoy stats that reveal a crashed or reloaded VM, and request outcomes.
@@ -196,7 +216,11 @@ fn forged_headers(cx: &mut Ctx) -> Result<(), String> {
             Ok(r) => {
                 let by = r.header("x-served-by").unwrap_or("-").to_string();
                 *served.entry(by.clone()).or_default() += 1;
-                *per_variant.entry(label).or_default().entry(by.clone()).or_default() += 1;
+                *per_variant
+                    .entry(label)
+                    .or_default()
+                    .entry(by.clone())
+                    .or_default() += 1;
                 if let Err(e) = ex.check(&r) {
                     errors += 1;
                     if error_samples.len() < 3 {
@@ -217,20 +241,43 @@ fn forged_headers(cx: &mut Ctx) -> Result<(), String> {
     }
     cx.count(FORGED_N, errors);
     let after = envoy.stats("subset_router")?;
-    let spoofed = stat(&after, "subset_router.spoofed_header_removed") - stat(&before, "subset_router.spoofed_header_removed");
+    let spoofed = stat(&after, "subset_router.spoofed_header_removed")
+        - stat(&before, "subset_router.spoofed_header_removed");
     let upstream = envoy.stats("upstream_rq_total")?;
     // A missing counter counts as reached: the check must not pass on a renamed stat.
-    let reached = |c: &str| upstream.get(&format!("cluster.{c}.upstream_rq_total")).copied().unwrap_or(u64::MAX / 4);
-    let forbidden: u64 = ["internal-admin", "v3", "color-red"].iter().map(|c| reached(c)).sum();
-    let off_rules: u64 = served.iter().filter(|(k, _)| *k != "v1" && *k != "v2").map(|(_, v)| v).sum();
+    let reached = |c: &str| {
+        upstream
+            .get(&format!("cluster.{c}.upstream_rq_total"))
+            .copied()
+            .unwrap_or(u64::MAX / 4)
+    };
+    let forbidden: u64 = ["internal-admin", "v3", "color-red"]
+        .iter()
+        .map(|c| reached(c))
+        .sum();
+    let off_rules: u64 = served
+        .iter()
+        .filter(|(k, _)| *k != "v1" && *k != "v2")
+        .map(|(_, v)| v)
+        .sum();
 
-    let obs = served.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(" / ");
+    let obs = served
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" / ");
     cx.row(
-        &format!("1 forged headers: {FORGED_N} requests, {} variants", forged.len()),
+        &format!(
+            "1 forged headers: {FORGED_N} requests, {} variants",
+            forged.len()
+        ),
         "all 200, served by v1/v2 only (rules), upstream saw only the filter's headers",
         &format!(
             "{obs}; invariant errors {errors}{}",
-            error_samples.first().map(|e| format!(" (first: {e})")).unwrap_or_default()
+            error_samples
+                .first()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
         ),
         errors == 0 && off_rules == 0,
     );
@@ -258,11 +305,19 @@ fn forged_headers(cx: &mut Ctx) -> Result<(), String> {
         spoofed == FORGED_N,
     );
     let dec = decisions(&after) - decisions(&before);
-    cx.row("1 forged: decision counters", &format!("+{FORGED_N}"), &format!("+{dec}"), dec == FORGED_N);
+    cx.row(
+        "1 forged: decision counters",
+        &format!("+{FORGED_N}"),
+        &format!("+{dec}"),
+        dec == FORGED_N,
+    );
     for (label, m) in &per_variant {
         println!("      {label}: {m:?}");
     }
-    cx.figure("forged requests (reached internal-admin/v3/color-red)", format!("{FORGED_N} ({forbidden})"));
+    cx.figure(
+        "forged requests (reached internal-admin/v3/color-red)",
+        format!("{FORGED_N} ({forbidden})"),
+    );
     Ok(())
 }
 
@@ -277,8 +332,8 @@ const INVALID_CLASSES: &[&str] = &[
     "is empty",                    // empty configuration
     "invalid JSON",                // syntax error
     "trailing",                    // trailing characters after the object
-    "\n42\n",                    // not an object
-    "{}\n",                       // missing `default`
+    "\n42\n",                      // not an object
+    "{}\n",                        // missing `default`
     "rulez",                       // unknown top-level field
     "regexp",                      // unknown operator
     "exceeds 1000000",             // weight out of range
@@ -322,25 +377,40 @@ struct InvalidCase {
 }
 
 fn invalid_cases() -> Result<Vec<InvalidCase>, String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../filter/tests/data/invalid-configs.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../filter/tests/data/invalid-configs.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let data = minijson::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let all: Vec<(String, String)> = data
         .as_array()
         .ok_or("invalid-configs.json is not an array")?
         .iter()
-        .filter_map(|c| Some((c.get("config")?.as_str()?.to_string(), c.get("error")?.as_str()?.to_string())))
+        .filter_map(|c| {
+            Some((
+                c.get("config")?.as_str()?.to_string(),
+                c.get("error")?.as_str()?.to_string(),
+            ))
+        })
         .collect();
     let mut out = Vec::new();
     let mut used = BTreeSet::new();
     for class in INVALID_CLASSES {
         let hit = |(c, e): &(String, String)| format!("\n{c}\n{e}").contains(class);
-        match all.iter().enumerate().find(|(i, case)| hit(case) && !used.contains(i)) {
+        match all
+            .iter()
+            .enumerate()
+            .find(|(i, case)| hit(case) && !used.contains(i))
+        {
             Some((i, (config, error))) => {
                 used.insert(i);
-                out.push(InvalidCase { config: config.clone(), errors: error.split(" | ").map(String::from).collect() });
+                out.push(InvalidCase {
+                    config: config.clone(),
+                    errors: error.split(" | ").map(String::from).collect(),
+                });
             }
-            None => println!("    note: no case of class {class:?} in invalid-configs.json (skipped)"),
+            None => {
+                println!("    note: no case of class {class:?} in invalid-configs.json (skipped)")
+            }
         }
     }
     out.push(InvalidCase {
@@ -360,14 +430,20 @@ fn invalid_configs(cx: &mut Ctx) -> Result<(), String> {
     // the filter's error line is in its output. Two at a time.
     let t = Instant::now();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<(usize, Result<envoy::Validation, String>)>> = Default::default();
+    let results: std::sync::Mutex<Vec<(usize, Result<envoy::Validation, String>)>> =
+        Default::default();
     let env = &cx.env;
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(c) = cases.get(i) else { break };
-                let v = Envoy::validate_only(env, &format!("invalid-{i:02}"), &c.config, &LaunchOptions::default());
+                let v = Envoy::validate_only(
+                    env,
+                    &format!("invalid-{i:02}"),
+                    &c.config,
+                    &LaunchOptions::default(),
+                );
                 results.lock().unwrap().push((i, v));
             });
         }
@@ -385,7 +461,10 @@ fn invalid_configs(cx: &mut Ctx) -> Result<(), String> {
                 "#{i} {:?}: validate {}, missing line(s) {:?}",
                 c.config.chars().take(60).collect::<String>(),
                 if v.ok { "PASSED" } else { "failed" },
-                c.errors.iter().filter(|e| !logged(&v.output, e)).collect::<Vec<_>>()
+                c.errors
+                    .iter()
+                    .filter(|e| !logged(&v.output, e))
+                    .collect::<Vec<_>>()
             )),
             Err(e) => bad.push(format!("#{i}: {e}")),
         }
@@ -409,17 +488,24 @@ fn invalid_configs(cx: &mut Ctx) -> Result<(), String> {
     // line in its log, and neither the front listener nor /ready ever answered.
     let picks: Vec<&InvalidCase> = ["exceeds 1000000", "is not a valid regex", "is empty"]
         .iter()
-        .filter_map(|k| cases.iter().find(|c| c.errors.iter().any(|e| e.contains(k))))
+        .filter_map(|k| {
+            cases
+                .iter()
+                .find(|c| c.errors.iter().any(|e| e.contains(k)))
+        })
         .chain(cases.last())
         .collect();
     let mut started_ok = 0;
     for (n, c) in picks.iter().enumerate() {
         let t = Instant::now();
-        let (mut envoy, _validation) = Envoy::launch(&cx.env, &format!("invalid-start-{n}"), &c.config)?;
+        let (mut envoy, _validation) =
+            Envoy::launch(&cx.env, &format!("invalid-start-{n}"), &c.config)?;
         let (served, ready, exited) = watch_refusal(&mut envoy, Duration::from_secs(30));
         let log = envoy.logs();
         let lines_ok = c.errors.iter().all(|e| logged(&log, e));
-        let exit1 = exited.as_deref().is_some_and(|w| w.trim_end().ends_with(" 1"));
+        let exit1 = exited
+            .as_deref()
+            .is_some_and(|w| w.trim_end().ends_with(" 1"));
         let pass = exit1 && lines_ok && !served && !ready;
         started_ok += pass as usize;
         cx.row(
@@ -436,7 +522,10 @@ fn invalid_configs(cx: &mut Ctx) -> Result<(), String> {
             println!("--- Envoy log (excerpt) ---\n{}", envoy::log_excerpt(&log));
         }
     }
-    cx.figure("invalid configs refused (validate + real start-ups)", format!("{refused} + {started_ok}"));
+    cx.figure(
+        "invalid configs refused (validate + real start-ups)",
+        format!("{refused} + {started_ok}"),
+    );
     Ok(())
 }
 
@@ -451,7 +540,10 @@ fn watch_refusal(envoy: &mut Envoy, timeout: Duration) -> (bool, bool, Option<St
         if one_shot(envoy.front(), &probe, Duration::from_millis(300)).is_ok() {
             served = true;
         }
-        if let Ok(r) = Client::new(envoy.admin()).with_timeout(Duration::from_millis(300)).get("/ready", &[]) {
+        if let Ok(r) = Client::new(envoy.admin())
+            .with_timeout(Duration::from_millis(300))
+            .get("/ready", &[])
+        {
             ready |= r.status == 200;
         }
         polls += 1;
@@ -483,12 +575,19 @@ fn reload_plugin(route: &str) -> String {
 
 fn ecds_counter(envoy: &Envoy, what: &str) -> u64 {
     envoy
-        .stats(&format!("extension_config_discovery.http_filter.{ECDS_NAME}"))
+        .stats(&format!(
+            "extension_config_discovery.http_filter.{ECDS_NAME}"
+        ))
         .map(|m| stat(&m, &format!(".{what}")))
         .unwrap_or(0)
 }
 
-fn wait_counter(envoy: &Envoy, what: &str, above: u64, timeout: Duration) -> Result<Duration, String> {
+fn wait_counter(
+    envoy: &Envoy,
+    what: &str,
+    above: u64,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let t = Instant::now();
     while t.elapsed() < timeout {
         if ecds_counter(envoy, what) > above {
@@ -496,29 +595,48 @@ fn wait_counter(envoy: &Envoy, what: &str, above: u64, timeout: Duration) -> Res
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    Err(format!("extension_config_discovery.http_filter.{ECDS_NAME}.{what} did not move within {timeout:?}"))
+    Err(format!(
+        "extension_config_discovery.http_filter.{ECDS_NAME}.{what} did not move within {timeout:?}"
+    ))
 }
 
 fn live_reload(cx: &mut Ctx) -> Result<(), String> {
-    let p90 = reload_plugin(r#"{"split": [{"subset": "v1", "weight": 90}, {"subset": "v2", "weight": 10}]}"#);
-    let invalid =
-        reload_plugin(r#"{"split": [{"subset": "v1", "weight": 1000001}, {"subset": "v2", "weight": 10}]}"#);
+    let p90 = reload_plugin(
+        r#"{"split": [{"subset": "v1", "weight": 90}, {"subset": "v2", "weight": 10}]}"#,
+    );
+    let invalid = reload_plugin(
+        r#"{"split": [{"subset": "v1", "weight": 1000001}, {"subset": "v2", "weight": 10}]}"#,
+    );
     let invalid_line = "rules[0].route.split[0].weight: 1000001 exceeds 1000000";
-    let p50 = reload_plugin(r#"{"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}]}"#);
+    let p50 = reload_plugin(
+        r#"{"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}]}"#,
+    );
     let sticky = reload_plugin(
         r#"{"split": [{"subset": "v1", "weight": 80}, {"subset": "v2", "weight": 20}], "stickyBy": {"header": "x-user-id"}}"#,
     );
 
     let (template, resource) = variants::ecds(&cx.hardened.template)?;
-    let opts = LaunchOptions { template: Some(template), files: vec![(ECDS_FILE.to_string(), resource.clone())] };
+    let opts = LaunchOptions {
+        template: Some(template),
+        files: vec![(ECDS_FILE.to_string(), resource.clone())],
+    };
     let (mut envoy, validation) = Envoy::launch_with(&cx.env, "live-reload", &p90, &opts)?;
     if !validation.ok {
-        return Err(format!("validate rejected the ECDS config: {}", envoy::first_error_line(&validation.output)));
+        return Err(format!(
+            "validate rejected the ECDS config: {}",
+            envoy::first_error_line(&validation.output)
+        ));
     }
     envoy.wait_ready()?;
-    println!("    envoy `live-reload` ready (ECDS file {}/{ECDS_FILE})", envoy.dir.display());
+    println!(
+        "    envoy `live-reload` ready (ECDS file {}/{ECDS_FILE})",
+        envoy.dir.display()
+    );
 
-    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let ex = Expect {
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
     let labels = vec!["v1".to_string(), "v2".to_string()];
     let load = Load::start(LoadSpec {
         addr: envoy.front(),
@@ -527,7 +645,13 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
         labels: labels.clone(),
         make: Arc::new(|seq| {
             let id = seq % RELOAD_IDS;
-            (get_request(&format!("/reload/{seq}"), &[("x-user-id", &format!("user-{id:04}"))]), id as u32)
+            (
+                get_request(
+                    &format!("/reload/{seq}"),
+                    &[("x-user-id", &format!("user-{id:04}"))],
+                ),
+                id as u32,
+            )
         }),
         check: Arc::new(move |r| ex.check(r)),
         checkpoints: vec![],
@@ -539,22 +663,30 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
     let mut phases = || -> Result<(), String> {
         load.set_phase(1);
         load.wait_more(MEASURE, Duration::from_secs(60));
-        let swap = |label: &str, plugin: &str, counter: &str, phase: u32| -> Result<Duration, String> {
-            load.set_phase(phase);
-            let before = ecds_counter(&envoy, counter);
-            let t = Instant::now();
-            envoy.replace_file(ECDS_FILE, &resource, plugin)?;
-            let d = wait_counter(&envoy, counter, before, Duration::from_secs(20)).map(|_| t.elapsed());
-            // Workers pick the new filter config up through their thread-local slots.
-            std::thread::sleep(Duration::from_millis(300));
-            load.set_phase(phase + 1);
-            load.wait_more(MEASURE, Duration::from_secs(60));
-            println!("    swap {label}: {d:?}");
-            d
-        };
-        steps.push(("invalid (weight 1000001)".into(), swap("invalid", &invalid, "config_fail", 2)));
+        let swap =
+            |label: &str, plugin: &str, counter: &str, phase: u32| -> Result<Duration, String> {
+                load.set_phase(phase);
+                let before = ecds_counter(&envoy, counter);
+                let t = Instant::now();
+                envoy.replace_file(ECDS_FILE, &resource, plugin)?;
+                let d = wait_counter(&envoy, counter, before, Duration::from_secs(20))
+                    .map(|_| t.elapsed());
+                // Workers pick the new filter config up through their thread-local slots.
+                std::thread::sleep(Duration::from_millis(300));
+                load.set_phase(phase + 1);
+                load.wait_more(MEASURE, Duration::from_secs(60));
+                println!("    swap {label}: {d:?}");
+                d
+            };
+        steps.push((
+            "invalid (weight 1000001)".into(),
+            swap("invalid", &invalid, "config_fail", 2),
+        ));
         steps.push(("50/50".into(), swap("50/50", &p50, "update_success", 4)));
-        steps.push(("sticky 80/20".into(), swap("sticky 80/20", &sticky, "update_success", 6)));
+        steps.push((
+            "sticky 80/20".into(),
+            swap("sticky 80/20", &sticky, "update_success", 6),
+        ));
         Ok(())
     };
     let run = phases();
@@ -563,11 +695,17 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
     cx.count(res.sent, res.failures);
     for (label, d) in &steps {
         if let Err(e) = d {
-            cx.row(&format!("3 reload: swap to {label}"), "Envoy notices the renamed file", &format!("ERROR: {e}"), false);
+            cx.row(
+                &format!("3 reload: swap to {label}"),
+                "Envoy notices the renamed file",
+                &format!("ERROR: {e}"),
+                false,
+            );
         }
     }
 
-    let window = |phase: u32| -> Vec<_> { res.records.iter().filter(|r| r.phase == phase).collect() };
+    let window =
+        |phase: u32| -> Vec<_> { res.records.iter().filter(|r| r.phase == phase).collect() };
     let split_row = |cx: &mut Ctx, label: &str, phase: u32, p_v2: f64| {
         let w = window(phase);
         let n = w.len() as u64;
@@ -577,7 +715,10 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
         cx.row(
             label,
             &format!("v2 {:.0}% of N={n}: [{lo}..{hi}]", p_v2 * 100.0),
-            &format!("v2 {v2} ({:.1}%), failed {failed}", 100.0 * v2 as f64 / n.max(1) as f64),
+            &format!(
+                "v2 {v2} ({:.1}%), failed {failed}",
+                100.0 * v2 as f64 / n.max(1) as f64
+            ),
             failed == 0 && v2 >= lo && v2 <= hi && n >= MEASURE,
         );
     };
@@ -595,7 +736,12 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
         ),
         fails == 1 && line,
     );
-    split_row(cx, "3 reload: after the invalid swap, 90/10 keeps serving", 3, 0.10);
+    split_row(
+        cx,
+        "3 reload: after the invalid swap, 90/10 keeps serving",
+        3,
+        0.10,
+    );
     split_row(cx, "3 reload: after swap to 50/50", 5, 0.50);
 
     // Sticky 80/20: every id on one subset; share of ids on v2 ~ 20%.
@@ -607,7 +753,10 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
         }
     }
     let split_ids = by_id.values().filter(|s| s.len() > 1).count();
-    let ids_v2 = by_id.values().filter(|s| s.len() == 1 && s.contains(&1)).count() as u64;
+    let ids_v2 = by_id
+        .values()
+        .filter(|s| s.len() == 1 && s.contains(&1))
+        .count() as u64;
     let ids = by_id.len() as u64;
     let (lo, hi) = binomial_bounds(ids, 0.20);
     let failed = w.iter().filter(|r| r.outcome == FAILED).count();
@@ -649,10 +798,21 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
         .filter(|l| !expected_rejection.iter().any(|e| l.contains(e)))
         .collect::<Vec<_>>();
     if !wasm_fail.is_empty() {
-        cx.row("3 reload: Envoy log", "no wasm failure besides the rejected config", &wasm_fail[0], false);
+        cx.row(
+            "3 reload: Envoy log",
+            "no wasm failure besides the rejected config",
+            &wasm_fail[0],
+            false,
+        );
     }
-    cx.figure("live reload: requests / failed / reconnects", format!("{} / {} / {}", res.sent, res.failures, res.reconnects));
-    cx.figure("live reload: configs rejected by Envoy (ECDS config_fail)", fails.to_string());
+    cx.figure(
+        "live reload: requests / failed / reconnects",
+        format!("{} / {} / {}", res.sent, res.failures, res.reconnects),
+    );
+    cx.figure(
+        "live reload: configs rejected by Envoy (ECDS config_fail)",
+        fails.to_string(),
+    );
     Ok(())
 }
 
@@ -686,11 +846,18 @@ fn hostile_cases() -> Vec<(&'static str, Vec<u8>, Want)> {
     let get = "GET / HTTP/1.1";
     let big = "a".repeat(60 * 1024);
     let cookies100: Vec<String> = (0..100).map(|i| format!("c{i}=v{i}")).collect();
-    let cookie_headers: String = cookies100.iter().map(|c| format!("cookie: {c}\r\n")).collect();
+    let cookie_headers: String = cookies100
+        .iter()
+        .map(|c| format!("cookie: {c}\r\n"))
+        .collect();
     let query: String = (0..8000).map(|i| format!("p{i}={i}&")).collect();
     let repeated: String = (0..400).map(|i| format!("x-rep: {i}\r\n")).collect();
     vec![
-        ("60 KiB header value", raw(get, h, format!("x-big: {big}\r\n").as_bytes()), Routed(None)),
+        (
+            "60 KiB header value",
+            raw(get, h, format!("x-big: {big}\r\n").as_bytes()),
+            Routed(None),
+        ),
         (
             "60 KiB user-agent through a regex rule",
             raw(get, h, format!("user-agent: debug{big}\r\n").as_bytes()),
@@ -698,47 +865,159 @@ fn hostile_cases() -> Vec<(&'static str, Vec<u8>, Want)> {
         ),
         (
             "100 cookies in one header (rule on c99)",
-            raw(get, h, format!("cookie: {}\r\n", cookies100.join("; ")).as_bytes()),
+            raw(
+                get,
+                h,
+                format!("cookie: {}\r\n", cookies100.join("; ")).as_bytes(),
+            ),
             Routed(Some("v2")),
         ),
-        ("100 cookie headers (rule on c99)", raw(get, h, cookie_headers.as_bytes()), Routed(Some("v2"))),
+        (
+            "100 cookie headers (rule on c99)",
+            raw(get, h, cookie_headers.as_bytes()),
+            Routed(Some("v2")),
+        ),
         (
             "non-UTF-8 header values (regex rule must not match)",
-            raw(get, h, b"x-bin: \xff\xfe\x80\x81\r\nuser-agent: \xc3\x28debug\r\n"),
+            raw(
+                get,
+                h,
+                b"x-bin: \xff\xfe\x80\x81\r\nuser-agent: \xc3\x28debug\r\n",
+            ),
             Routed(None),
         ),
-        ("non-UTF-8 sticky cookie key", raw("GET /sticky HTTP/1.1", h, b"cookie: uid=\xff\xfe\x80abc\r\n"), Sticky),
-        ("non-UTF-8 after percent-decoding", raw("GET /?debug=%ff%fe HTTP/1.1", h, b""), Routed(None)),
+        (
+            "non-UTF-8 sticky cookie key",
+            raw(
+                "GET /sticky HTTP/1.1",
+                h,
+                b"cookie: uid=\xff\xfe\x80abc\r\n",
+            ),
+            Sticky,
+        ),
+        (
+            "non-UTF-8 after percent-decoding",
+            raw("GET /?debug=%ff%fe HTTP/1.1", h, b""),
+            Routed(None),
+        ),
         (
             "malformed cookie header (c99 quoted, padded)",
-            raw(get, h, b"cookie: ;;;=;==a; ;uid=\"unterminated; =; a==b=c;\t; c99 = \"v99\" ;\r\n"),
+            raw(
+                get,
+                h,
+                b"cookie: ;;;=;==a; ;uid=\"unterminated; =; a==b=c;\t; c99 = \"v99\" ;\r\n",
+            ),
             Routed(Some("v2")),
         ),
-        ("malformed cookie header (no pairs)", raw(get, h, b"cookie: =;;;==;\"\";uid;;=x;\"\r\n"), Routed(None)),
+        (
+            "malformed cookie header (no pairs)",
+            raw(get, h, b"cookie: =;;;==;\"\";uid;;=x;\"\r\n"),
+            Routed(None),
+        ),
         (
             "huge query string (8,000 params, ~85 KB, debug=1 last)",
             raw(format!("GET /?{query}debug=1 HTTP/1.1"), h, b""),
             Routed(Some("v3")),
         ),
-        ("percent-encoding errors, then debug=%31", raw("GET /%zz/%/a%?x=%&y=%4&z=%ZZ&debug=%31 HTTP/1.1", h, b""), Routed(Some("v3"))),
-        ("percent-encoded parameter name de%62ug=1", raw("GET /?de%62ug=1 HTTP/1.1", h, b""), Routed(Some("v3"))),
-        ("truncated escape debug=%3", raw("GET /?debug=%3 HTTP/1.1", h, b""), Routed(None)),
-        ("NUL from %00 in a value", raw("GET /?debug=1%00 HTTP/1.1", h, b""), Routed(None)),
-        ("percent-encoded non-UTF-8 path", raw("GET /caf%E9/%FF/%C3%28?debug=%E9 HTTP/1.1", h, b""), Routed(None)),
-        ("raw non-UTF-8 bytes in the path", raw(b"GET /caf\xe9/\xff HTTP/1.1", h, b""), EnvoyRefuses(400)),
-        ("empty Host (empty :authority)", raw(get, Some(""), b""), Routed(None)),
-        ("Host with port and trailing dot (*.example.com)", raw(get, Some("api.example.com.:8080"), b""), Routed(Some("v3"))),
-        ("absolute-form URI", raw("GET http://api.example.com/x HTTP/1.1", Some("api.example.com"), b""), Routed(Some("v3"))),
-        ("HTTP/1.0 with Host", raw("GET / HTTP/1.0", h, b""), Routed(None)),
-        ("400 repeated headers", raw(get, h, repeated.as_bytes()), Routed(None)),
-        ("8 KiB header name", raw(get, h, format!("x-{}: 1\r\n", "n".repeat(8190)).as_bytes()), Routed(None)),
-        ("whitespace-only user-agent", raw(get, h, b"user-agent: \t  \t\r\n"), Routed(None)),
-        ("trusted header from outside sourceCidrs", raw(get, h, b"x-trusted: 1\r\n"), Routed(None)),
-        ("sticky rule without its cookie", raw("GET /sticky/x HTTP/1.1", h, b""), Routed(None)),
-        ("missing :authority: HTTP/1.0 without Host", raw("GET / HTTP/1.0", None, b""), EnvoyRefuses(400)),
-        ("missing :authority: HTTP/1.1 without Host", raw(get, None, b""), EnvoyRefuses(400)),
-        ("NUL byte in a header value", raw(get, h, b"x-nul: a\x00b\r\n"), EnvoyRefuses(400)),
-        ("space before the colon", raw(get, h, b"user-agent : debug\r\n"), EnvoyRefuses(400)),
+        (
+            "percent-encoding errors, then debug=%31",
+            raw("GET /%zz/%/a%?x=%&y=%4&z=%ZZ&debug=%31 HTTP/1.1", h, b""),
+            Routed(Some("v3")),
+        ),
+        (
+            "percent-encoded parameter name de%62ug=1",
+            raw("GET /?de%62ug=1 HTTP/1.1", h, b""),
+            Routed(Some("v3")),
+        ),
+        (
+            "truncated escape debug=%3",
+            raw("GET /?debug=%3 HTTP/1.1", h, b""),
+            Routed(None),
+        ),
+        (
+            "NUL from %00 in a value",
+            raw("GET /?debug=1%00 HTTP/1.1", h, b""),
+            Routed(None),
+        ),
+        (
+            "percent-encoded non-UTF-8 path",
+            raw("GET /caf%E9/%FF/%C3%28?debug=%E9 HTTP/1.1", h, b""),
+            Routed(None),
+        ),
+        (
+            "raw non-UTF-8 bytes in the path",
+            raw(b"GET /caf\xe9/\xff HTTP/1.1", h, b""),
+            EnvoyRefuses(400),
+        ),
+        (
+            "empty Host (empty :authority)",
+            raw(get, Some(""), b""),
+            Routed(None),
+        ),
+        (
+            "Host with port and trailing dot (*.example.com)",
+            raw(get, Some("api.example.com.:8080"), b""),
+            Routed(Some("v3")),
+        ),
+        (
+            "absolute-form URI",
+            raw(
+                "GET http://api.example.com/x HTTP/1.1",
+                Some("api.example.com"),
+                b"",
+            ),
+            Routed(Some("v3")),
+        ),
+        (
+            "HTTP/1.0 with Host",
+            raw("GET / HTTP/1.0", h, b""),
+            Routed(None),
+        ),
+        (
+            "400 repeated headers",
+            raw(get, h, repeated.as_bytes()),
+            Routed(None),
+        ),
+        (
+            "8 KiB header name",
+            raw(get, h, format!("x-{}: 1\r\n", "n".repeat(8190)).as_bytes()),
+            Routed(None),
+        ),
+        (
+            "whitespace-only user-agent",
+            raw(get, h, b"user-agent: \t  \t\r\n"),
+            Routed(None),
+        ),
+        (
+            "trusted header from outside sourceCidrs",
+            raw(get, h, b"x-trusted: 1\r\n"),
+            Routed(None),
+        ),
+        (
+            "sticky rule without its cookie",
+            raw("GET /sticky/x HTTP/1.1", h, b""),
+            Routed(None),
+        ),
+        (
+            "missing :authority: HTTP/1.0 without Host",
+            raw("GET / HTTP/1.0", None, b""),
+            EnvoyRefuses(400),
+        ),
+        (
+            "missing :authority: HTTP/1.1 without Host",
+            raw(get, None, b""),
+            EnvoyRefuses(400),
+        ),
+        (
+            "NUL byte in a header value",
+            raw(get, h, b"x-nul: a\x00b\r\n"),
+            EnvoyRefuses(400),
+        ),
+        (
+            "space before the colon",
+            raw(get, h, b"user-agent : debug\r\n"),
+            EnvoyRefuses(400),
+        ),
     ]
 }
 
@@ -762,7 +1041,10 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
       "default": {"subset": "v1"}
     }"#;
     let envoy = cx.start(&cx.hardened, "hostile", plugin)?;
-    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let ex = Expect {
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
     let health_before = health(&envoy)?;
     let dec_before = decisions(&envoy.stats("subset_router")?);
     let cases = hostile_cases();
@@ -801,7 +1083,11 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         println!(
             "      {label} ({} bytes): {}",
             bytes.len(),
-            distinct.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            distinct
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     cx.row(
@@ -816,7 +1102,9 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
     let dec_mid = decisions(&envoy.stats("subset_router")?);
     cx.row(
         "4 hostile: filter decisions",
-        &format!("+{routed_expected} (one per request that reached the filter, 0 for Envoy's 400s)"),
+        &format!(
+            "+{routed_expected} (one per request that reached the filter, 0 for Envoy's 400s)"
+        ),
         &format!("+{}", dec_mid - dec_before),
         dec_mid - dec_before == routed_expected,
     );
@@ -837,11 +1125,14 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
 
     let health_after = health(&envoy)?;
     let delta = |k: &str| {
-        health_after.get(k).copied().unwrap_or(0) as i64 - health_before.get(k).copied().unwrap_or(0) as i64
+        health_after.get(k).copied().unwrap_or(0) as i64
+            - health_before.get(k).copied().unwrap_or(0) as i64
     };
     let vm_keys: Vec<&String> = health_after
         .keys()
-        .filter(|k| k.contains("runtime.v8.") || k.contains("vm_reload") || k.ends_with("wasm_vm_count"))
+        .filter(|k| {
+            k.contains("runtime.v8.") || k.contains("vm_reload") || k.ends_with("wasm_vm_count")
+        })
         .collect();
     let vm_changes: Vec<String> = vm_keys
         .iter()
@@ -850,7 +1141,10 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         .collect();
     let rq5xx = delta("http.front.downstream_rq_5xx");
     let log_fail = wasm_failure_lines(&envoy.logs());
-    let shown: Vec<String> = vm_keys.iter().map(|k| format!("{}={}", k.trim_start_matches("wasm."), health_after[*k])).collect();
+    let shown: Vec<String> = vm_keys
+        .iter()
+        .map(|k| format!("{}={}", k.trim_start_matches("wasm."), health_after[*k]))
+        .collect();
     cx.row(
         "4 hostile: VM health (Envoy wasm stats, log)",
         "wasm.* VM counters unchanged (no VM failure/reload), 0 front 5xx, no wasm error in the log",
@@ -863,7 +1157,10 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         ),
         vm_changes.is_empty() && rq5xx == 0 && log_fail.is_empty() && !vm_keys.is_empty(),
     );
-    cx.figure("hostile requests sent (incl. 1,000 afterwards) / wrong", format!("{sent} / {}", bad.len()));
+    cx.figure(
+        "hostile requests sent (incl. 1,000 afterwards) / wrong",
+        format!("{sent} / {}", bad.len()),
+    );
     Ok(())
 }
 
@@ -871,7 +1168,10 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
 // 5. Soak
 // ---------------------------------------------------------------------------------------
 fn soak_total() -> u64 {
-    std::env::var("SOAK_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
+    std::env::var("SOAK_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
 }
 
 fn soak(cx: &mut Ctx) -> Result<(), String> {
@@ -897,9 +1197,14 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
                     "stickyBy": {"header": "x-user-id"}}}"#
             .to_string(),
     );
-    let plugin = format!(r#"{{"rules": [{}], "default": {{"subset": "v1"}}}}"#, rules.join(",\n"));
+    let plugin = format!(
+        r#"{{"rules": [{}], "default": {{"subset": "v1"}}}}"#,
+        rules.join(",\n")
+    );
     let envoy = cx.start(&cx.hardened, "soak", &plugin)?;
-    let pid = envoy.host_pid().ok_or("no host PID for the Envoy process")?;
+    let pid = envoy
+        .host_pid()
+        .ok_or("no host PID for the Envoy process")?;
     let rss_start = rss_kib(pid);
     let ex = Expect::default();
     let labels = vec!["v1".to_string(), "v2".to_string(), "v3".to_string()];
@@ -912,8 +1217,18 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
         make: Arc::new(|seq| {
             let uid = (seq.wrapping_mul(2_654_435_761)) % 100_000;
             let svc = seq % 11;
-            let path = if svc < 10 { format!("/svc{svc}/item?user=u{uid}") } else { format!("/other/{seq}") };
-            let req = get_request(&path, &[("x-user-id", &format!("u{uid}")), ("cookie", &format!("session=s{seq}; uid=u{uid}"))]);
+            let path = if svc < 10 {
+                format!("/svc{svc}/item?user=u{uid}")
+            } else {
+                format!("/other/{seq}")
+            };
+            let req = get_request(
+                &path,
+                &[
+                    ("x-user-id", &format!("u{uid}")),
+                    ("cookie", &format!("session=s{seq}; uid=u{uid}")),
+                ],
+            );
             (req, uid as u32)
         }),
         check: Arc::new(move |r| ex.check(r)),
@@ -923,12 +1238,22 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
     let res = load.finish(false);
     let secs = t.elapsed().as_secs_f64();
     cx.count(res.sent, res.failures);
-    let rss = |n: u64| res.samples.iter().find(|(c, _)| *c == n).and_then(|(_, v)| *v);
+    let rss = |n: u64| {
+        res.samples
+            .iter()
+            .find(|(c, _)| *c == n)
+            .and_then(|(_, v)| *v)
+    };
     let (r1, r2) = (rss(checkpoint), rss(total));
     let counts: BTreeMap<&str, usize> = labels
         .iter()
         .enumerate()
-        .map(|(i, l)| (l.as_str(), res.records.iter().filter(|r| r.outcome == i as u16).count()))
+        .map(|(i, l)| {
+            (
+                l.as_str(),
+                res.records.iter().filter(|r| r.outcome == i as u16).count(),
+            )
+        })
         .collect();
     cx.row(
         &format!("5 soak: {total} requests, concurrency 32, 10 sticky rules"),
@@ -939,13 +1264,24 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
             res.rps(),
             res.failures,
             res.reconnects,
-            res.failure_samples.first().map(|s| format!(" (first failure: {s})")).unwrap_or_default()
+            res.failure_samples
+                .first()
+                .map(|s| format!(" (first failure: {s})"))
+                .unwrap_or_default()
         ),
         res.failures == 0 && res.sent == total,
     );
     let dec = decisions(&envoy.stats("subset_router")?);
-    cx.row("5 soak: decision counters", &format!("= {total}"), &dec.to_string(), dec == total);
-    let kib = |v: Option<u64>| v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or("?".into());
+    cx.row(
+        "5 soak: decision counters",
+        &format!("= {total}"),
+        &dec.to_string(),
+        dec == total,
+    );
+    let kib = |v: Option<u64>| {
+        v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or("?".into())
+    };
     let growth = match (r1, r2) {
         (Some(a), Some(b)) if a > 0 => Some((b as f64 - a as f64) / a as f64 * 100.0),
         _ => None,
@@ -958,7 +1294,9 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
             kib(rss_start),
             kib(r1),
             kib(r2),
-            growth.map(|g| format!("{g:+.2}%")).unwrap_or("unknown".into())
+            growth
+                .map(|g| format!("{g:+.2}%"))
+                .unwrap_or("unknown".into())
         ),
         growth.is_some_and(|g| g < 10.0),
     );
@@ -966,14 +1304,23 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
     if !log_fail.is_empty() {
         cx.row("5 soak: Envoy log", "no wasm error", &log_fail[0], false);
     }
-    cx.figure("soak requests / failed", format!("{} / {}", res.sent, res.failures));
-    cx.figure(&format!("soak RSS at {checkpoint} / {total} (KiB)"), format!(
-        "{} / {} ({})",
-        r1.map_or("?".into(), |v| v.to_string()),
-        r2.map_or("?".into(), |v| v.to_string()),
-        growth.map(|g| format!("{g:+.2}%")).unwrap_or("?".into())
-    ));
-    cx.figure("soak throughput", format!("{:.0} requests/s ({secs:.1}s)", res.rps()));
+    cx.figure(
+        "soak requests / failed",
+        format!("{} / {}", res.sent, res.failures),
+    );
+    cx.figure(
+        &format!("soak RSS at {checkpoint} / {total} (KiB)"),
+        format!(
+            "{} / {} ({})",
+            r1.map_or("?".into(), |v| v.to_string()),
+            r2.map_or("?".into(), |v| v.to_string()),
+            growth.map(|g| format!("{g:+.2}%")).unwrap_or("?".into())
+        ),
+    );
+    cx.figure(
+        "soak throughput",
+        format!("{:.0} requests/s ({secs:.1}s)", res.rps()),
+    );
     Ok(())
 }
 
@@ -995,13 +1342,25 @@ mod minijson {
 
     impl Json {
         pub fn as_array(&self) -> Option<&Vec<Json>> {
-            if let Json::Arr(a) = self { Some(a) } else { None }
+            if let Json::Arr(a) = self {
+                Some(a)
+            } else {
+                None
+            }
         }
         pub fn as_str(&self) -> Option<&str> {
-            if let Json::Str(s) = self { Some(s) } else { None }
+            if let Json::Str(s) = self {
+                Some(s)
+            } else {
+                None
+            }
         }
         pub fn get(&self, k: &str) -> Option<&Json> {
-            if let Json::Obj(o) = self { o.iter().find(|(n, _)| n == k).map(|(_, v)| v) } else { None }
+            if let Json::Obj(o) = self {
+                o.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+            } else {
+                None
+            }
         }
     }
 
@@ -1082,11 +1441,15 @@ mod minijson {
             }
             Some(c) if *c == b'-' || c.is_ascii_digit() => {
                 let start = *i;
-                while *i < b.len() && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while *i < b.len()
+                    && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
                     *i += 1;
                 }
                 let t = std::str::from_utf8(&b[start..*i]).map_err(|e| e.to_string())?;
-                t.parse().map(Json::Num).map_err(|_| format!("bad number {t:?}"))
+                t.parse()
+                    .map(Json::Num)
+                    .map_err(|_| format!("bad number {t:?}"))
             }
             _ => Err(format!("unexpected input at byte {i}")),
         }
@@ -1121,14 +1484,19 @@ mod minijson {
                             let hex = |i: &mut usize| -> Result<u32, String> {
                                 let h = b.get(*i..*i + 4).ok_or("short \\u escape")?;
                                 *i += 4;
-                                u32::from_str_radix(std::str::from_utf8(h).map_err(|e| e.to_string())?, 16)
-                                    .map_err(|e| e.to_string())
+                                u32::from_str_radix(
+                                    std::str::from_utf8(h).map_err(|e| e.to_string())?,
+                                    16,
+                                )
+                                .map_err(|e| e.to_string())
                             };
                             let mut cp = hex(i)?;
                             if (0xd800..0xdc00).contains(&cp) && b.get(*i..*i + 2) == Some(b"\\u") {
                                 *i += 2;
                                 let lo = hex(i)?;
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo.wrapping_sub(0xdc00) & 0x3ff);
+                                cp = 0x10000
+                                    + ((cp - 0xd800) << 10)
+                                    + (lo.wrapping_sub(0xdc00) & 0x3ff);
                             }
                             char::from_u32(cp).unwrap_or('\u{fffd}')
                         }
@@ -1179,7 +1547,11 @@ fn main() {
         }
     }
     if let Ok(s) = std::env::var("SCENARIO") {
-        filters.extend(s.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from));
+        filters.extend(
+            s.split([',', ' '])
+                .filter(|x| !x.is_empty())
+                .map(String::from),
+        );
     }
     let selected: Vec<_> = SCENARIOS
         .iter()
@@ -1199,7 +1571,10 @@ fn main() {
         }
     };
     let hardened = match variants::hardened(&env.template) {
-        Ok(t) => Env { template: t, ..env.clone() },
+        Ok(t) => Env {
+            template: t,
+            ..env.clone()
+        },
         Err(e) => {
             eprintln!("subset-router reliability: {e}");
             std::process::exit(1);
@@ -1207,11 +1582,30 @@ fn main() {
     };
     println!("subset-router reliability suite (issue 6)");
     println!("  {}", env.describe());
-    println!("  filter: {} ({} bytes)", env.wasm.display(), std::fs::metadata(&env.wasm).map(|m| m.len()).unwrap_or(0));
+    println!(
+        "  filter: {} ({} bytes)",
+        env.wasm.display(),
+        std::fs::metadata(&env.wasm).map(|m| m.len()).unwrap_or(0)
+    );
     println!("  scratch: {}", env.work_dir.display());
-    println!("  scenarios: {}", selected.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+    println!(
+        "  scenarios: {}",
+        selected
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
-    let mut cx = Ctx { env, hardened, rows: Vec::new(), figures: Vec::new(), failed: false, requests: 0, request_failures: 0 };
+    let mut cx = Ctx {
+        env,
+        hardened,
+        rows: Vec::new(),
+        figures: Vec::new(),
+        failed: false,
+        requests: 0,
+        request_failures: 0,
+    };
     let mut timings = Vec::new();
     for (name, f) in selected {
         println!("\n=== {name} ===");
@@ -1222,7 +1616,10 @@ fn main() {
             Ok(Err(e)) => Some(e),
             Err(p) => Some(format!(
                 "panicked: {}",
-                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
             )),
         };
         if let Some(e) = msg {
@@ -1234,25 +1631,53 @@ fn main() {
         timings.push((*name, d));
     }
 
-    println!("\n=== subset-router reliability: checks ({} runtime) ===\n", cx.env.runtime_name());
-    print!("{}", render(["check", "expected", "observed", "verdict"], &cx.rows));
+    println!(
+        "\n=== subset-router reliability: checks ({} runtime) ===\n",
+        cx.env.runtime_name()
+    );
+    print!(
+        "{}",
+        render(["check", "expected", "observed", "verdict"], &cx.rows)
+    );
     let (requests, failures) = (cx.requests, cx.request_failures);
-    cx.figures.insert(0, ("requests sent (all scenarios) / failed".into(), format!("{requests} / {failures}")));
+    cx.figures.insert(
+        0,
+        (
+            "requests sent (all scenarios) / failed".into(),
+            format!("{requests} / {failures}"),
+        ),
+    );
     println!("\n=== figures ===\n");
-    let fig_rows: Vec<[String; 4]> =
-        cx.figures.iter().map(|(k, v)| [k.clone(), v.clone(), String::new(), String::new()]).collect();
+    let fig_rows: Vec<[String; 4]> = cx
+        .figures
+        .iter()
+        .map(|(k, v)| [k.clone(), v.clone(), String::new(), String::new()])
+        .collect();
     for line in render(["figure", "value", "", ""], &fig_rows).lines() {
         // Two columns are enough here.
         let cols: Vec<&str> = line.split('|').collect();
-        println!("|{}|{}|", cols.get(1).unwrap_or(&""), cols.get(2).unwrap_or(&""));
+        println!(
+            "|{}|{}|",
+            cols.get(1).unwrap_or(&""),
+            cols.get(2).unwrap_or(&"")
+        );
     }
     println!(
         "\ntimings: {}; total {:.1}s",
-        timings.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect::<Vec<_>>().join(", "),
+        timings
+            .iter()
+            .map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", "),
         t0.elapsed().as_secs_f64()
     );
     let nfail = cx.rows.iter().filter(|r| r[3] != "PASS").count();
-    println!("result: {} checks, {} failed -> {}", cx.rows.len(), nfail, if cx.failed { "FAIL" } else { "PASS" });
+    println!(
+        "result: {} checks, {} failed -> {}",
+        cx.rows.len(),
+        nfail,
+        if cx.failed { "FAIL" } else { "PASS" }
+    );
     if cx.failed {
         std::process::exit(1);
     }

@@ -79,7 +79,9 @@ impl Ctx<'_> {
     /// Counters in `/stats` must equal `expected` (absent = 0). Adds a row only when
     /// `show` or on mismatch.
     fn stats(&mut self, envoy: &Envoy, label: &str, expected: &ExpectedStats, show: bool) {
-        let res = envoy.raw_stats().and_then(|p| compare_stats(&p, &expected.0));
+        let res = envoy
+            .raw_stats()
+            .and_then(|p| compare_stats(&p, &expected.0));
         let exp_str = || {
             expected
                 .0
@@ -99,7 +101,12 @@ impl Ctx<'_> {
             Ok(prefix) => {
                 self.stats_prefix.insert(prefix);
                 if show {
-                    self.row(label, &exp_str(), &format!("equal (printed as {prefix}subset_router.*)"), true);
+                    self.row(
+                        label,
+                        &exp_str(),
+                        &format!("equal (printed as {prefix}subset_router.*)"),
+                        true,
+                    );
                 } else {
                     println!("    stats ok: {}", exp_str());
                 }
@@ -110,7 +117,10 @@ impl Ctx<'_> {
 }
 
 fn hdr(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn split_json(weights: &[(&str, u64)]) -> String {
@@ -137,13 +147,27 @@ fn dark_launch(cx: &mut Ctx) -> Result<(), String> {
     }"#;
     let envoy = cx.start("dark-launch", plugin)?;
     let mut c = envoy.client();
-    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
-    let users = send_same(&mut c, N, &ex, "/productpage", &[("user-agent", "Mozilla/5.0")]);
-    cx.split("1 dark launch: v1 100 / v2 weight 0", &users, &[("v1", 100), ("v2", 0)]);
+    let ex = Expect {
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
+    let users = send_same(
+        &mut c,
+        N,
+        &ex,
+        "/productpage",
+        &[("user-agent", "Mozilla/5.0")],
+    );
+    cx.split(
+        "1 dark launch: v1 100 / v2 weight 0",
+        &users,
+        &[("v1", 100), ("v2", 0)],
+    );
     let testers = send_same(&mut c, 50, &ex, "/productpage", &[("user-agent", "debug")]);
     cx.all_to("1 dark launch: testers (user-agent: debug)", &testers, "v2");
     let mut st = ExpectedStats::default();
-    st.rule_tally("canary", &users).rule_tally("debug", &testers);
+    st.rule_tally("canary", &users)
+        .rule_tally("debug", &testers);
     cx.stats(&envoy, "1 dark launch: stats", &st, false);
     Ok(())
 }
@@ -166,11 +190,18 @@ fn debug_routing(cx: &mut Ctx) -> Result<(), String> {
     }"#;
     let envoy = cx.start("debug-routing", plugin)?;
     let mut c = envoy.client();
-    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let ex = Expect {
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
 
     // Gateway API traffic-shifting guide: user-agent debug -> v2, everyone else -> v1.
     let ua = send(&mut c, 200, &ex, |i| {
-        let name = if i % 2 == 0 { "user-agent" } else { "User-Agent" };
+        let name = if i % 2 == 0 {
+            "user-agent"
+        } else {
+            "User-Agent"
+        };
         ("/".into(), hdr(&[(name, "debug")]))
     });
     cx.all_to("2 debug: user-agent: debug", &ua, "v2");
@@ -182,23 +213,39 @@ fn debug_routing(cx: &mut Ctx) -> Result<(), String> {
     cx.all_to("2 debug: no/other user-agent", &others, "v1");
 
     let cookie = send(&mut c, 100, &ex, |i| {
-        let v = if i % 2 == 0 { "session=abc; canary=always; theme=dark" } else { "canary=always" };
+        let v = if i % 2 == 0 {
+            "session=abc; canary=always; theme=dark"
+        } else {
+            "canary=always"
+        };
         ("/".into(), hdr(&[("cookie", v)]))
     });
     cx.all_to("2 debug: cookie canary=always", &cookie, "v2");
     let cookie_no = send(&mut c, 100, &ex, |i| {
-        let v = if i % 2 == 0 { "canary=never" } else { "notcanary=always; x=canary" };
+        let v = if i % 2 == 0 {
+            "canary=never"
+        } else {
+            "notcanary=always; x=canary"
+        };
         ("/".into(), hdr(&[("cookie", v)]))
     });
     cx.all_to("2 debug: other cookies", &cookie_no, "v1");
 
     let query = send(&mut c, 100, &ex, |i| {
-        let p = if i % 2 == 0 { "/?debug=1" } else { "/search?q=shoes&debug=%31" };
+        let p = if i % 2 == 0 {
+            "/?debug=1"
+        } else {
+            "/search?q=shoes&debug=%31"
+        };
         (p.into(), vec![])
     });
     cx.all_to("2 debug: query debug=1 (also %31)", &query, "v3");
     let query_no = send(&mut c, 100, &ex, |i| {
-        let p = if i % 2 == 0 { "/?debug=0" } else { "/?nodebug=1" };
+        let p = if i % 2 == 0 {
+            "/?debug=0"
+        } else {
+            "/?nodebug=1"
+        };
         (p.into(), vec![])
     });
     cx.all_to("2 debug: query debug=0 / other param", &query_no, "v1");
@@ -217,7 +264,13 @@ fn debug_routing(cx: &mut Ctx) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 // 3. Weighted canary steps, 75/25, red/blue
 // ---------------------------------------------------------------------------------------
-fn weighted(cx: &mut Ctx, label: &str, name: &str, weights: &[(&str, u64)], template: &str) -> Result<(), String> {
+fn weighted(
+    cx: &mut Ctx,
+    label: &str,
+    name: &str,
+    weights: &[(&str, u64)],
+    template: &str,
+) -> Result<(), String> {
     let plugin = format!(
         r#"{{
       "clusterTemplate": "{template}",
@@ -249,7 +302,13 @@ fn canary_steps(cx: &mut Ctx) -> Result<(), String> {
     let mut err = None;
     for (a, b) in [(90, 10), (80, 20), (50, 50), (0, 100)] {
         let label = format!("3 canary v1/v2 {a}/{b}");
-        if let Err(e) = weighted(cx, &label, &format!("canary-{a}-{b}"), &[("v1", a), ("v2", b)], "{subset}") {
+        if let Err(e) = weighted(
+            cx,
+            &label,
+            &format!("canary-{a}-{b}"),
+            &[("v1", a), ("v2", b)],
+            "{subset}",
+        ) {
             cx.row(&label, "", &format!("ERROR: {}", first_line(&e)), false);
             err.get_or_insert(e);
         }
@@ -258,18 +317,36 @@ fn canary_steps(cx: &mut Ctx) -> Result<(), String> {
 }
 
 fn canary_75_25(cx: &mut Ctx) -> Result<(), String> {
-    weighted(cx, "3 VPC Lattice v1/v2 25/75", "lattice-25-75", &[("v1", 25), ("v2", 75)], "{subset}")
+    weighted(
+        cx,
+        "3 VPC Lattice v1/v2 25/75",
+        "lattice-25-75",
+        &[("v1", 25), ("v2", 75)],
+        "{subset}",
+    )
 }
 
 fn red_blue(cx: &mut Ctx) -> Result<(), String> {
-    weighted(cx, "3 App Mesh red/blue 50/50 color-{subset}", "red-blue", &[("red", 50), ("blue", 50)], "color-{subset}")
+    weighted(
+        cx,
+        "3 App Mesh red/blue 50/50 color-{subset}",
+        "red-blue",
+        &[("red", 50), ("blue", 50)],
+        "color-{subset}",
+    )
 }
 
 // ---------------------------------------------------------------------------------------
 // 4. Three-way split
 // ---------------------------------------------------------------------------------------
 fn three_way(cx: &mut Ctx) -> Result<(), String> {
-    weighted(cx, "4 three-way v1/v2/v3 60/30/10", "three-way", &[("v1", 60), ("v2", 30), ("v3", 10)], "{subset}")
+    weighted(
+        cx,
+        "4 three-way v1/v2/v3 60/30/10",
+        "three-way",
+        &[("v1", 60), ("v2", 30), ("v3", 10)],
+        "{subset}",
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -299,13 +376,22 @@ fn sticky_round(
     );
     let envoy = cx.start(name, &plugin)?;
     let mut c = envoy.client();
-    let ex = Expect { response_header: Some("x-routed-subset".into()), ..Expect::default() };
+    let ex = Expect {
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
     let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     let mut all = Tally::default();
     for round in 0..REPEAT {
         for id in 0..IDS {
             let uid = format!("user-{id:04}");
-            let t = send_same(&mut c, 1, &ex, &format!("/cart?r={round}"), &[("x-user-id", &uid)]);
+            let t = send_same(
+                &mut c,
+                1,
+                &ex,
+                &format!("/cart?r={round}"),
+                &[("x-user-id", &uid)],
+            );
             for s in t.counts.keys() {
                 seen.entry(id).or_default().insert(s.clone());
             }
@@ -313,12 +399,19 @@ fn sticky_round(
         }
     }
     let inconsistent = seen.values().filter(|s| s.len() != 1).count();
-    let map: BTreeMap<u64, String> =
-        seen.iter().filter(|(_, s)| s.len() == 1).map(|(id, s)| (*id, s.iter().next().unwrap().clone())).collect();
+    let map: BTreeMap<u64, String> = seen
+        .iter()
+        .filter(|(_, s)| s.len() == 1)
+        .map(|(id, s)| (*id, s.iter().next().unwrap().clone()))
+        .collect();
     let on_v2 = map.values().filter(|s| *s == "v2").count() as u64;
     let p = canary as f64 / 100.0;
     let (lo, hi) = binomial_bounds(IDS, p);
-    let pass = all.errors == 0 && inconsistent == 0 && map.len() as u64 == IDS && on_v2 >= lo && on_v2 <= hi;
+    let pass = all.errors == 0
+        && inconsistent == 0
+        && map.len() as u64 == IDS
+        && on_v2 >= lo
+        && on_v2 <= hi;
     let mut obs = format!(
         "v2 ids {on_v2} ({:.1}%), requests {}; ids not always on one subset: {inconsistent}",
         100.0 * on_v2 as f64 / IDS as f64,
@@ -343,7 +436,10 @@ fn sticky_ramp(cx: &mut Ctx) -> Result<(), String> {
     let first = sticky_round(cx, 10, "5 sticky 90/10", "sticky-10")?;
     // A new Envoy with the same config: the same users land on the same subsets.
     let again = sticky_round(cx, 10, "5 sticky 90/10 after restart", "sticky-10-restart")?;
-    let changed = first.iter().filter(|(id, s)| again.get(id) != Some(s)).count();
+    let changed = first
+        .iter()
+        .filter(|(id, s)| again.get(id) != Some(s))
+        .count();
     cx.row(
         "5 sticky: restart keeps every id",
         "0 ids change subset",
@@ -353,9 +449,20 @@ fn sticky_ramp(cx: &mut Ctx) -> Result<(), String> {
     let mut prev = again;
     let mut prev_w = 10;
     for w in [20, 50] {
-        let cur = sticky_round(cx, w, &format!("5 sticky {}/{w}", 100 - w), &format!("sticky-{w}"))?;
-        let back = prev.iter().filter(|(id, s)| *s == "v2" && cur.get(id).map(|c| c != "v2").unwrap_or(true)).count();
-        let moved_in = prev.iter().filter(|(id, s)| *s == "v1" && cur.get(id).map(|c| c == "v2").unwrap_or(false)).count();
+        let cur = sticky_round(
+            cx,
+            w,
+            &format!("5 sticky {}/{w}", 100 - w),
+            &format!("sticky-{w}"),
+        )?;
+        let back = prev
+            .iter()
+            .filter(|(id, s)| *s == "v2" && cur.get(id).map(|c| c != "v2").unwrap_or(true))
+            .count();
+        let moved_in = prev
+            .iter()
+            .filter(|(id, s)| *s == "v1" && cur.get(id).map(|c| c == "v2").unwrap_or(false))
+            .count();
         cx.row(
             &format!("5 sticky ramp {prev_w}% -> {w}%"),
             "0 ids leave v2 (keys only move into the canary)",
@@ -392,12 +499,18 @@ fn istio_subset_header(cx: &mut Ctx) -> Result<(), String> {
         response_header: Some("x-routed-subset".into()),
     };
     let t = send(&mut c, N, &ex, |i| (format!("/reviews/{}", i % 5), vec![]));
-    cx.split("6 Istio x-subset route 80/20, clusterHeader off", &t, &[("v1", 80), ("v2", 20)]);
+    cx.split(
+        "6 Istio x-subset route 80/20, clusterHeader off",
+        &t,
+        &[("v1", 80), ("v2", 20)],
+    );
     // A client cannot pick the subset by sending x-subset itself.
     let spoof = send_same(&mut c, 200, &ex, "/stable", &[("x-subset", "v2")]);
     cx.all_to("6 Istio: client-sent x-subset: v2 ignored", &spoof, "v1");
     let mut st = ExpectedStats::default();
-    st.rule_tally("reviews", &t).rule_tally("stable-pin", &spoof).spoofed(spoof.total);
+    st.rule_tally("reviews", &t)
+        .rule_tally("stable-pin", &spoof)
+        .spoofed(spoof.total);
     cx.stats(&envoy, "6 Istio: stats", &st, false);
     Ok(())
 }
@@ -426,24 +539,42 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
     cx.row(
         "7 stats: before any request",
         "all subset_router counters 0",
-        &if nonzero.is_empty() { format!("{} counters, all 0", before.len()) } else { format!("{nonzero:?}") },
+        &if nonzero.is_empty() {
+            format!("{} counters, all 0", before.len())
+        } else {
+            format!("{nonzero:?}")
+        },
         nonzero.is_empty(),
     );
 
     let debug = send_same(&mut c, 100, &ex, "/app", &[("user-agent", "debug")]);
-    let sticky = send(&mut c, 300, &ex, |i| ("/sticky".into(), hdr(&[("x-user-id", &format!("u{}", i % 100))])));
+    let sticky = send(&mut c, 300, &ex, |i| {
+        (
+            "/sticky".into(),
+            hdr(&[("x-user-id", &format!("u{}", i % 100))]),
+        )
+    });
     let sticky_nokey = send_same(&mut c, 50, &ex, "/sticky/x", &[]);
     let canary = send_same(&mut c, 500, &ex, "/app/home", &[]);
     let dflt = send_same(&mut c, 100, &ex, "/other", &[]);
     // Spoofing: a client names a cluster no rule selects. It must never get there, the
     // header must be replaced (upstream sees only the filter's value) and counted.
-    let spoof_canary = send_same(&mut c, 100, &ex, "/app/spoof", &[("x-upstream-cluster", "internal-admin")]);
+    let spoof_canary = send_same(
+        &mut c,
+        100,
+        &ex,
+        "/app/spoof",
+        &[("x-upstream-cluster", "internal-admin")],
+    );
     let spoof_default = send_same(
         &mut c,
         50,
         &ex,
         "/other",
-        &[("X-Upstream-Cluster", "internal-admin"), ("x-upstream-cluster", "v1")],
+        &[
+            ("X-Upstream-Cluster", "internal-admin"),
+            ("x-upstream-cluster", "v1"),
+        ],
     );
     let mut spoof_all = spoof_canary.clone();
     spoof_all.merge(&spoof_default);
@@ -451,7 +582,9 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
         "7 spoofed x-upstream-cluster: internal-admin",
         "0 reach internal-admin; routed by rules",
         &spoof_all.describe(&["v1", "v2", "v3"]),
-        spoof_all.errors == 0 && spoof_all.get("internal-admin") == 0 && spoof_default.get("v3") == 50,
+        spoof_all.errors == 0
+            && spoof_all.get("internal-admin") == 0
+            && spoof_default.get("v3") == 50,
     );
     cx.all_to("7 stats: default route", &dflt, "v3");
     cx.all_to("7 stats: debug rule", &debug, "v2");
@@ -468,7 +601,12 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
         .sticky_missing(sticky_nokey.total);
     let errors = debug.errors + sticky.errors + sticky_nokey.errors + canary.errors + dflt.errors;
     if errors > 0 {
-        cx.row("7 stats: requests", "all routed", &format!("{errors} errors"), false);
+        cx.row(
+            "7 stats: requests",
+            "all routed",
+            &format!("{errors} errors"),
+            false,
+        );
     }
     cx.stats(&envoy, "7 stats: counters = requests sent", &st, true);
     Ok(())
@@ -497,7 +635,11 @@ fn unknown_cluster(cx: &mut Ctx) -> Result<(), String> {
     cx.row(
         "8 unknown subset cluster (v9)",
         &format!("{n} x 404 (cluster_not_found_response_code: NOT_FOUND, flag NC)"),
-        &codes.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "),
+        &codes
+            .iter()
+            .map(|(k, v)| format!("{k} x{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         ok,
     );
     let mut st = ExpectedStats::default();
@@ -526,13 +668,18 @@ fn invalid_config(cx: &mut Ctx) -> Result<(), String> {
         &format!(
             "validate {}, {}, path in log: {}",
             if validation.ok { "PASSED" } else { "failed" },
-            exited.clone().unwrap_or_else(|| "still running after 20s".into()),
+            exited
+                .clone()
+                .unwrap_or_else(|| "still running after 20s".into()),
             if named { "yes" } else { "no" }
         ),
         !validation.ok && exited.is_some() && named,
     );
     if exited.is_none() || !named {
-        println!("--- validate output + Envoy log (excerpt) ---\n{}", envoy::log_excerpt(&log));
+        println!(
+            "--- validate output + Envoy log (excerpt) ---\n{}",
+            envoy::log_excerpt(&log)
+        );
     }
     Ok(())
 }
@@ -579,7 +726,11 @@ fn main() {
         }
     }
     if let Ok(s) = std::env::var("SCENARIO") {
-        filters.extend(s.split([',', ' ']).filter(|x| !x.is_empty()).map(String::from));
+        filters.extend(
+            s.split([',', ' '])
+                .filter(|x| !x.is_empty())
+                .map(String::from),
+        );
     }
     let selected: Vec<_> = SCENARIOS
         .iter()
@@ -604,10 +755,22 @@ fn main() {
     println!("  filter: {} ({wasm_len} bytes)", env.wasm.display());
     println!("  template: {}", env.template_path.display());
     println!("  scratch: {}", env.work_dir.display());
-    println!("  scenarios: {}", selected.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+    println!(
+        "  scenarios: {}",
+        selected
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let mut table = Table::default();
-    let mut cx = Ctx { env: &env, table: &mut table, failed: false, stats_prefix: BTreeSet::new() };
+    let mut cx = Ctx {
+        env: &env,
+        table: &mut table,
+        failed: false,
+        stats_prefix: BTreeSet::new(),
+    };
     let mut timings = Vec::new();
     for (name, f) in selected {
         println!("\n=== {name} ===");
@@ -618,7 +781,10 @@ fn main() {
             Ok(Err(e)) => Some(e),
             Err(p) => Some(format!(
                 "panicked: {}",
-                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
             )),
         };
         if let Some(e) = msg {
@@ -630,21 +796,40 @@ fn main() {
         timings.push((*name, d));
     }
     let failed = cx.failed;
-    let prefixes: Vec<_> = cx.stats_prefix.iter().map(|p| format!("{p}subset_router.*")).collect();
+    let prefixes: Vec<_> = cx
+        .stats_prefix
+        .iter()
+        .map(|p| format!("{p}subset_router.*"))
+        .collect();
 
-    println!("\n=== subset-router integration: summary ({} runtime) ===\n", env.runtime_name());
+    println!(
+        "\n=== subset-router integration: summary ({} runtime) ===\n",
+        env.runtime_name()
+    );
     print!("{}", table.render());
     println!();
     println!(
         "timings: {}; total {:.1}s",
-        timings.iter().map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64())).collect::<Vec<_>>().join(", "),
+        timings
+            .iter()
+            .map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", "),
         t0.elapsed().as_secs_f64()
     );
     if !prefixes.is_empty() {
-        println!("filter counters appear in admin /stats as: {}", prefixes.join(", "));
+        println!(
+            "filter counters appear in admin /stats as: {}",
+            prefixes.join(", ")
+        );
     }
     let nfail = table.rows.iter().filter(|r| !r.pass).count();
-    println!("result: {} rows, {} failed -> {}", table.rows.len(), nfail, if failed { "FAIL" } else { "PASS" });
+    println!(
+        "result: {} rows, {} failed -> {}",
+        table.rows.len(),
+        nfail,
+        if failed { "FAIL" } else { "PASS" }
+    );
     if failed {
         std::process::exit(1);
     }

@@ -83,6 +83,8 @@ struct ConnResult {
     service_us: Vec<u32>,
     corrected_us: Vec<u32>,
     sent: u64,
+    /// Requests completed during the warm-up (not in the latency figures).
+    warmup: u64,
     non2xx: u64,
     errors: u64,
     bodies: BTreeMap<String, u64>,
@@ -181,8 +183,9 @@ fn run_connection(
         let result = s.write_all(req).and_then(|_| read_response(s, &mut buf));
         let done = Instant::now();
         if intended < measure_from {
-            if result.is_err() {
-                stream = None;
+            match result {
+                Ok(_) => r.warmup += 1,
+                Err(_) => stream = None,
             }
             continue;
         }
@@ -247,6 +250,7 @@ fn main() {
         total.service_us.extend(r.service_us);
         total.corrected_us.extend(r.corrected_us);
         total.sent += r.sent;
+        total.warmup += r.warmup;
         total.non2xx += r.non2xx;
         total.errors += r.errors;
         total.late_sends += r.late_sends;
@@ -261,12 +265,13 @@ fn main() {
         .collect::<Vec<_>>()
         .join(",");
     println!(
-        "{{\"rate\":{},\"connections\":{},\"duration_s\":{},\"requests\":{},\"achieved_rps\":{:.1},\
+        "{{\"rate\":{},\"connections\":{},\"duration_s\":{},\"requests\":{},\"warmup_requests\":{},\"achieved_rps\":{:.1},\
          \"errors\":{},\"non2xx\":{},\"late_sends\":{},\"bodies\":{{{}}},\"service_us\":{},\"corrected_us\":{}}}",
         args.rate,
         args.connections,
         args.duration,
         total.sent,
+        total.warmup,
         total.sent as f64 / args.duration,
         total.errors,
         total.non2xx,
