@@ -61,3 +61,19 @@ host_env() {
 docker_answers() {
   command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1
 }
+
+# envoy_env: resolve ENVOY_RUNTIME (docker|native|auto) and export what the Rust suites read:
+# ENVOY_RUNTIME=docker|native, ENVOY_BIN (always: `envoy --mode validate` runs natively),
+# ENVOY_IMAGE (docker only).
+envoy_env() {
+  local runtime
+  runtime="$("$ROOT/scripts/envoy-runtime.sh" | tail -n1)"
+  ENVOY_BIN="$("$ROOT/scripts/envoy-native.sh" | tail -n1)"
+  if [ "$runtime" = docker ]; then
+    ENVOY_IMAGE="$("$ROOT/scripts/envoy-image.sh" | tail -n1)"
+    export ENVOY_IMAGE
+  else
+    unset ENVOY_IMAGE
+  fi
+  export ENVOY_BIN ENVOY_RUNTIME="$runtime"
+}

@@ -18,15 +18,8 @@ PKG=subset-router-integration
 WASM="${WASM:-$ROOT/dist/subset_router.wasm}"
 [ -f "$WASM" ] || die "$WASM does not exist: run make build first"
 
-runtime="$("$ROOT/scripts/envoy-runtime.sh" | tail -n1)"
-ENVOY_BIN="$("$ROOT/scripts/envoy-native.sh" | tail -n1)"
-if [ "$runtime" = docker ]; then
-  ENVOY_IMAGE="$("$ROOT/scripts/envoy-image.sh" | tail -n1)"
-  export ENVOY_IMAGE
-else
-  unset ENVOY_IMAGE
-fi
-export WASM ENVOY_BIN ENVOY_RUNTIME="$runtime"
+envoy_env
+export WASM
 
 host_env
 # grep without -q: an early exit would SIGPIPE cargo and fail the pipeline under pipefail.

@@ -44,15 +44,9 @@ if [ "${SKIP_ENVOY:-0}" != 1 ]; then
     log "$WASM missing: building it"
     "$ROOT/scripts/build-wasm.sh" subset-router "$WASM" >/dev/null
   fi
-  runtime="$("$ROOT/scripts/envoy-runtime.sh" | tail -n1)"
-  ENVOY_BIN="$("$ROOT/scripts/envoy-native.sh" | tail -n1)"   # always: --mode validate runs natively
-  if [ "$runtime" = docker ]; then
-    ENVOY_IMAGE="$("$ROOT/scripts/envoy-image.sh" | tail -n1)"
-    export ENVOY_IMAGE
-  else
-    unset ENVOY_IMAGE
-  fi
-  export WASM ENVOY_BIN ENVOY_RUNTIME="$runtime"
+  envoy_env
+  export WASM
+  runtime="$ENVOY_RUNTIME"
   host_env
   log "WASM=$WASM ENVOY_RUNTIME=$ENVOY_RUNTIME ENVOY_IMAGE=${ENVOY_IMAGE:-<unset>} ENVOY_BIN=$ENVOY_BIN"
   log "cargo test -p subset-router-integration --release --test reliability -- $*"

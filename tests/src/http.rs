@@ -73,23 +73,15 @@ impl Client {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Response, String> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: subset-router.test\r\n");
-        for (k, v) in headers {
-            req.push_str(k);
-            req.push_str(": ");
-            req.push_str(v);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-
+        let req = request_bytes(method, path, headers);
         let reused = self.conn.is_some();
-        match self.try_once(req.as_bytes()) {
+        match self.try_once(&req) {
             Ok(r) => Ok(r),
             Err(e) if reused => {
                 // A kept-alive connection may have been closed by the peer between
                 // requests: retry once on a fresh one.
                 self.conn = None;
-                self.try_once(req.as_bytes())
+                self.try_once(&req)
                     .map_err(|e2| format!("{method} {path} on {}: {e2} (after {e})", self.addr))
             }
             Err(e) => Err(format!("{method} {path} on {}: {e}", self.addr)),
@@ -206,6 +198,19 @@ pub fn read_response(r: &mut impl BufRead) -> std::io::Result<(Response, bool)> 
         },
         keep,
     ))
+}
+
+/// `<method> <path> HTTP/1.1` with `host: subset-router.test` and the given headers, byte for byte.
+pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: subset-router.test\r\n");
+    for (k, v) in headers {
+        req.push_str(k);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.into_bytes()
 }
 
 #[cfg(test)]

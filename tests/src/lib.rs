@@ -15,6 +15,50 @@ pub use envoy::{Env, Envoy, Runtime};
 pub use http::{Client, Response};
 pub use report::{binomial_bounds, within_binomial, Expect, ExpectedStats, Table, Tally};
 
+/// Scenario selection for the suites' own `main`s (harness = false): arguments that do not
+/// start with `-` and the `SCENARIO` variable (comma or space separated) are substring
+/// filters; libtest-style flags (`--test-threads=1`, `--nocapture`, …) are accepted and
+/// ignored. `--list` prints the names. Returns `None` when there is nothing to run.
+pub fn select_scenarios<'a, F>(
+    suite: &str,
+    scenarios: &'a [(&'a str, F)],
+) -> Option<Vec<&'a (&'a str, F)>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in scenarios {
+            println!("{name}: test");
+        }
+        return None;
+    }
+    let mut filters: Vec<String> = Vec::new();
+    let mut skip_next = false;
+    for a in &args {
+        if skip_next {
+            skip_next = false;
+        } else if a == "--test-threads" || a == "--skip" || a == "--format" || a == "--color" {
+            skip_next = true;
+        } else if !a.starts_with('-') {
+            filters.push(a.clone());
+        }
+    }
+    if let Ok(s) = std::env::var("SCENARIO") {
+        filters.extend(
+            s.split([',', ' '])
+                .filter(|x| !x.is_empty())
+                .map(String::from),
+        );
+    }
+    let selected: Vec<_> = scenarios
+        .iter()
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    if selected.is_empty() {
+        println!("subset-router {suite}: no scenario matches {filters:?}");
+        return None;
+    }
+    Some(selected)
+}
+
 /// Sends `n` requests built by `req(i)` (path, headers) and tallies the serving subset.
 /// Responses that break `expect`'s invariants are counted as errors.
 pub fn send<F>(client: &mut Client, n: u64, expect: &Expect, mut req: F) -> Tally

@@ -11,15 +11,7 @@ use std::time::{Duration, Instant};
 
 /// `GET <path> HTTP/1.1` with `host` and the given headers, byte for byte.
 pub fn get_request(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: subset-router.test\r\n");
-    for (k, v) in headers {
-        req.push_str(k);
-        req.push_str(": ");
-        req.push_str(v);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    req.into_bytes()
+    crate::http::request_bytes("GET", path, headers)
 }
 
 /// Sends `request` on a fresh connection and reads one response (until close when it has no

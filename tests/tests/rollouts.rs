@@ -705,41 +705,9 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in SCENARIOS {
-            println!("{name}: test");
-        }
+    let Some(selected) = subset_router_it::select_scenarios("integration", SCENARIOS) else {
         return;
-    }
-    // libtest-style flags (--test-threads=1, --nocapture, --exact, ...) are accepted and
-    // ignored; the rest are substring filters.
-    let mut filters: Vec<String> = Vec::new();
-    let mut skip_next = false;
-    for a in &args {
-        if skip_next {
-            skip_next = false;
-        } else if a == "--test-threads" || a == "--skip" || a == "--format" || a == "--color" {
-            skip_next = true;
-        } else if !a.starts_with('-') {
-            filters.push(a.clone());
-        }
-    }
-    if let Ok(s) = std::env::var("SCENARIO") {
-        filters.extend(
-            s.split([',', ' '])
-                .filter(|x| !x.is_empty())
-                .map(String::from),
-        );
-    }
-    let selected: Vec<_> = SCENARIOS
-        .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        println!("subset-router integration: no scenario matches {filters:?}");
-        return;
-    }
+    };
 
     let t0 = Instant::now();
     let env = match Env::from_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {

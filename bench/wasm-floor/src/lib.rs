@@ -84,7 +84,7 @@ mod probe {
     use std::cell::Cell;
 
     /// How many times a probe repeats its host call per request.
-    pub const PROBE_REPEAT: usize = 10;
+    pub const PROBE_REPEAT: usize = 100;
 
     thread_local! {
         static METRIC: Cell<u32> = const { Cell::new(0) };
