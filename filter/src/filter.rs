@@ -11,7 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::request::{self, HeaderPairs, SerializedRequest};
+use crate::request::{self, DecodedRequest, HeaderPairs, RequestView};
 use crate::rng::WyRand;
 use crate::router::Router;
 
@@ -162,7 +162,16 @@ impl HttpContext for RequestContext {
 fn route_request(shared: &Shared) -> Option<usize> {
     let router = &shared.router;
     let raw = request_header_pairs();
-    let headers = HeaderPairs::new(&raw);
+    let source = if router.uses_source_ip() {
+        hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|raw| request::parse_peer_address(&raw))
+    } else {
+        None
+    };
+    // Decoded once; every lookup below reads this table.
+    let view = DecodedRequest::new(HeaderPairs::new(&raw), source);
 
     // 1. A client can never choose the upstream: remove every value it sent for our headers.
     let mut spoofed = false;
@@ -170,10 +179,7 @@ fn route_request(shared: &Shared) -> Option<usize> {
         .into_iter()
         .flatten()
     {
-        if headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-        {
+        if view.first_header(name).is_some() {
             let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
             spoofed = true;
         }
@@ -183,15 +189,6 @@ fn route_request(shared: &Shared) -> Option<usize> {
     }
 
     // 2. Decide.
-    let source = if router.uses_source_ip() {
-        hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()
-            .and_then(|raw| request::parse_peer_address(&raw))
-    } else {
-        None
-    };
-    let view = SerializedRequest { headers, source };
     let mut rng = shared.rng.get();
     let decision = router.decide(&view, &mut rng);
     shared.rng.set(rng);

@@ -126,6 +126,84 @@ impl RequestView for SerializedRequest<'_> {
     }
 }
 
+/// How many headers [`DecodedRequest`] decodes into its table; a larger map is read in place.
+pub const MAX_DECODED_HEADERS: usize = 64;
+
+/// What the filter decides on: the serialised header map decoded **once** into a table of
+/// (name, value) slices on the stack, so that each of the many lookups a rule set makes
+/// (every header, cookie, query, host and path condition asks for a header by name) is a scan
+/// of slices that mostly compares lengths, instead of a walk that re-decodes the ABI buffer.
+/// No allocation. A map with more than [`MAX_DECODED_HEADERS`] headers (or a malformed one) is
+/// read in place, as [`SerializedRequest`] does, with the same results.
+pub struct DecodedRequest<'a> {
+    pairs: [(&'a [u8], &'a [u8]); MAX_DECODED_HEADERS],
+    len: usize,
+    /// `Some` when the table could not hold the map: lookups walk the buffer.
+    overflow: Option<HeaderPairs<'a>>,
+    source: Option<IpAddr>,
+}
+
+impl<'a> DecodedRequest<'a> {
+    pub fn new(headers: HeaderPairs<'a>, source: Option<IpAddr>) -> Self {
+        let mut pairs: [(&'a [u8], &'a [u8]); MAX_DECODED_HEADERS] =
+            [(&[], &[]); MAX_DECODED_HEADERS];
+        let mut len = 0;
+        let mut overflow = None;
+        for (slot, pair) in headers.iter().enumerate() {
+            match pairs.get_mut(slot) {
+                Some(entry) => {
+                    *entry = pair;
+                    len = slot + 1;
+                }
+                None => {
+                    overflow = Some(headers);
+                    break;
+                }
+            }
+        }
+        Self {
+            pairs,
+            len,
+            overflow,
+            source,
+        }
+    }
+}
+
+/// The values of one header name in a [`DecodedRequest`].
+pub struct DecodedValues<'r, 'a> {
+    name: &'r [u8],
+    table: std::slice::Iter<'r, (&'a [u8], &'a [u8])>,
+    overflow: Option<HeaderPairsIter<'a>>,
+}
+
+impl<'r, 'a: 'r> Iterator for DecodedValues<'r, 'a> {
+    type Item = &'r [u8];
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let name = self.name;
+        let matches = |n: &[u8]| n.len() == name.len() && n.eq_ignore_ascii_case(name);
+        match &mut self.overflow {
+            Some(raw) => raw.find(|(n, _)| matches(n)).map(|(_, v)| v),
+            None => self.table.find(|(n, _)| matches(n)).map(|(_, v)| *v),
+        }
+    }
+}
+
+impl RequestView for DecodedRequest<'_> {
+    fn header_values<'r>(&'r self, name: &'r str) -> impl Iterator<Item = &'r [u8]> + 'r {
+        DecodedValues {
+            name: name.as_bytes(),
+            table: self.pairs.get(..self.len).unwrap_or_default().iter(),
+            overflow: self.overflow.map(|h| h.iter()),
+        }
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source
+    }
+}
+
 /// A simple owned request, for tests and the simulator.
 #[derive(Debug, Clone, Default)]
 pub struct OwnedRequest {
