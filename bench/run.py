@@ -10,9 +10,13 @@ Configurations (bench/envoy/*.yaml):
   C   floor: route straight to v1, no filter
 
 One front Envoy per configuration (native binary, --concurrency 1, pinned to FRONT_CPU), all
-started up front and kept running; one upstream Envoy (direct_response listeners v1 and v2)
-shared by all, pinned with the load generators to LOAD_CPU. Every round runs every
-configuration (the order rotates by one each round so no configuration always goes first):
+started up front and kept running; one upstream shared by all (listeners v1 and v2 answering
+200 with the subset name as body), pinned with the load generators to LOAD_CPU. The upstream is
+bench-upstream (bench/loadgen/src/bin/bench-upstream.rs, one read + one write per request) by
+default: an Envoy upstream with direct_response (--upstream envoy) costs about as much CPU per
+request as the front Envoy and shares the generators' core, so the closed loop then measures
+that core (front Envoy ~25% busy) instead of the proxy. Every round runs every configuration
+(the order rotates by one each round so no configuration always goes first):
 
   closed loop  wrk -t1 -c CONNS for CLOSED_SECS: max requests/s; Envoy CPU us/request from
                /proc/<pid>/stat (utime+stime) delta / requests
@@ -363,7 +367,8 @@ def markdown(result):
         f"at end {meta['loadavg_end']}; {meta['rounds']} interleaved rounds; closed loop "
         f"wrk -t1 -c{meta['connections']} × {meta['closed_secs']} s; fixed rate {meta['rate']} req/s "
         f"× {meta['fixed_secs']} s on {meta['fixed_connections']} connections; Envoy pinned to CPU "
-        f"{meta['front_cpu']}, load generators + upstream Envoy to CPU {meta['load_cpu']}.",
+        f"{meta['front_cpu']}, load generators + upstream ({meta.get('upstream', 'envoy')}) to CPU "
+        f"{meta['load_cpu']}.",
         "",
         "Median across rounds (min–max in parentheses).",
         "",
@@ -520,6 +525,7 @@ def main():
         "rounds": args.rounds, "closed_secs": args.closed_secs, "fixed_secs": args.fixed_secs,
         "connections": args.connections, "rate": args.rate, "fixed_connections": args.fixed_connections,
         "front_cpu": args.front_cpu, "load_cpu": args.load_cpu, "configs": names, "label": args.label,
+        "upstream": "bench-upstream" if args.upstream == "rust" else "Envoy direct_response",
     }
     log(f"machine {meta['machine']}, load {meta['loadavg_start']}, {meta['envoy']}")
 

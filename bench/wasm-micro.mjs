@@ -132,7 +132,8 @@ async function main() {
     proxy_get_buffer_bytes: (type, start, max, ptrPtr, sizePtr) => {
       if (type === BUFFER_PLUGIN_CONFIGURATION || type === BUFFER_VM_CONFIGURATION) {
         const data = type === BUFFER_PLUGIN_CONFIGURATION ? config : new Uint8Array(0);
-        return give(data.subarray(start, start + max), ptrPtr, sizePtr);
+        // Arguments arrive as signed i32: the SDK asks for usize::MAX (-1) bytes.
+        return give(data.subarray(start >>> 0, (start >>> 0) + (max >>> 0)), ptrPtr, sizePtr);
       }
       return NOT_FOUND;
     },

@@ -103,7 +103,9 @@ fn bench_decide(c: &mut Criterion) {
         })
     });
     group.bench_function("decode_headers", |b| {
-        b.iter(|| black_box(DecodedRequest::new(HeaderPairs::new(black_box(&raw)), None)).source_ip())
+        b.iter(|| {
+            black_box(DecodedRequest::new(HeaderPairs::new(black_box(&raw)), None)).source_ip()
+        })
     });
     group.bench_function("parse_headers", |b| {
         b.iter(|| black_box(in_place.header_values("x-user-id").count()))

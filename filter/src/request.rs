@@ -127,46 +127,65 @@ impl RequestView for SerializedRequest<'_> {
 }
 
 /// How many headers [`DecodedRequest`] decodes into its table; a larger map is read in place.
-pub const MAX_DECODED_HEADERS: usize = 64;
+pub const MAX_DECODED_HEADERS: usize = 32;
 
 /// What the filter decides on: the serialised header map decoded **once** into a table of
-/// (name, value) slices on the stack, so that each of the many lookups a rule set makes
-/// (every header, cookie, query, host and path condition asks for a header by name) is a scan
-/// of slices that mostly compares lengths, instead of a walk that re-decodes the ABI buffer.
-/// No allocation. A map with more than [`MAX_DECODED_HEADERS`] headers (or a malformed one) is
-/// read in place, as [`SerializedRequest`] does, with the same results.
+/// (name, value) slices on the stack, so that the many lookups a rule set makes (every header,
+/// cookie, query, host and path condition asks for a header by name) scan slices instead of
+/// re-decoding the ABI buffer each time; and `:path`, `:authority`, `:method` and `cookie` —
+/// which most rules read — are found during that one pass and answered without any scan.
+/// No allocation. A map with more than [`MAX_DECODED_HEADERS`] headers is read in place, as
+/// [`SerializedRequest`] does, with the same results.
 pub struct DecodedRequest<'a> {
-    pairs: [(&'a [u8], &'a [u8]); MAX_DECODED_HEADERS],
+    table: [(&'a [u8], &'a [u8]); MAX_DECODED_HEADERS],
     len: usize,
     /// `Some` when the table could not hold the map: lookups walk the buffer.
     overflow: Option<HeaderPairs<'a>>,
+    path: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+    method: Option<&'a [u8]>,
+    /// The first `cookie` value, and whether there are more.
+    cookie: Option<&'a [u8]>,
+    more_cookies: bool,
     source: Option<IpAddr>,
 }
 
 impl<'a> DecodedRequest<'a> {
     pub fn new(headers: HeaderPairs<'a>, source: Option<IpAddr>) -> Self {
-        let mut pairs: [(&'a [u8], &'a [u8]); MAX_DECODED_HEADERS] =
-            [(&[], &[]); MAX_DECODED_HEADERS];
-        let mut len = 0;
-        let mut overflow = None;
-        for (slot, pair) in headers.iter().enumerate() {
-            match pairs.get_mut(slot) {
+        let mut req = Self {
+            table: [(&[], &[]); MAX_DECODED_HEADERS],
+            len: 0,
+            overflow: None,
+            path: None,
+            authority: None,
+            method: None,
+            cookie: None,
+            more_cookies: false,
+            source,
+        };
+        for (name, value) in headers.iter() {
+            let hot = match name.len() {
+                5 if name.eq_ignore_ascii_case(b":path") => &mut req.path,
+                6 if name.eq_ignore_ascii_case(b"cookie") => {
+                    req.more_cookies |= req.cookie.is_some();
+                    &mut req.cookie
+                }
+                7 if name.eq_ignore_ascii_case(b":method") => &mut req.method,
+                10 if name.eq_ignore_ascii_case(b":authority") => &mut req.authority,
+                _ => &mut None,
+            };
+            if hot.is_none() {
+                *hot = Some(value);
+            }
+            match req.table.get_mut(req.len) {
                 Some(entry) => {
-                    *entry = pair;
-                    len = slot + 1;
+                    *entry = (name, value);
+                    req.len += 1;
                 }
-                None => {
-                    overflow = Some(headers);
-                    break;
-                }
+                None => req.overflow = Some(headers),
             }
         }
-        Self {
-            pairs,
-            len,
-            overflow,
-            source,
-        }
+        req
     }
 }
 
@@ -175,27 +194,51 @@ pub struct DecodedValues<'r, 'a> {
     name: &'r [u8],
     table: std::slice::Iter<'r, (&'a [u8], &'a [u8])>,
     overflow: Option<HeaderPairsIter<'a>>,
+    /// A value already known (the only `cookie` header): yielded once, nothing is scanned.
+    known: Option<Option<&'a [u8]>>,
 }
 
 impl<'r, 'a: 'r> Iterator for DecodedValues<'r, 'a> {
     type Item = &'r [u8];
 
     fn next(&mut self) -> Option<Self::Item> {
-        let name = self.name;
-        let matches = |n: &[u8]| n.len() == name.len() && n.eq_ignore_ascii_case(name);
-        match &mut self.overflow {
-            Some(raw) => raw.find(|(n, _)| matches(n)).map(|(_, v)| v),
-            None => self.table.find(|(n, _)| matches(n)).map(|(_, v)| *v),
+        if let Some(known) = &mut self.known {
+            return known.take();
         }
+        let name = self.name;
+        if let Some(raw) = &mut self.overflow {
+            return raw
+                .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v);
+        }
+        for &(n, v) in self.table.by_ref() {
+            if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
+                return Some(v);
+            }
+        }
+        None
     }
 }
 
 impl RequestView for DecodedRequest<'_> {
     fn header_values<'r>(&'r self, name: &'r str) -> impl Iterator<Item = &'r [u8]> + 'r {
+        let known = (self.overflow.is_none() && !self.more_cookies && name == "cookie")
+            .then_some(self.cookie);
         DecodedValues {
             name: name.as_bytes(),
-            table: self.pairs.get(..self.len).unwrap_or_default().iter(),
+            table: self.table.get(..self.len).unwrap_or_default().iter(),
             overflow: self.overflow.map(|h| h.iter()),
+            known,
+        }
+    }
+
+    fn first_header<'r>(&'r self, name: &'r str) -> Option<&'r [u8]> {
+        match name {
+            ":path" => self.path,
+            ":authority" => self.authority,
+            ":method" => self.method,
+            "cookie" => self.cookie,
+            _ => self.header_values(name).next(),
         }
     }
 
@@ -410,6 +453,77 @@ mod tests {
         assert_eq!(values, vec![&b"one"[..], &b"two"[..]]);
         assert_eq!(req.first_header(":path"), Some(&b"/a?b=c"[..]));
         assert_eq!(req.first_header("absent"), None);
+    }
+
+    /// The decoded table answers every lookup exactly as the in-place walk does: hot and other
+    /// names, any case, repeated headers, absent ones, more headers than the table holds, and
+    /// truncated buffers.
+    #[test]
+    fn decoded_request_answers_like_the_serialized_one() {
+        let names = [
+            ":path",
+            ":authority",
+            ":method",
+            "cookie",
+            "Cookie",
+            "x-multi",
+            "X-MULTI",
+            "host",
+            "absent",
+            "x-user-id",
+            "",
+            "user-agent",
+        ];
+        let mut maps: Vec<Vec<(String, String)>> = vec![
+            vec![],
+            vec![
+                (":authority".into(), "shop.example.com".into()),
+                (":path".into(), "/a?b=c".into()),
+                (":method".into(), "GET".into()),
+                ("cookie".into(), "a=1; b=2".into()),
+                ("x-user-id".into(), "42".into()),
+            ],
+            vec![
+                (":PATH".into(), "/first".into()),
+                (":path".into(), "/second".into()),
+                ("Cookie".into(), "a=1".into()),
+                ("cookie".into(), "b=2".into()),
+                ("X-Multi".into(), "one".into()),
+                ("x-multi".into(), "two".into()),
+                ("host".into(), "h".into()),
+            ],
+        ];
+        // More headers than the table holds, hot ones and repeats on both sides of the limit.
+        let mut big: Vec<(String, String)> = (0..MAX_DECODED_HEADERS + 9)
+            .map(|i| (format!("x-h{i}"), format!("v{i}")))
+            .collect();
+        big.insert(3, ("cookie".into(), "early=1".into()));
+        big.push(("cookie".into(), "late=1".into()));
+        big.push((":path".into(), "/late".into()));
+        big.push(("x-multi".into(), "late".into()));
+        big.insert(1, ("x-multi".into(), "early".into()));
+        maps.push(big);
+        for map in &maps {
+            let full = HeaderPairs::encode(map);
+            for cut in [full.len(), full.len().saturating_sub(7), full.len() / 2] {
+                let buf = &full[..cut];
+                let walk = SerializedRequest {
+                    headers: HeaderPairs::new(buf),
+                    source: None,
+                };
+                let table = DecodedRequest::new(HeaderPairs::new(buf), None);
+                for name in names {
+                    let a: Vec<_> = walk.header_values(name).collect();
+                    let b: Vec<_> = table.header_values(name).collect();
+                    assert_eq!(a, b, "header_values({name:?}) on {map:?} cut at {cut}");
+                    assert_eq!(
+                        walk.first_header(name),
+                        table.first_header(name),
+                        "first_header({name:?}) on {map:?} cut at {cut}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
