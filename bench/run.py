@@ -277,13 +277,44 @@ def sanity_check(name, port, strict=True):
     return {"counts": counts, "debug": dbg.decode(), "spoofed": spoofed.decode()}
 
 
+def steal_ticks(cpu):
+    """Steal time (ticks) of one CPU, or of all: time the hypervisor ran someone else."""
+    name = f"cpu{cpu} " if cpu is not None else "cpu "
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(name):
+                return int(line.split()[8])
+    return 0
+
+
+def foreign_load():
+    """Benchmark-like processes this run did not start (another Envoy, wrk, loadgen, cargo):
+    they would share the cores and skew the numbers."""
+    me = os.getpid()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        exe = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else ""
+        if exe in ("envoy", "wrk", "bench-loadgen", "bench-upstream", "rustc", "cargo", "node"):
+            found.append(f"{pid}:{exe}")
+    return found
+
+
 def measure_closed(args, env, seconds):
+    s0 = steal_ticks(args.front_cpu)
     t0, w0 = cpu_ticks(env.pid), time.monotonic()
     w = run_wrk(args, env.front_port, seconds)
     t1, w1 = cpu_ticks(env.pid), time.monotonic()
     cpu_s = (t1 - t0) / CLK_TCK
     n = max(w["requests"], 1)
     return {
+        "steal": (steal_ticks(args.front_cpu) - s0) / CLK_TCK / (w1 - w0),
         "rps": w["requests"] / (w["duration_us"] / 1e6),
         "requests": w["requests"],
         "cpu_us_per_req": cpu_s * 1e6 / n,
@@ -368,7 +399,10 @@ def markdown(result):
         f"wrk -t1 -c{meta['connections']} × {meta['closed_secs']} s; fixed rate {meta['rate']} req/s "
         f"× {meta['fixed_secs']} s on {meta['fixed_connections']} connections; Envoy pinned to CPU "
         f"{meta['front_cpu']}, load generators + upstream ({meta.get('upstream', 'envoy')}) to CPU "
-        f"{meta['load_cpu']}.",
+        f"{meta['load_cpu']}. 1-minute load average during the rounds: "
+        f"{min(meta['loadavg_during']):.2f}–{max(meta['loadavg_during']):.2f}; steal time on the front "
+        f"CPU {100 * meta['front_cpu_steal']:.1f}%; other benchmark/build processes at start: "
+        f"{', '.join(meta['foreign_processes_start']) or 'none'}.",
         "",
         "Median across rounds (min–max in parentheses).",
         "",
@@ -397,9 +431,13 @@ def markdown(result):
                      f"{', '.join(texts) or '—'} | {', '.join(verdicts) or '—'} |")
     mem = result.get("memory")
     if mem:
-        lines += ["", "Wasm VM memory (VmRSS after 200 requests, idle): "
+        n = mem.get("workers", 2)
+        lines += ["", "Memory (VmRSS after 400 requests, idle): "
                   + ", ".join(f"{k} = {v / 1024:.1f} MiB" for k, v in mem["rss_kib"].items())
-                  + f". Per extra worker (RSS at --concurrency 2 minus 1, same minus for C): "
+                  + ". Wasm with one worker (RSS minus C's): "
+                  + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem["vm_total_at_1_worker_kib"].items())
+                  + f". Per extra worker (RSS at --concurrency {n} minus 1, minus the same for C, "
+                  f"÷ {n - 1}): "
                   + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem["per_worker_vm_kib"].items())
                   + "."]
     return "\n".join(lines) + "\n"
@@ -436,27 +474,32 @@ def plot(result, path):
     return True
 
 
+MEM_WORKERS = 4
+
+
 def memory_per_worker(args, subst, work):
-    """RSS at --concurrency 1 and 2 for C, W, B: the Wasm VM per worker is the W/B delta minus C's."""
+    """RSS at --concurrency 1 and MEM_WORKERS for C, W, B after 400 requests spread over the
+    workers: the Wasm VM per extra worker is ((W or B) delta - C delta) / (MEM_WORKERS - 1)."""
     rss = {}
     for name in ("C", "W", "B"):
-        for conc in (1, 2):
+        for conc in (1, MEM_WORKERS):
             env = Envoy(f"mem-{name}-{conc}", args.envoy, os.path.join(HERE, "envoy", f"{name}.yaml"),
                         dict(subst[name]), work, args.front_cpu, concurrency=conc)
             try:
                 env.wait_ready()
                 port = subst[name]["FRONT_PORT"]
-                for i in range(200):
+                for i in range(400):  # one connection each: the kernel spreads them over workers
                     http_get(f"http://127.0.0.1:{port}/", {"x-user-id": str(i)})
                 time.sleep(1.0)
                 rss[f"{name}@{conc}"] = vm_rss_kib(env.pid)
             finally:
                 env.stop()
     per_worker = {}
-    base = rss["C@2"] - rss["C@1"]
+    extra = MEM_WORKERS - 1
+    base = rss[f"C@{MEM_WORKERS}"] - rss["C@1"]
     for name in ("W", "B"):
-        per_worker[name] = (rss[f"{name}@2"] - rss[f"{name}@1"]) - base
-    return {"rss_kib": rss, "per_worker_vm_kib": per_worker,
+        per_worker[name] = ((rss[f"{name}@{MEM_WORKERS}"] - rss[f"{name}@1"]) - base) / extra
+    return {"rss_kib": rss, "per_worker_vm_kib": per_worker, "workers": MEM_WORKERS,
             "vm_total_at_1_worker_kib": {n: rss[f"{n}@1"] - rss["C@1"] for n in ("W", "B")}}
 
 
@@ -472,9 +515,9 @@ def main():
                          "bottleneck) or an Envoy with direct_response (bench/envoy/upstream.yaml)")
     ap.add_argument("--upstream-bin", default=os.environ.get("UPSTREAM_BIN"))
     ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,B,B2,W,C"))
-    ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 5)))
-    ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 4)))
-    ap.add_argument("--fixed-secs", type=float, default=float(os.environ.get("FIXED_SECS", 4)))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 10)))
+    ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 2)))
+    ap.add_argument("--fixed-secs", type=float, default=float(os.environ.get("FIXED_SECS", 2)))
     ap.add_argument("--warmup-secs", type=float, default=float(os.environ.get("WARMUP_SECS", 2)))
     ap.add_argument("--connections", type=int, default=int(os.environ.get("CONNS", 16)))
     ap.add_argument("--rate", type=int, default=int(os.environ.get("RATE", 1000)))
@@ -527,6 +570,10 @@ def main():
         "front_cpu": args.front_cpu, "load_cpu": args.load_cpu, "configs": names, "label": args.label,
         "upstream": "bench-upstream" if args.upstream == "rust" else "Envoy direct_response",
     }
+    meta["foreign_processes_start"] = foreign_load()
+    if meta["foreign_processes_start"]:
+        log(f"WARNING: other benchmark/build processes are running ({', '.join(meta['foreign_processes_start'])}): "
+            "they share the cores; the numbers will be noisier")
     log(f"machine {meta['machine']}, load {meta['loadavg_start']}, {meta['envoy']}")
 
     v1_port, v2_port = free_port(), free_port()
@@ -594,6 +641,9 @@ def main():
 
     per, ratios = summarize(rounds, names)
     meta["loadavg_end"] = loadavg()
+    meta["foreign_processes_end"] = foreign_load()
+    meta["loadavg_during"] = [rd[n]["loadavg"][0] for rd in rounds for n in names]
+    meta["front_cpu_steal"] = statistics.mean(rd[n]["closed"]["steal"] for rd in rounds for n in names)
     result = {"meta": meta, "per_config": per, "ratios": ratios, "rounds": rounds,
               "sanity": checks, "counters": counters, "memory": memory}
     with open(os.path.join(args.out, "results.json"), "w") as f:

@@ -3,9 +3,11 @@
 #
 #   bench/run.sh [bench/run.py options]      e.g. bench/run.sh --rounds 7
 #
-# Environment (all optional): ROUNDS (5), CLOSED_SECS (4), FIXED_SECS (4), RATE (1000 req/s),
+# Environment (all optional): ROUNDS (10), CLOSED_SECS (2), FIXED_SECS (2), RATE (1000 req/s),
 # CONNS (16, closed loop), FIXED_CONNS (4), FRONT_CPU (0), LOAD_CPU (1), OUT (bench/results),
-# NO_PLOT=1 (skip the matplotlib venv). See bench/run.py --help.
+# NO_PLOT=1 (skip the matplotlib venv). See bench/run.py --help. Many short rounds rather than a
+# few long ones: this machine's speed drifts by ±20% within a minute, and pairs measured close
+# together in time give steadier ratios.
 #
 # Steps, each skipped when already done:
 #   1. wrk (Debian package) when missing
