@@ -59,6 +59,22 @@ pub fn select_scenarios<'a, F>(
     Some(selected)
 }
 
+/// Runs one scenario, turning a panic into an error message like any other failure, so that
+/// one broken scenario still lets the others run and the table be printed.
+pub fn run_caught(f: impl FnOnce() -> Result<(), String>) -> Option<String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(p) => Some(format!(
+            "panicked: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
+}
+
 /// Sends `n` requests built by `req(i)` (path, headers) and tallies the serving subset.
 /// Responses that break `expect`'s invariants are counted as errors.
 pub fn send<F>(client: &mut Client, n: u64, expect: &Expect, mut req: F) -> Tally

@@ -9,7 +9,6 @@
 //! `--list` lists them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 use subset_router_it::report::compare_stats;
 use subset_router_it::*;
@@ -743,18 +742,7 @@ fn main() {
     for (name, f) in selected {
         println!("\n=== {name} ===");
         let t = Instant::now();
-        let res = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut cx)));
-        let msg = match res {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(p) => Some(format!(
-                "panicked: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            )),
-        };
+        let msg = subset_router_it::run_caught(|| f(&mut cx));
         if let Some(e) = msg {
             println!("    ERROR: {e}");
             cx.row(name, "", &format!("ERROR: {}", first_line(&e)), false);
