@@ -25,20 +25,20 @@ SCENARIO ?=
 
 # The host command-line tool: target/release/subset-router (validate, simulate, schema).
 cli:
-	cargo build --release -p subset-router --features cli --bin subset-router
+	cargo build --release -p subset-router-cli --bin subset-router
 
 # Regenerate the JSON Schema from the Rust config types (a unit test fails when it is stale).
 schema: cli
 	target/release/subset-router schema > examples/config.schema.json
 
 build:
-	scripts/build-wasm.sh subset-router $(WASM)
+	scripts/build-wasm.sh subset-router-wasm $(WASM)
 
 test-unit:
-	scripts/test-unit.sh subset-router
+	scripts/test-unit.sh
 
 test-wasm:
-	scripts/test-wasm.sh subset-router wasm_agreement
+	scripts/test-wasm.sh subset-router-core wasm_agreement
 
 envoy-image:
 	scripts/envoy-image.sh
@@ -107,4 +107,4 @@ bench:
 	bench/run.sh
 
 bench-core:
-	source scripts/lib.sh && host_env && cargo bench -p subset-router --bench decision
+	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision

@@ -40,7 +40,7 @@ if [ -n "${WASM:-}" ]; then
   scripts/build-wasm.sh wasm-floor "$WASM_FLOOR" >/dev/null
 else
   export WASM="$BENCH_WASM_DIR/subset_router.wasm" WASM_FLOOR="$BENCH_WASM_DIR/wasm_floor.wasm"
-  scripts/build-wasm.sh subset-router "$WASM" >/dev/null
+  scripts/build-wasm.sh subset-router-wasm "$WASM" >/dev/null
   scripts/build-wasm.sh wasm-floor "$WASM_FLOOR" >/dev/null
 fi
 

@@ -7,7 +7,7 @@
 #
 #   REGISTRY  registry and path the image goes under (default: none, i.e. the local name
 #             subset-router/subset-router); required for push
-#   VERSION   image tag (default: the filter crate's version, filter/Cargo.toml)
+#   VERSION   image tag (default: the filter crate's version, filter/core/Cargo.toml)
 #
 # Image: oci/Dockerfile, FROM scratch + `COPY dist/subset_router.wasm ./plugin.wasm`
 # (Istio's compat layout: one layer, the module at /plugin.wasm), built with the classic
@@ -19,15 +19,15 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 cmd="${1:-build}"
-version="${VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' filter/Cargo.toml | head -n1)}"
-[ -n "$version" ] || die "cannot read the version from filter/Cargo.toml (set VERSION=)"
+version="${VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' filter/core/Cargo.toml | head -n1)}"
+[ -n "$version" ] || die "cannot read the version from filter/core/Cargo.toml (set VERSION=)"
 registry="${REGISTRY:-}"; registry="${registry%/}"
 if [ -n "$registry" ]; then IMAGE="$registry/subset-router:$version"; else IMAGE="subset-router/subset-router:$version"; fi
 
 build() {
   docker_answers || die "no Docker engine answers (start one: scripts/dockerd.sh start)"
   local wasm
-  wasm="$(scripts/build-wasm.sh subset-router "$ROOT/dist/subset_router.wasm" | tail -n1)"
+  wasm="$(scripts/build-wasm.sh subset-router-wasm "$ROOT/dist/subset_router.wasm" | tail -n1)"
   local ctx="$CACHE_DIR/oci-context"
   rm -rf "$ctx"
   mkdir -p "$ctx/dist"

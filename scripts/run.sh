@@ -85,7 +85,7 @@ cleanup_orphans
 
 # ---- build ----
 log "building the filter (scripts/build-wasm.sh)"
-WASM="$(scripts/build-wasm.sh subset-router "$ROOT/dist/subset_router.wasm" | tail -n1)"
+WASM="$(scripts/build-wasm.sh subset-router-wasm "$ROOT/dist/subset_router.wasm" | tail -n1)"
 
 # ---- runtime ----
 runtime="$(scripts/envoy-runtime.sh | tail -n1)"

@@ -42,11 +42,11 @@ FAILED=0
 
 # ---- prerequisites ----
 log "building the filter"
-WASM="$(scripts/build-wasm.sh subset-router "$ROOT/dist/subset_router.wasm" | tail -n1)"
+WASM="$(scripts/build-wasm.sh subset-router-wasm "$ROOT/dist/subset_router.wasm" | tail -n1)"
 
 if wants validate || wants istio || wants schema || wants run; then
-  log "building the validator CLI: cargo build --release -p subset-router --features cli --bin subset-router"
-  ( host_env; cargo build --release -q -p subset-router --features cli --bin subset-router )
+  log "building the validator CLI: cargo build --release -p subset-router-cli --bin subset-router"
+  ( host_env; cargo build --release -q -p subset-router-cli --bin subset-router )
   CLI="$ROOT/target/release/subset-router"
   [ -x "$CLI" ] || die "no $CLI after the build"
   export SUBSET_ROUTER_CLI="$CLI"

@@ -1,5 +1,5 @@
 //! A deterministic fuzz / property run over the two functions that see untrusted input:
-//! the configuration loader (`subset_router::load`, i.e. `on_configure`) and the per-request
+//! the configuration loader (`subset_router_core::load`, i.e. `on_configure`) and the per-request
 //! decision (`Router::decide`, i.e. `on_http_request_headers`).
 //!
 //! Every case `i` is derived from `(seed, i)` alone, so any failure can be replayed on its own
@@ -12,21 +12,26 @@
 //! 2. `load(bytes)`: must not panic; an `Err` must carry at least one non-empty `path: reason`;
 //! 3. for an accepted configuration, several requests with arbitrary attributes (method, path
 //!    with query strings and broken percent-encoding, authority, cookies, repeated and random
-//!    headers, non-UTF-8 bytes, IPv4/IPv6/absent source address), serialised with
-//!    `HeaderPairs::encode` and read through `SerializedRequest` exactly as the wasm adapter
-//!    does (sometimes a truncated or lying buffer). `decide` must return `Some`, and the decision
-//!    is checked against the JSON it came from (an oracle that does not reuse the filter's
-//!    code): the rule exists, the subset belongs to that rule's route, a split never picks a
-//!    weight-0 subset, the cluster is the template applied to the subset, the stat slot agrees,
-//!    a sticky decision with its key is the same under another random source, and no rule with
-//!    an always-true match precedes the rule that decided.
+//!    headers, non-UTF-8 bytes, an IPv4/IPv6/IPv4-mapped/garbage/absent `source.address`),
+//!    serialised with `HeaderPairs::encode` (sometimes a truncated or lying buffer) and read the
+//!    way the wasm adapter's `route_request` reads them: `source.address` only when
+//!    `Router::uses_source_ip`, through `request::parse_peer_address`, then
+//!    `DecodedRequest::new(HeaderPairs::new(&buf), source)`. `decide` must return `Some`, and
+//!    the decision is checked against the JSON it came from by an oracle that does not reuse the
+//!    filter's code: [`reference`] (a simple matcher written from the SPEC) says the deciding
+//!    rule's `match` holds and no earlier rule's does; the subset belongs to that rule's route,
+//!    a split never picks a weight-0 subset, the cluster is the template applied to the subset,
+//!    the stat slot agrees, and a sticky decision with its key is the same under another random
+//!    source.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
-use subset_router::request::{HeaderPairs, SerializedRequest};
-use subset_router::{RandomSource, Router, WyRand};
+use subset_router_core::request::{self, DecodedRequest, HeaderPairs};
+use subset_router_core::{RandomSource, Router, WyRand};
+
+pub mod reference;
 
 /// The case being run (for the panic hook of the binary).
 pub static CURRENT_CASE: AtomicU64 = AtomicU64::new(0);
@@ -721,8 +726,8 @@ const REQ_VALUES: &[&[u8]] = &[
 /// Header pairs (name, value), pseudo-headers included, in the order the host gives them.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// One request: header pairs and the peer address.
-pub fn gen_request(r: &mut Rng) -> (Pairs, Option<IpAddr>) {
+/// One request: header pairs and the peer.
+pub fn gen_request(r: &mut Rng) -> (Pairs, Peer) {
     let mut h: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     if !r.one_in(10) {
         h.push((b":method".to_vec(), r.pick(METHOD_VALUES).to_vec()));
@@ -780,49 +785,70 @@ pub fn gen_request(r: &mut Rng) -> (Pairs, Option<IpAddr>) {
     if r.one_in(200) {
         h.push((b"x-big".to_vec(), vec![b'b'; 10 * 1024]));
     }
-    let source = match r.below(10) {
-        0..=2 => None,
-        3..=4 => Some(IpAddr::V4(Ipv4Addr::new(
-            10,
-            r.u64() as u8,
-            r.u64() as u8,
-            r.u64() as u8,
-        ))),
-        5 => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        6 => Some(IpAddr::V4(Ipv4Addr::from(r.u64() as u32))),
-        7 => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        8 => Some(IpAddr::V6(Ipv4Addr::from(r.u64() as u32).to_ipv6_mapped())),
-        _ => Some(IpAddr::V6(Ipv6Addr::from(
-            (u128::from(r.u64()) << 64) | u128::from(r.u64()),
-        ))),
+    (h, gen_peer(r))
+}
+
+/// The downstream peer: Envoy's `source.address` property as the host would return it, and
+/// the address it stands for (what the reference matcher uses).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub property: Option<Vec<u8>>,
+    pub ip: Option<IpAddr>,
+}
+
+fn gen_peer(r: &mut Rng) -> Peer {
+    let port = 1 + r.below(65535);
+    let v4 = |r: &mut Rng| match r.below(3) {
+        0 => Ipv4Addr::new(10, r.u64() as u8, r.u64() as u8, r.u64() as u8),
+        1 => Ipv4Addr::LOCALHOST,
+        _ => Ipv4Addr::from(r.u64() as u32),
     };
-    (h, source)
+    let (property, ip) = match r.below(12) {
+        0..=2 => return Peer { property: None, ip: None },
+        3..=6 => {
+            let a = v4(r);
+            (format!("{a}:{port}"), Some(IpAddr::V4(a)))
+        }
+        7 => {
+            let a = v4(r);
+            (a.to_string(), Some(IpAddr::V4(a)))
+        }
+        8 => {
+            // A dual-stack listener reports an IPv4 client as IPv4-mapped IPv6.
+            let a = v4(r);
+            (format!("[{}]:{port}", a.to_ipv6_mapped()), Some(IpAddr::V4(a)))
+        }
+        9 => (format!("[::1]:{port}"), Some(IpAddr::V6(Ipv6Addr::LOCALHOST))),
+        10 => {
+            let a = Ipv6Addr::from((u128::from(r.u64()) << 64) | u128::from(r.u64()));
+            let ip = a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4);
+            (format!("[{a}]:{port}"), Some(ip))
+        }
+        _ => {
+            let junk = r.pick(&["", "not-an-ip", "[::1", "10.0.0.300:80", "pipe:/tmp/x", "\u{ff}"]);
+            (junk.to_string(), None)
+        }
+    };
+    Peer {
+        property: Some(property.into_bytes()),
+        ip,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // The oracle
 // ---------------------------------------------------------------------------------------
 
-/// A match that holds for every request: absent, or an object whose conditions are all empty.
-fn always_matches(rule: &Value) -> bool {
-    match rule.get("match") {
-        None | Some(Value::Null) => true,
-        Some(Value::Object(m)) => m.values().all(|v| match v {
-            Value::Null => true,
-            Value::Array(a) => a.is_empty(),
-            _ => false,
-        }),
-        _ => false,
-    }
-}
-
 /// Checks one decision against the configuration JSON it was compiled from.
 fn check_decision(
     cfg: &Value,
+    matches: &[reference::Match],
     router: &Router,
-    view: &SerializedRequest,
-    decision: &subset_router::Decision,
+    view: &DecodedRequest,
+    seen: &reference::Request,
+    decision: &subset_router_core::Decision,
     replay_seed: u64,
+    stats: &mut Stats,
 ) -> Result<(), String> {
     let rules = cfg
         .get("rules")
@@ -847,12 +873,31 @@ fn check_decision(
             })?;
         (rules[pos].get("route").ok_or("rule without route")?, pos)
     };
-    if let Some(first) = rules[..rule_pos].iter().find(|r| always_matches(r)) {
-        return Err(format!(
-            "rule {:?} decided although the earlier rule {:?} matches every request",
-            decision.rule,
-            first.get("name")
-        ));
+    // First match wins: the reference matcher must agree that no earlier rule matches and
+    // that the deciding rule does (`None`: a condition it cannot judge).
+    for (i, m) in matches.iter().enumerate().take(rule_pos + 1) {
+        let name = |i: usize| rules[i].get("name").cloned().unwrap_or_default();
+        let holds = m.holds(seen);
+        match holds {
+            Some(_) => stats.reference_judged += 1,
+            None => stats.reference_unknown += 1,
+        }
+        match holds {
+            Some(true) if i < rule_pos => {
+                return Err(format!(
+                    "rule {:?} decided although the earlier rule {} (rules[{i}]) matches",
+                    decision.rule,
+                    name(i)
+                ))
+            }
+            Some(false) if i == rule_pos => {
+                return Err(format!(
+                    "rule {:?} decided although its match does not hold",
+                    decision.rule
+                ))
+            }
+            _ => {}
+        }
     }
     let subset = decision.target.subset.as_str();
     if let Some(fixed) = route.get("subset").and_then(Value::as_str) {
@@ -932,6 +977,10 @@ pub struct Stats {
     pub decisions: u64,
     pub malformed_buffers: u64,
     pub sticky_key_missing: u64,
+    /// Rule matches the reference matcher judged (the deciding rule and every earlier one).
+    pub reference_judged: u64,
+    /// ... and could not judge (a regex it cannot anchor).
+    pub reference_unknown: u64,
 }
 
 /// Runs case `index` of `seed`. `Err` is a property violation (a panic propagates).
@@ -959,7 +1008,7 @@ pub fn run_case(
             String::from_utf8_lossy(&input)
         );
     }
-    let router = match subset_router::load(&input) {
+    let router = match subset_router_core::load(&input) {
         Err(errors) => {
             stats.rejected += 1;
             if errors.is_empty() {
@@ -994,9 +1043,22 @@ pub fn run_case(
     // An accepted document is valid JSON: the oracle reads it independently of the filter.
     let cfg: Value = serde_json::from_slice(&input)
         .map_err(|e| format!("load accepted a document serde_json::Value rejects: {e}"))?;
+    let matches = cfg
+        .get("rules")
+        .and_then(Value::as_array)
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| reference::Match::from_json(r.get("match")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|e| format!("load accepted a match the SPEC does not describe: {e}"))?
+        .unwrap_or_default();
+    let routing_headers = reference::routing_headers(&cfg);
     let mut rng = WyRand::new(s.rotate_left(17));
     for q in 0..requests {
-        let (pairs, source) = gen_request(&mut r);
+        let (pairs, peer) = gen_request(&mut r);
         let mut buf = HeaderPairs::encode(&pairs);
         let malformed = r.one_in(50);
         if malformed {
@@ -1009,10 +1071,20 @@ pub fn run_case(
                 buf[..4].copy_from_slice(&lie);
             }
         }
-        let view = SerializedRequest {
-            headers: HeaderPairs::new(&buf),
-            source,
+        // What the wasm adapter does (filter/wasm/src/lib.rs, route_request).
+        let source = if router.uses_source_ip() {
+            peer.property
+                .as_deref()
+                .and_then(request::parse_peer_address)
+        } else {
+            None
         };
+        let view = DecodedRequest::new(HeaderPairs::new(&buf), source);
+        let seen = reference::Request::new(
+            reference::decode_header_map(&buf),
+            peer.ip,
+            &routing_headers,
+        );
         if verbose {
             let shown: Vec<String> = pairs
                 .iter()
@@ -1024,7 +1096,7 @@ pub fn run_case(
                     )
                 })
                 .collect();
-            println!("  request {q}: {shown:?} source {source:?} malformed {malformed}");
+            println!("  request {q}: {shown:?} peer {peer:?} malformed {malformed}");
         }
         let decision = router
             .decide(&view, &mut rng)
@@ -1039,7 +1111,8 @@ pub fn run_case(
                 decision.rule, decision.target.subset, decision.target.cluster
             );
         }
-        check_decision(&cfg, &router, &view, &decision, s ^ u64::from(q))
+        let replay = s ^ u64::from(q);
+        check_decision(&cfg, &matches, &router, &view, &seen, &decision, replay, stats)
             .map_err(|e| format!("request {q}: {e}"))?;
     }
     Ok(())

@@ -66,7 +66,7 @@ fn main() {
     println!(
         "subset-router-fuzz: {} cases in {secs:.1}s ({:.0}/s): configs {} generated + {} mutated + {} random bytes + {} deeply nested; \
          {} accepted, {} rejected ({} path: reason lines); {} decisions ({} on malformed header buffers, {} sticky key missing); \
-         {} violations, 0 panics",
+         {} rule matches judged by the reference matcher ({} not judged); {} violations, 0 panics",
         stats.cases,
         stats.cases as f64 / secs.max(1e-9),
         stats.generated,
@@ -79,6 +79,8 @@ fn main() {
         stats.decisions,
         stats.malformed_buffers,
         stats.sticky_key_missing,
+        stats.reference_judged,
+        stats.reference_unknown,
         failures.len()
     );
     println!(

@@ -1,8 +1,8 @@
 //! Filter bugs found by the fuzz run (issue 6), as regression tests (fixed in
-//! `filter/src/reader.rs`; `make test-reliability` runs them, and the fuzz binary now counts
+//! `filter/core/src/reader.rs`; `make test-reliability` runs them, and the fuzz binary now counts
 //! such errors as violations). Run: `cargo test -p subset-router-fuzz --test filter_regressions`.
 //!
-//! Found: `filter/src/reader.rs`, `Fields::path_of` (used by `Fields::new` for an unknown
+//! Found: `filter/core/src/reader.rs`, `Fields::path_of` (used by `Fields::new` for an unknown
 //! field) joins the JSON key into the error path verbatim. So
 //! * an empty key gives an empty or dangling path: `{"":1,...}` logs
 //!   `subset-router: invalid configuration: : unknown field; ...` (no path at all), and
@@ -15,8 +15,8 @@
 //! non-empty path that does not end in `.`, and one line per error, e.g. by quoting keys that
 //! are not plain identifiers (`[""]`, `["a\nb"]`, as `serde_path_to_error` or jq would).
 
-fn errors(json: &str) -> Vec<subset_router::ConfigError> {
-    match subset_router::load(json.as_bytes()) {
+fn errors(json: &str) -> Vec<subset_router_core::ConfigError> {
+    match subset_router_core::load(json.as_bytes()) {
         Ok(_) => panic!("accepted: {json}"),
         Err(e) => e,
     }

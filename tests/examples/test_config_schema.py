@@ -7,7 +7,7 @@
   `subset-router schema` prints (generated from the Rust types, never edited by hand).
 * It accepts every example plugin config (examples/**/config.json) and the Istio
   WasmPlugin's pluginConfig; the validator accepts them too.
-* filter/tests/data/invalid-configs.json: every entry is rejected by the validator with
+* filter/core/tests/data/invalid-configs.json: every entry is rejected by the validator with
   the recorded `path: reason`; entries marked "rejects" are rejected by the schema as well;
   "semantic" ones (only the filter can tell: duplicate subset, bad regex, bad CIDR, ...) are
   accepted by the schema; "not-json" ones are not JSON at all.
@@ -24,14 +24,14 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "examples", "config.schema.json")
-INVALID = os.path.join(ROOT, "filter", "tests", "data", "invalid-configs.json")
+INVALID = os.path.join(ROOT, "filter", "core", "tests", "data", "invalid-configs.json")
 
 
 def cli():
     path = os.environ.get("SUBSET_ROUTER_CLI") or os.path.join(ROOT, "target", "release", "subset-router")
     if not os.path.isfile(path):
         raise AssertionError(f"validator CLI {path} not built: "
-                             "cargo build --release -p subset-router --features cli --bin subset-router")
+                             "cargo build --release -p subset-router-cli --bin subset-router")
     return path
 
 

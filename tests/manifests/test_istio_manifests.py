@@ -68,7 +68,7 @@ def cli():
     path = os.environ.get("SUBSET_ROUTER_CLI") or os.path.join(ROOT, "target", "release", "subset-router")
     if not os.path.isfile(path):
         raise AssertionError(f"validator CLI {path} not built: "
-                             "cargo build --release -p subset-router --features cli --bin subset-router")
+                             "cargo build --release -p subset-router-cli --bin subset-router")
     return path
 
 

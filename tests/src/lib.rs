@@ -15,14 +15,28 @@ pub use envoy::{Env, Envoy, Runtime};
 pub use http::{Client, Response};
 pub use report::{binomial_bounds, within_binomial, Expect, ExpectedStats, Table, Tally};
 
+/// `CI=true` (or `1`): whatever would be skipped locally (an empty scenario selection, a check
+/// that cannot run here) is a failure instead.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The scenarios a suite runs, and those the filters left out (named in its summary).
+pub struct Selection<'a, F> {
+    pub run: Vec<&'a (&'a str, F)>,
+    pub not_run: Vec<&'a str>,
+}
+
 /// Scenario selection for the suites' own `main`s (harness = false): arguments that do not
 /// start with `-` and the `SCENARIO` variable (comma or space separated) are substring
 /// filters; libtest-style flags (`--test-threads=1`, `--nocapture`, …) are accepted and
-/// ignored. `--list` prints the names. Returns `None` when there is nothing to run.
+/// ignored. `--list` prints the names. Returns `None` when there is nothing to run: after
+/// `--list`, or when the filters match no scenario, which prints `SKIPPED: …` and, under
+/// `CI=true`, exits 1.
 pub fn select_scenarios<'a, F>(
     suite: &str,
     scenarios: &'a [(&'a str, F)],
-) -> Option<Vec<&'a (&'a str, F)>> {
+) -> Option<Selection<'a, F>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         for (name, _) in scenarios {
@@ -48,15 +62,31 @@ pub fn select_scenarios<'a, F>(
                 .map(String::from),
         );
     }
-    let selected: Vec<_> = scenarios
+    let (run, not_run): (Vec<_>, Vec<_>) = scenarios
         .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    if selected.is_empty() {
-        println!("subset-router {suite}: no scenario matches {filters:?}");
+        .partition(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())));
+    let not_run: Vec<&str> = not_run.iter().map(|(n, _)| *n).collect();
+    if run.is_empty() {
+        println!(
+            "SKIPPED: subset-router {suite}: no scenario matches {filters:?}; nothing ran \
+             (scenarios: {})",
+            not_run.join(", ")
+        );
+        if ci() {
+            println!("subset-router {suite}: FAIL: CI=true and no scenario selected");
+            std::process::exit(1);
+        }
         return None;
     }
-    Some(selected)
+    Some(Selection { run, not_run })
+}
+
+/// Every counter the filter must define for `plugin` is in admin `/stats` at 0 before the
+/// first request (SPEC: "every counter exists (at 0) from the moment a configuration is
+/// accepted"), and no `subset_router` counter is above 0. `Ok` describes what was seen.
+pub fn counters_at_start(envoy: &Envoy, plugin: &str) -> Result<String, String> {
+    let declared = report::declared_counters(plugin)?;
+    report::check_counters_at_zero(&envoy.raw_stats()?, &declared)
 }
 
 /// Runs one scenario, turning a panic into an error message like any other failure, so that

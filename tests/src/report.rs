@@ -1,7 +1,7 @@
 //! Counting, statistical bounds, the stats comparison and the summary table.
 
 use crate::http::Response;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Allowed deviation, in binomial standard deviations.
 pub const SIGMAS: f64 = 4.5;
@@ -213,6 +213,77 @@ pub fn compare_stats(
     }
 }
 
+/// The `subset_router` counters a plugin config declares, read from its JSON (not from the
+/// filter): `subset_router.rule.<rule>.subset.<subset>` for every subset of every rule's route
+/// and of the default route (`default`), weight 0 included, plus
+/// `subset_router.spoofed_header_removed` and `subset_router.sticky_key_missing`.
+pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
+    let cfg: serde_json::Value =
+        serde_json::from_str(plugin).map_err(|e| format!("plugin config: {e}"))?;
+    let mut routes = vec![("default", cfg.get("default"))];
+    for r in cfg.get("rules").and_then(|r| r.as_array()).into_iter().flatten() {
+        let name = r.get("name").and_then(|n| n.as_str()).ok_or("a rule without a name")?;
+        routes.push((name, r.get("route")));
+    }
+    let mut out: BTreeSet<String> = ["spoofed_header_removed", "sticky_key_missing"]
+        .iter()
+        .map(|c| format!("subset_router.{c}"))
+        .collect();
+    for (rule, route) in routes {
+        let route = route.ok_or_else(|| format!("rule {rule} has no route"))?;
+        let split = route.get("split").and_then(|s| s.as_array());
+        let subsets = route
+            .get("subset")
+            .into_iter()
+            .chain(split.into_iter().flatten().filter_map(|e| e.get("subset")));
+        for subset in subsets {
+            let subset = subset.as_str().ok_or("a subset that is not a string")?;
+            out.insert(format!("subset_router.rule.{rule}.subset.{subset}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Before any request: every `declared` counter is printed (in either namespace) and every
+/// `subset_router` counter is 0. `Ok` says how many and in which namespace.
+pub fn check_counters_at_zero(
+    printed: &BTreeMap<String, u64>,
+    declared: &BTreeSet<String>,
+) -> Result<String, String> {
+    let mut prefix = "";
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    for (k, v) in printed {
+        let (p, name) = k
+            .strip_prefix("wasmcustom.")
+            .map_or(("", k.as_str()), |n| ("wasmcustom.", n));
+        if name.starts_with("subset_router.") {
+            prefix = p;
+            *seen.entry(name).or_default() += v;
+        }
+    }
+    let missing: Vec<&String> = declared
+        .iter()
+        .filter(|c| !seen.contains_key(c.as_str()))
+        .collect();
+    let nonzero: Vec<String> = seen
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if missing.is_empty() && nonzero.is_empty() {
+        Ok(format!(
+            "{} counters declared by the config, all present at 0 (as {prefix}subset_router.*)",
+            declared.len()
+        ))
+    } else {
+        Err(format!(
+            "{} of {} declared counters missing from /stats: {missing:?}; above 0 before any request: {nonzero:?}",
+            missing.len(),
+            declared.len()
+        ))
+    }
+}
+
 /// Expected-counter builder: `rule/subset -> n`.
 #[derive(Debug, Default, Clone)]
 pub struct ExpectedStats(pub BTreeMap<String, u64>);
@@ -341,6 +412,40 @@ mod tests {
         assert_eq!(binomial_bounds(2000, 1.0), (2000, 2000));
         assert!(within_binomial(1000, 2000, 0.5));
         assert!(!within_binomial(1, 2000, 0.0));
+    }
+
+    #[test]
+    fn every_declared_counter_must_be_printed_at_zero() {
+        let plugin = r#"{"rules":[{"name":"debug","route":{"subset":"v2"}},
+            {"name":"c","route":{"split":[{"subset":"v1","weight":1},{"subset":"v3","weight":0}]}}],
+            "default":{"subset":"v1"}}"#;
+        let declared = declared_counters(plugin).unwrap();
+        let names: Vec<&str> = declared.iter().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "subset_router.rule.c.subset.v1",
+                "subset_router.rule.c.subset.v3",
+                "subset_router.rule.debug.subset.v2",
+                "subset_router.rule.default.subset.v1",
+                "subset_router.spoofed_header_removed",
+                "subset_router.sticky_key_missing",
+            ]
+        );
+        let mut printed: BTreeMap<String, u64> = declared
+            .iter()
+            .map(|c| (format!("wasmcustom.{c}"), 0))
+            .collect();
+        printed.insert("wasm.subset_router.vm_reload".into(), 0);
+        assert!(check_counters_at_zero(&printed, &declared).is_ok());
+        // A counter defined only on first use (the weight-0 subset) is missing.
+        printed.remove("wasmcustom.subset_router.rule.c.subset.v3");
+        let e = check_counters_at_zero(&printed, &declared).unwrap_err();
+        assert!(e.contains("rule.c.subset.v3"), "{e}");
+        // Above 0 before any request.
+        printed.insert("wasmcustom.subset_router.rule.c.subset.v3".into(), 0);
+        printed.insert("wasmcustom.subset_router.sticky_key_missing".into(), 1);
+        assert!(check_counters_at_zero(&printed, &declared).is_err());
     }
 
     #[test]

@@ -42,6 +42,35 @@ impl ValueOp {
     }
 }
 
+/// Compiles a `regex` condition: `pattern` must be valid as written, and then matches whole values.
+///
+/// The pattern is compiled on its own before it is anchored: wrapping first would let a broken
+/// pattern such as `debug)|(.*` close the wrapper's group and turn into `^(?:debug)|(.*)$`, which
+/// is valid, unanchored and matches everything. The error is the reason only (no path).
+pub fn full_match_regex(pattern: &str) -> Result<regex_lite::Regex, String> {
+    if pattern.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    regex_lite::Regex::new(pattern)
+        .map_err(|e| format!("{pattern:?} is not a valid regex: {}", one_line(&e)))?;
+    // A valid pattern is a complete expression, so `(?:…)` holds all of it. The one exception is
+    // a verbose-mode (`(?x)`) `#` comment running to the end of the pattern, which would swallow
+    // the closing `)$`: then, and only then, a newline ends the comment (and, being whitespace in
+    // verbose mode, matches nothing).
+    regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+        .or_else(|_| regex_lite::Regex::new(&format!("^(?:{pattern}\n)$")))
+        .map_err(|e| format!("{pattern:?} cannot be anchored: {}", one_line(&e)))
+}
+
+/// regex-lite's multi-line error text (pattern, caret, reason) as one log-friendly line.
+fn one_line(error: &regex_lite::Error) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -194,7 +223,7 @@ mod tests {
     }
 
     fn re(s: &str) -> ValueOp {
-        ValueOp::Regex(regex_lite::Regex::new(&format!("^(?:{s})$")).unwrap())
+        ValueOp::Regex(full_match_regex(s).unwrap())
     }
 
     #[test]
@@ -220,6 +249,38 @@ mod tests {
         assert!(!h(ValueOp::Exact(bytes("Mozilla/5.0 debug-build")), true));
         assert!(h(ValueOp::Exact(bytes("Mozilla/5.0")), true));
         assert!(!h(ValueOp::Present(true), true));
+    }
+
+    #[test]
+    fn regex_is_a_full_match_of_the_whole_pattern() {
+        let full = |pattern: &str, value: &str| full_match_regex(pattern).unwrap().is_match(value);
+        assert!(full("a|b", "a") && full("a|b", "b"));
+        assert!(!full("a|b", "ab"), "the anchors hold every alternative");
+        assert!(
+            !full("debug", "x-debug-build"),
+            "a full match, not a search"
+        );
+        assert!(
+            full("(?i)DEBUG", "debug"),
+            "inline flags stay inside the pattern"
+        );
+        // A verbose-mode comment at the end must not swallow the anchors (it would, naively).
+        assert!(regex_lite::Regex::new("^(?:(?x) debug # testers)$").is_err());
+        assert!(full("(?x) debug # testers", "debug"));
+        assert!(!full("(?x) debug # testers", "debugger"));
+    }
+
+    #[test]
+    fn regex_must_be_valid_as_written_before_anchoring() {
+        // Each becomes a valid, unanchored regex once wrapped in `^(?:…)$`.
+        for pattern in ["debug)|(.*", "x)|(y", "a)(b", ")(", "(x"] {
+            let reason = full_match_regex(pattern).unwrap_err();
+            assert!(
+                reason.starts_with(&format!("{pattern:?} is not a valid regex: ")),
+                "{pattern}: {reason}"
+            );
+        }
+        assert_eq!(full_match_regex("").unwrap_err(), "must not be empty");
     }
 
     #[test]

@@ -6,9 +6,9 @@
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use subset_router::request::OwnedRequest;
-use subset_router::selection::{fmix64, fnv1a64, fnv1a64_start, StickyHasher};
-use subset_router::{load, RandomSource, Router, WyRand};
+use subset_router_core::request::OwnedRequest;
+use subset_router_core::selection::{fmix64, fnv1a64, fnv1a64_start, StickyHasher};
+use subset_router_core::{load, RandomSource, Router, WyRand};
 
 const TWO_WAY: &[u8] = br#"{
   "rules": [

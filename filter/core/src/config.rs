@@ -14,10 +14,10 @@ pub const DEFAULT_CLUSTER_HEADER: &str = "x-upstream-cluster";
 pub const DEFAULT_CLUSTER_TEMPLATE: &str = "{subset}";
 
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields, rename_all = "camelCase"))]
-#[cfg_attr(feature = "cli", schemars(
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(feature = "schema", schemars(
     title = "subset-router plugin configuration",
     extend("anyOf" = [
         {"not": {"properties": {"clusterHeader": {"type": "null"}}, "required": ["clusterHeader"]}},
@@ -28,199 +28,199 @@ pub const DEFAULT_CLUSTER_TEMPLATE: &str = "{subset}";
 pub struct PluginConfig {
     /// Request header set to the chosen cluster name (for an Envoy route with `cluster_header`).
     /// Absent: `x-upstream-cluster`; `null`: no cluster header is written (then `subsetHeader` is required).
-    #[cfg_attr(feature = "cli", serde(default = "default_cluster_header"))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = OUTPUT_HEADER_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default = "default_cluster_header"))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = OUTPUT_HEADER_PATTERN)))]
     pub cluster_header: Option<String>,
     /// Cluster name made from the subset: `{subset}` (exactly once) is replaced by the subset name.
-    #[cfg_attr(feature = "cli", serde(default = "default_cluster_template"))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = TEMPLATE_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default = "default_cluster_template"))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = TEMPLATE_PATTERN)))]
     pub cluster_template: String,
     /// Optional request header carrying the bare subset name (for an Istio VirtualService header match).
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = OUTPUT_HEADER_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = OUTPUT_HEADER_PATTERN)))]
     pub subset_header: Option<String>,
     /// Optional response header naming the subset that served the request.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = OUTPUT_HEADER_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = OUTPUT_HEADER_PATTERN)))]
     pub response_header: Option<String>,
     /// Evaluated in order; the first whose `match` holds decides.
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub rules: Vec<RuleConfig>,
     /// The route when no rule matches.
     pub default: RouteConfig,
 }
 
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 fn default_cluster_header() -> Option<String> {
     Some(DEFAULT_CLUSTER_HEADER.to_owned())
 }
 
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 fn default_cluster_template() -> String {
     DEFAULT_CLUSTER_TEMPLATE.to_owned()
 }
 
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields))]
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub struct RuleConfig {
     /// Unique; names the rule's stats (`subset_router.rule.<name>.subset.<subset>`) and salts sticky keys.
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = RULE_NAME_PATTERN, "not" = {"const": "default"})))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = RULE_NAME_PATTERN, "not" = {"const": "default"})))]
     pub name: String,
     /// Absent or empty: the rule always matches.
-    #[cfg_attr(feature = "cli", serde(default, rename = "match"))]
+    #[cfg_attr(feature = "schema", serde(default, rename = "match"))]
     pub matches: MatchConfig,
     pub route: RouteConfig,
 }
 
 /// Every condition must hold; an empty match always holds.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
 pub struct MatchConfig {
     /// Header conditions (names case-insensitive; a repeated header matches if any value does).
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("items" = {"$ref": "#/$defs/ValueMatchConfig", "properties": {"name": {"pattern": MATCH_HEADER_PATTERN}}})))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("items" = {"$ref": "#/$defs/ValueMatchConfig", "properties": {"name": {"pattern": MATCH_HEADER_PATTERN}}})))]
     pub headers: Vec<ValueMatchConfig>,
     /// Conditions on cookies of the `cookie` header.
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub cookies: Vec<ValueMatchConfig>,
     /// Conditions on percent-decoded query parameters of `:path`.
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub query: Vec<ValueMatchConfig>,
     /// Prefix of `:path` without the query string.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = PATH_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = PATH_PATTERN)))]
     pub path_prefix: Option<String>,
     /// Exact `:path` without the query string.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = PATH_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = PATH_PATTERN)))]
     pub path: Option<String>,
     /// Any of these `:method`s (case-sensitive).
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("items" = {"type": "string", "pattern": "^[A-Z_-]+$"})))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("items" = {"type": "string", "pattern": "^[A-Z_-]+$"})))]
     pub methods: Vec<String>,
     /// Any of these hosts (`:authority` without port); `*.example.com` matches any subdomain; `*` any host.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("items" = {"type": "string", "pattern": HOST_PATTERN})))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("items" = {"type": "string", "pattern": HOST_PATTERN})))]
     pub hosts: Vec<String>,
     /// The downstream peer address is in any of these blocks (`10.0.0.0/8`, `::1/128`).
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub source_cidrs: Vec<String>,
 }
 
 /// A condition on a named value (header, cookie or query parameter): exactly one operator.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", schemars(extend("oneOf" = [
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
     {"required": ["exact"]}, {"required": ["prefix"]}, {"required": ["suffix"]},
     {"required": ["contains"]}, {"required": ["regex"]}, {"required": ["present"]}
 ])))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub struct ValueMatchConfig {
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub name: String,
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub exact: Option<String>,
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub prefix: Option<String>,
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub suffix: Option<String>,
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub contains: Option<String>,
     /// Full match (anchored at both ends), RE2-like syntax.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub regex: Option<String>,
     /// `true`: the value exists; `false`: it does not.
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub present: Option<bool>,
     /// Negates the result.
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub invert: bool,
 }
 
 /// Exactly one of `subset` or `split`; `stickyBy` only with `split`.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", schemars(extend("oneOf" = [
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
     {"required": ["subset"], "not": {"required": ["stickyBy"]}},
     {"required": ["split"]}
 ])))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
 pub struct RouteConfig {
     /// Always this subset.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = SUBSET_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = SUBSET_PATTERN)))]
     pub subset: Option<String>,
     /// Weighted subsets: probability = weight / sum; weight 0 never receives a request.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minItems" = 1, "contains" = {"properties": {"weight": {"minimum": 1}}})))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minItems" = 1, "contains" = {"properties": {"weight": {"minimum": 1}}})))]
     pub split: Option<Vec<SplitEntryConfig>>,
     /// Makes the split sticky: the same key always gets the same subset. Absent key: random.
-    #[cfg_attr(feature = "cli", serde(default))]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub sticky_by: Option<StickyByConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields))]
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub struct SplitEntryConfig {
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = SUBSET_PATTERN)))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = SUBSET_PATTERN)))]
     pub subset: String,
     /// 0 to 1,000,000, relative to the other weights of the split.
-    #[cfg_attr(feature = "cli", schemars(extend("minimum" = 0, "maximum" = 1_000_000)))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 0, "maximum" = 1_000_000)))]
     // Signed so that a negative weight gets its own "is negative" message.
     pub weight: i64,
 }
 
 /// Exactly one key source.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[cfg_attr(feature = "cli", derive(serde::Deserialize))]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "cli", schemars(extend("oneOf" = [
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
     {"required": ["header"]}, {"required": ["cookie"]}, {"required": ["query"]}, {"required": ["sourceIp"]}
 ])))]
-#[cfg_attr(feature = "cli", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
 pub struct StickyByConfig {
     /// The first value of this request header is the key.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("pattern" = MATCH_HEADER_PATTERN)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = MATCH_HEADER_PATTERN)))]
     pub header: Option<String>,
     /// The value of this cookie is the key.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub cookie: Option<String>,
     /// The percent-decoded value of this query parameter is the key.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("minLength" = 1)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub query: Option<String>,
     /// The downstream peer's IP address is the key.
-    #[cfg_attr(feature = "cli", serde(default))]
-    #[cfg_attr(feature = "cli", schemars(extend("const" = true)))]
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("const" = true)))]
     pub source_ip: Option<bool>,
 }
 
 // Patterns for the JSON Schema (the validator in `compile.rs` is the authority; these mirror it).
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const SUBSET_PATTERN: &str = "^[A-Za-z0-9._-]{1,63}$";
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const RULE_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,63}$";
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const OUTPUT_HEADER_PATTERN: &str = "^[a-z0-9!#$%&'*+.^_`|~-]+$";
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const MATCH_HEADER_PATTERN: &str = "^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const TEMPLATE_PATTERN: &str = "^(?!.*\\{subset\\}.*\\{subset\\})[!-~]*\\{subset\\}[!-~]*$";
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const PATH_PATTERN: &str = "^/[^?#]*$";
-#[cfg(feature = "cli")]
+#[cfg(feature = "schema")]
 const HOST_PATTERN: &str = "^(\\*|(\\*\\.)?([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]))$";

@@ -18,11 +18,11 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::Value;
 use std::hint::black_box;
-use subset_router::request::{DecodedRequest, HeaderPairs, SerializedRequest};
-use subset_router::{RequestView, WyRand};
+use subset_router_core::request::{DecodedRequest, HeaderPairs, SerializedRequest};
+use subset_router_core::{RequestView, WyRand};
 
-const B: &str = include_str!("../../bench/config/B.json");
-const B2: &str = include_str!("../../bench/config/B2.json");
+const B: &str = include_str!("../../../bench/config/B.json");
+const B2: &str = include_str!("../../../bench/config/B2.json");
 
 /// What Envoy hands the filter for one request of bench/requests.txt.
 fn request_headers() -> Vec<u8> {
@@ -68,7 +68,7 @@ fn bench_decide(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide");
     for n in [1usize, 20, 200] {
         let json = config_with_rules(n);
-        let router = subset_router::load(json.as_bytes()).expect("valid config");
+        let router = subset_router_core::load(json.as_bytes()).expect("valid config");
         let mut rng = WyRand::new(7);
         let d = router.decide(&in_place, &mut rng).expect("decision");
         assert_eq!(d.rule, "canary", "the match must be at the last rule");
@@ -85,7 +85,7 @@ fn bench_decide(c: &mut Criterion) {
             })
         });
     }
-    let router = subset_router::load(B.as_bytes()).expect("B.json");
+    let router = subset_router_core::load(B.as_bytes()).expect("B.json");
     let mut rng = WyRand::new(7);
     group.bench_function("B", |b| {
         b.iter(|| {

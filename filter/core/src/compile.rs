@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::cidr::Cidr;
 use crate::config::{MatchConfig, PluginConfig, RouteConfig, StickyByConfig, ValueMatchConfig};
 use crate::error::ConfigError;
-use crate::matching::{HostPattern, Match, ValueCondition, ValueOp, ValueSource};
+use crate::matching::{full_match_regex, HostPattern, Match, ValueCondition, ValueOp, ValueSource};
 use crate::router::{
     Route, Router, Rule, Slot, Split, Sticky, StickyKey, Target, DEFAULT_RULE_NAME,
 };
@@ -40,6 +40,13 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
         .subset_header
         .as_deref()
         .and_then(|h| c.output_header("subsetHeader", h));
+    c.routing_headers = [
+        ("clusterHeader", &cluster_header),
+        ("subsetHeader", &subset_header),
+    ]
+    .into_iter()
+    .filter_map(|(field, header)| Some((field, header.clone()?)))
+    .collect();
     let response_header = config
         .response_header
         .as_deref()
@@ -128,11 +135,37 @@ fn route_uses_source_ip(route: &Route) -> bool {
 struct Compiler {
     errors: Vec<ConfigError>,
     slots: Vec<Slot>,
+    /// The valid `clusterHeader` / `subsetHeader` (field name, header): no rule may read them.
+    routing_headers: Vec<(&'static str, String)>,
 }
 
 impl Compiler {
     fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError::new(path, reason));
+    }
+
+    /// Refuses a rule input (`reader`: "this condition", "this sticky key") that is one of the
+    /// filter's own routing headers. The filter strips those from every request before deciding
+    /// (a client must not pick its cluster), so the input could only see a forged value that
+    /// survived a misconfigured or bypassed filter: a rule on it is always a mistake.
+    /// Returns whether `name` was refused.
+    fn routing_header_read(&mut self, path: &str, name: &str, reader: &str) -> bool {
+        let Some(field) = self
+            .routing_headers
+            .iter()
+            .find(|(_, header)| header.eq_ignore_ascii_case(name))
+            .map(|(field, _)| *field)
+        else {
+            return false;
+        };
+        self.error(
+            path,
+            format!(
+                "{name:?} is the filter's own routing header ({field}); it is removed from every \
+                 request before the decision, so {reader} could only ever see a forged value"
+            ),
+        );
+        true
     }
 
     fn output_header(&mut self, path: &str, name: &str) -> Option<String> {
@@ -197,7 +230,10 @@ impl Compiler {
                 }
                 None => h.name.to_ascii_lowercase(),
             };
-            if let Some(op) = self.value_op(&p, h) {
+            // Still checks the operator, so that every error of the condition is reported.
+            let forbidden =
+                self.routing_header_read(&format!("{p}.name"), &h.name, "this condition");
+            if let Some(op) = self.value_op(&p, h).filter(|_| !forbidden) {
                 out.values.push(ValueCondition {
                     source: ValueSource::Header,
                     name,
@@ -323,22 +359,10 @@ impl Compiler {
             return non_empty(self, "contains", s).map(ValueOp::Contains);
         }
         if let Some(pattern) = &v.regex {
-            return match regex_lite::Regex::new(&format!("^(?:{pattern})$")) {
-                Ok(re) if !pattern.is_empty() => Some(ValueOp::Regex(re)),
-                Ok(_) => {
-                    self.error(format!("{path}.regex"), "must not be empty");
-                    None
-                }
-                Err(e) => {
-                    let detail = e
-                        .to_string()
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    self.error(
-                        format!("{path}.regex"),
-                        format!("{pattern:?} is not a valid regex: {detail}"),
-                    );
+            return match full_match_regex(pattern) {
+                Ok(re) => Some(ValueOp::Regex(re)),
+                Err(reason) => {
+                    self.error(format!("{path}.regex"), reason);
                     None
                 }
             };
@@ -474,6 +498,9 @@ impl Compiler {
         if let Some(h) = &s.header {
             if let Some(problem) = header_name_problem(h) {
                 self.error(format!("{path}.header"), format!("{h:?} {problem}"));
+                return None;
+            }
+            if self.routing_header_read(&format!("{path}.header"), h, "this sticky key") {
                 return None;
             }
             return Some(StickyKey::Header(h.to_ascii_lowercase()));
@@ -780,6 +807,63 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
+    }
+
+    /// The rule that decides a request carrying `user-agent: agent`.
+    fn rule_for_agent(router: &Router, agent: &str) -> String {
+        let req = crate::request::OwnedRequest::new().header("user-agent", agent);
+        let decision = router.decide(&req, &mut crate::WyRand::new(1)).unwrap();
+        decision.rule.to_owned()
+    }
+
+    #[test]
+    fn a_regex_condition_matches_whole_values_only() {
+        let router =
+            load(header_rule(r#"{"name":"user-agent","regex":"a|b"}"#).as_bytes()).unwrap();
+        assert_eq!(rule_for_agent(&router, "a"), "debug");
+        assert_eq!(rule_for_agent(&router, "b"), "debug");
+        assert_eq!(rule_for_agent(&router, "ab"), DEFAULT_RULE_NAME);
+    }
+
+    #[test]
+    fn a_regex_that_is_only_valid_once_wrapped_is_refused() {
+        // `^(?:x)|(y)$` would compile, unanchored: it would match every value containing x or y.
+        assert_eq!(
+            error_of(&header_rule(r#"{"name":"user-agent","regex":"x)|(y"}"#)),
+            "rules[0].match.headers[0].regex: \"x)|(y\" is not a valid regex: found closing ')' without matching '('"
+        );
+    }
+
+    #[test]
+    fn routing_headers_are_only_forbidden_while_they_are_the_filters_own() {
+        // With clusterHeader off, `x-upstream-cluster` is an ordinary request header.
+        let json = r#"{"clusterHeader":null,"subsetHeader":"x-subset","rules":[{"name":"debug","match":{"headers":[{"name":"x-upstream-cluster","exact":"v2"}]},"route":{"split":[{"subset":"v2","weight":1}],"stickyBy":{"header":"x-upstream-cluster"}}}],"default":{"subset":"v1"}}"#;
+        load(json.as_bytes()).unwrap();
+        // The response header is never stripped from requests.
+        load(
+            header_rule(r#"{"name":"x-routed-subset","present":true}"#)
+                .replace(
+                    "\"rules\"",
+                    "\"responseHeader\":\"x-routed-subset\",\"rules\"",
+                )
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_condition_on_a_routing_header_still_reports_its_other_errors() {
+        let errors: Vec<String> =
+            load(header_rule(r#"{"name":"X-Upstream-Cluster","regex":"(x"}"#).as_bytes())
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("rules[0].match.headers[0].name: \"X-Upstream-Cluster\" is the filter's own routing header (clusterHeader)"));
+        assert!(
+            errors[1].starts_with("rules[0].match.headers[0].regex: \"(x\" is not a valid regex")
+        );
     }
 
     #[test]

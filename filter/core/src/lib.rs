@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! subset-router: a proxy-wasm HTTP filter that picks a subset (a service version) per request —
 //! by debug rules first, then by weighted, optionally sticky, selection — and writes the choice
 //! into the upstream cluster header that Envoy's router follows.
@@ -10,7 +11,6 @@
 //! * [`matching`], [`request`], [`cidr`]: the match conditions and the request they read;
 //! * [`selection`], [`rng`]: weighted random and sticky (weighted rendezvous) selection;
 //! * [`router`]: the per-request decision;
-//! * `filter` (only in the `wasm32-wasi` build): the thin proxy-wasm adapter doing host calls.
 
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
 #![cfg_attr(
@@ -26,10 +26,12 @@
     )
 )]
 
+pub mod adapter;
 pub mod cidr;
 pub mod compile;
 pub mod config;
 pub mod error;
+pub mod host;
 pub mod matching;
 pub mod reader;
 pub mod request;
@@ -37,8 +39,6 @@ pub mod rng;
 pub mod router;
 pub mod selection;
 
-#[cfg(target_os = "wasi")]
-mod filter;
 
 pub use compile::{compile, load, parse};
 pub use error::ConfigError;

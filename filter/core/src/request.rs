@@ -126,6 +126,51 @@ impl RequestView for SerializedRequest<'_> {
     }
 }
 
+/// A request header map as a host hands it over: the proxy-wasm serialisation
+/// ([`HeaderPairs`]) or a list of (name, value) slices (the Envoy dynamic-module ABI).
+#[derive(Debug, Clone, Copy)]
+pub enum HeaderSource<'a> {
+    Serialized(HeaderPairs<'a>),
+    Pairs(&'a [(&'a [u8], &'a [u8])]),
+}
+
+impl<'a> HeaderSource<'a> {
+    pub fn iter(&self) -> HeaderSourceIter<'a> {
+        match self {
+            HeaderSource::Serialized(pairs) => HeaderSourceIter::Serialized(pairs.iter()),
+            HeaderSource::Pairs(list) => HeaderSourceIter::Pairs(list.iter()),
+        }
+    }
+}
+
+impl<'a> From<HeaderPairs<'a>> for HeaderSource<'a> {
+    fn from(pairs: HeaderPairs<'a>) -> Self {
+        HeaderSource::Serialized(pairs)
+    }
+}
+
+impl<'a> From<&'a [(&'a [u8], &'a [u8])]> for HeaderSource<'a> {
+    fn from(list: &'a [(&'a [u8], &'a [u8])]) -> Self {
+        HeaderSource::Pairs(list)
+    }
+}
+
+pub enum HeaderSourceIter<'a> {
+    Serialized(HeaderPairsIter<'a>),
+    Pairs(std::slice::Iter<'a, (&'a [u8], &'a [u8])>),
+}
+
+impl<'a> Iterator for HeaderSourceIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            HeaderSourceIter::Serialized(it) => it.next(),
+            HeaderSourceIter::Pairs(it) => it.next().copied(),
+        }
+    }
+}
+
 /// How many headers [`DecodedRequest`] decodes into its table; a larger map is read in place.
 pub const MAX_DECODED_HEADERS: usize = 32;
 
@@ -139,8 +184,8 @@ pub const MAX_DECODED_HEADERS: usize = 32;
 pub struct DecodedRequest<'a> {
     table: [(&'a [u8], &'a [u8]); MAX_DECODED_HEADERS],
     len: usize,
-    /// `Some` when the table could not hold the map: lookups walk the buffer.
-    overflow: Option<HeaderPairs<'a>>,
+    /// `Some` when the table could not hold the map: lookups walk the host's map.
+    overflow: Option<HeaderSource<'a>>,
     path: Option<&'a [u8]>,
     authority: Option<&'a [u8]>,
     method: Option<&'a [u8]>,
@@ -151,7 +196,8 @@ pub struct DecodedRequest<'a> {
 }
 
 impl<'a> DecodedRequest<'a> {
-    pub fn new(headers: HeaderPairs<'a>, source: Option<IpAddr>) -> Self {
+    pub fn new(headers: impl Into<HeaderSource<'a>>, source: Option<IpAddr>) -> Self {
+        let headers = headers.into();
         let mut req = Self {
             table: [(&[], &[]); MAX_DECODED_HEADERS],
             len: 0,
@@ -193,7 +239,7 @@ impl<'a> DecodedRequest<'a> {
 pub struct DecodedValues<'r, 'a> {
     name: &'r [u8],
     table: std::slice::Iter<'r, (&'a [u8], &'a [u8])>,
-    overflow: Option<HeaderPairsIter<'a>>,
+    overflow: Option<HeaderSourceIter<'a>>,
     /// A value already known (the only `cookie` header): yielded once, nothing is scanned.
     known: Option<Option<&'a [u8]>>,
 }
@@ -327,13 +373,15 @@ pub fn query_params(query: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, Cow<'_
         })
 }
 
-/// Percent-decoding that borrows when there is nothing to decode.
+/// Percent-decoding that borrows (allocates nothing) unless the input holds at least one
+/// valid `%XX` escape: a value without `%`, or with only malformed escapes, is unchanged.
 pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
-    if !input.contains(&b'%') {
+    let Some(first) = first_escape(input) else {
         return Cow::Borrowed(input);
-    }
+    };
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
+    out.extend_from_slice(input.get(..first).unwrap_or_default());
+    let mut i = first;
     while let Some(&b) = input.get(i) {
         if b == b'%' {
             let hi = input.get(i + 1).and_then(|&c| hex_value(c));
@@ -348,6 +396,13 @@ pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
         i += 1;
     }
     Cow::Owned(out)
+}
+
+/// Where the first valid `%XX` escape starts, if any.
+fn first_escape(input: &[u8]) -> Option<usize> {
+    input.windows(3).position(|w| {
+        matches!(w, [b'%', hi, lo] if hex_value(*hi).is_some() && hex_value(*lo).is_some())
+    })
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -433,6 +488,20 @@ pub fn parse_peer_address(raw: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_allocates_only_for_a_real_escape() {
+        for unchanged in [&b"plain"[..], b"100%", b"debug=%3", b"%zz%4", b"%", b""] {
+            assert!(
+                matches!(percent_decode(unchanged), Cow::Borrowed(b) if b == unchanged),
+                "{:?} was copied",
+                String::from_utf8_lossy(unchanged)
+            );
+        }
+        assert_eq!(percent_decode(b"a%2Fb%zz").as_ref(), b"a/b%zz");
+        assert!(matches!(percent_decode(b"%31"), Cow::Owned(v) if v == b"1"));
+        assert_eq!(percent_decode(b"x%3%31").as_ref(), b"x%31");
+    }
 
     #[test]
     fn header_pairs_round_trip_and_repeated_headers() {

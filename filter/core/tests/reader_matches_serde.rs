@@ -1,16 +1,16 @@
 //! The hand-written reader (used by the filter) and the serde attributes on the config types
 //! (which generate the JSON Schema) must describe the same format: same field names, same
 //! defaults, same unknown-field rejection. Checked on every example config and every invalid one.
-#![cfg(feature = "cli")]
+#![cfg(feature = "schema")]
 
 use std::path::{Path, PathBuf};
 
-use subset_router::config::PluginConfig;
-use subset_router::reader::read_config;
+use subset_router_core::config::PluginConfig;
+use subset_router_core::reader::read_config;
 
 fn example_configs() -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")];
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

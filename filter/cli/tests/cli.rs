@@ -1,0 +1,202 @@
+//! The built `subset-router` binary, as operators and CI pipelines run it: help, exit statuses
+//! (0 success, 1 invalid configuration, 2 usage error) and what `simulate` sends through the
+//! filter's decision code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_subset-router"))
+        .args(args)
+        .output()
+        .expect("the subset-router binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    path.to_string_lossy().into_owned()
+}
+
+/// Writes `json` to a file of its own (tests run in parallel) and returns its path.
+fn config_file(name: &str, json: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}.json"));
+    std::fs::write(&path, json).expect("write a temporary config");
+    path
+}
+
+/// The `requests` column of a `simulate` row (`rule subset requests share weight`).
+fn requests_of(table: &str, rule: &str, subset: &str) -> u64 {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.len() == 5 && cols[0] == rule && cols[1] == subset)
+        .unwrap_or_else(|| panic!("no row for {rule}/{subset} in\n{table}"))[2]
+        .parse()
+        .expect("a request count")
+}
+
+#[test]
+fn help_is_printed_without_an_error_and_exits_0() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["help"],
+        &["validate", "--help"],
+        &["simulate", "-h"],
+        &["schema", "--help"],
+    ] {
+        let out = run(args);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(text.contains("Usage: subset-router"), "{args:?}: {text}");
+        assert!(
+            !text.to_lowercase().contains("error:") && stderr(&out).is_empty(),
+            "{args:?} printed an error: {text}{}",
+            stderr(&out)
+        );
+    }
+    let version = run(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert!(stdout(&version).starts_with("subset-router "));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let config = example("sticky-canary/config.json");
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["validate"],
+        &["simulate"],
+        &["simulate", &config, "--bogus"],
+        &["simulate", &config, "--requests", "many"],
+        &["simulate", &config, "-H", "no-colon"],
+        &["simulate", &config, "--source-ip", "10.0.0.300"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty(), "{args:?}: nothing on stderr");
+    }
+}
+
+#[test]
+fn an_invalid_config_exits_1_with_path_and_reason() {
+    let path = config_file(
+        "invalid",
+        r#"{"rules":[{"name":"debug","match":{"headers":[{"name":"user-agent","regex":"debug)|(.*"}]},"route":{"subset":"v2"}}],"default":{"subset":"v1"}}"#,
+    );
+    let path = path.to_string_lossy();
+    let expected = format!(
+        "{path}: rules[0].match.headers[0].regex: \"debug)|(.*\" is not a valid regex: found closing ')' without matching '('\n"
+    );
+    for command in ["validate", "simulate"] {
+        let out = run(&[command, &path]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {}", stderr(&out));
+        assert_eq!(stderr(&out), expected, "{command}");
+    }
+    // Valid and invalid together: every file is reported, and the status says "invalid".
+    let valid = example("sticky-canary/config.json");
+    let out = run(&["validate", &valid, &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with(&format!("{valid}: ok (2 rule(s) + default")));
+}
+
+#[test]
+fn valid_configs_exit_0() {
+    let out = run(&["validate", &example("sticky-canary/config.json")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["schema"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"$schema\""));
+}
+
+/// The sticky-canary example routes every path (`pathPrefix: "/"`) 90/10 by `x-user-id`: a
+/// simulated request must carry `:path: /` like a real one, or the canary rule never matches.
+#[test]
+fn sticky_canary_sends_about_ten_percent_of_users_to_v2() {
+    const KEYS: u64 = 2_000;
+    let requests = (10 * KEYS).to_string();
+    let out = run(&[
+        "simulate",
+        &example("sticky-canary/config.json"),
+        "--requests",
+        &requests,
+        "--sticky-keys",
+        &KEYS.to_string(),
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    let v1 = requests_of(&table, "canary", "v1");
+    let v2 = requests_of(&table, "canary", "v2");
+    assert_eq!(
+        v1 + v2,
+        10 * KEYS,
+        "every request is decided by the canary rule\n{table}"
+    );
+    // Each key always gets the same subset, so the share varies with the keys, not the requests.
+    let share = v2 as f64 / (v1 + v2) as f64;
+    let sigma = (0.1 * 0.9 / KEYS as f64).sqrt();
+    assert!(
+        (share - 0.1).abs() <= 4.5 * sigma,
+        "v2 share {share:.4}, expected 0.1 ± {:.4}\n{table}",
+        4.5 * sigma
+    );
+    assert!(!table.contains("sticky key missing"), "{table}");
+}
+
+#[test]
+fn a_simulated_request_is_get_slash_to_localhost_unless_overridden() {
+    let path = config_file(
+        "pseudo-headers",
+        r#"{"rules":[
+            {"name":"x","match":{"path":"/x"},"route":{"subset":"x"}},
+            {"name":"post","match":{"methods":["POST"]},"route":{"subset":"post"}},
+            {"name":"shop","match":{"hosts":["shop.example.com"]},"route":{"subset":"shop"}},
+            {"name":"plain","match":{"path":"/","methods":["GET"],"hosts":["localhost"]},"route":{"subset":"plain"}}
+        ],"default":{"subset":"v1"}}"#,
+    );
+    let path = path.to_string_lossy();
+    let rule_taking_all = |headers: &[&str]| {
+        let mut args = vec!["simulate", &path, "--requests", "50", "--seed", "1"];
+        args.extend(headers.iter().flat_map(|h| ["-H", h]));
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let table = stdout(&out);
+        let all: Vec<_> = [
+            ("x", "x"),
+            ("post", "post"),
+            ("shop", "shop"),
+            ("plain", "plain"),
+        ]
+        .into_iter()
+        .filter(|(rule, subset)| requests_of(&table, rule, subset) == 50)
+        .map(|(rule, _)| rule)
+        .collect();
+        assert_eq!(
+            all.len(),
+            1,
+            "{headers:?}: one rule takes every request\n{table}"
+        );
+        all[0]
+    };
+    assert_eq!(rule_taking_all(&[]), "plain");
+    assert_eq!(rule_taking_all(&[":path: /x"]), "x");
+    assert_eq!(rule_taking_all(&[":method: POST"]), "post");
+    assert_eq!(
+        rule_taking_all(&[":authority: shop.example.com:8443"]),
+        "shop"
+    );
+    assert_eq!(rule_taking_all(&["Host: shop.example.com"]), "shop");
+}

@@ -1,0 +1,206 @@
+//! The proxy-wasm host calls the filter makes, declared here rather than taken from the SDK's
+//! `hostcalls`: the SDK `panic!`s (a VM trap, a 503 under `FAIL_CLOSED`) on any status it does
+//! not expect, while every function here returns the host's status as a number. Statuses are
+//! read as `u32`, never as an enum, so an unknown value cannot be undefined behaviour.
+//!
+//! The only module of this crate with `unsafe`.
+#![allow(unsafe_code)]
+
+/// proxy-wasm `Status` values this crate looks at.
+pub const OK: u32 = 0;
+pub const NOT_FOUND: u32 = 1;
+
+/// proxy-wasm `MapType`.
+const REQUEST_HEADERS: u32 = 0;
+const RESPONSE_HEADERS: u32 = 2;
+/// proxy-wasm `BufferType::PluginConfiguration`.
+const PLUGIN_CONFIGURATION: u32 = 7;
+/// proxy-wasm `MetricType::Counter`.
+const COUNTER: u32 = 0;
+
+#[derive(Clone, Copy)]
+pub enum HeaderMap {
+    Request,
+    Response,
+}
+
+impl HeaderMap {
+    fn abi(self) -> u32 {
+        match self {
+            HeaderMap::Request => REQUEST_HEADERS,
+            HeaderMap::Response => RESPONSE_HEADERS,
+        }
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_call_foreign_function(
+        name_data: *const u8,
+        name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+}
+
+/// Takes ownership of a buffer the host returned. The host allocates it through the SDK's
+/// `proxy_on_memory_allocate`, which leaks a `Box<[u8]>` of exactly `size` bytes.
+fn owned(status: u32, data: *mut u8, size: usize) -> Result<Vec<u8>, u32> {
+    match status {
+        OK if data.is_null() || size == 0 => Ok(Vec::new()),
+        // SAFETY: on Ok with a non-null pointer the host handed us a buffer of `size` bytes
+        // allocated by `proxy_on_memory_allocate` (a boxed slice: capacity == length == size)
+        // that nobody else owns; rebuilding the Vec gives it back to the allocator on drop.
+        OK => Ok(unsafe { Vec::from_raw_parts(data, size, size) }),
+        status => Err(status),
+    }
+}
+
+pub fn log(level: u32, message: &str) {
+    // SAFETY: pointer and length of a live &str; the host copies the bytes.
+    unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// The plugin configuration (`on_configure`).
+pub fn plugin_configuration() -> Result<Vec<u8>, u32> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the out-pointers are valid locals; ownership of the result is taken by `owned`.
+    let status = unsafe {
+        proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size)
+    };
+    owned(status, data, size)
+}
+
+/// A whole header map in the ABI serialisation, in one host call.
+pub fn header_map_pairs(map: HeaderMap) -> Result<Vec<u8>, u32> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the out-pointers are valid locals; ownership of the result is taken by `owned`.
+    let status = unsafe { proxy_get_header_map_pairs(map.abi(), &mut data, &mut size) };
+    owned(status, data, size)
+}
+
+pub fn replace_header(map: HeaderMap, name: &str, value: &str) -> u32 {
+    // SAFETY: pointers and lengths of live &strs; the host copies the bytes.
+    unsafe {
+        proxy_replace_header_map_value(
+            map.abi(),
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    }
+}
+
+pub fn remove_header(map: HeaderMap, name: &str) -> u32 {
+    // SAFETY: pointer and length of a live &str; the host copies the bytes.
+    unsafe { proxy_remove_header_map_value(map.abi(), name.as_ptr(), name.len()) }
+}
+
+/// A property by its serialised path (segments joined by NUL), e.g. `b"source\0address"`.
+pub fn property(path: &[u8]) -> Result<Option<Vec<u8>>, u32> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: `path` is a live slice; out-pointers are valid locals; see `owned`.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    match status {
+        NOT_FOUND => Ok(None),
+        status => owned(status, data, size).map(Some),
+    }
+}
+
+/// Calls a host foreign function without arguments; the result is discarded.
+pub fn call_foreign_function(name: &str) -> u32 {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: `name` is a live &str, no arguments (null, 0); out-pointers are valid locals.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            std::ptr::null(),
+            0,
+            &mut data,
+            &mut size,
+        )
+    };
+    // Free any result buffer.
+    drop(owned(status, data, size));
+    status
+}
+
+pub fn send_local_response(status: u32, details: &str, body: &str) -> u32 {
+    // An empty serialised header map: a u32 count of 0.
+    let headers = 0u32.to_le_bytes();
+    // SAFETY: pointers and lengths of live buffers; the host copies them.
+    unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    }
+}
+
+pub fn define_counter(name: &str) -> Result<u32, u32> {
+    let mut id = 0u32;
+    // SAFETY: pointer and length of a live &str; `id` is a valid out-pointer.
+    match unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) } {
+        OK => Ok(id),
+        status => Err(status),
+    }
+}
+
+pub fn increment_metric(id: u32, by: i64) -> u32 {
+    // SAFETY: plain values only.
+    unsafe { proxy_increment_metric(id, by) }
+}
