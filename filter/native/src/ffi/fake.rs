@@ -1,0 +1,244 @@
+//! A fake Envoy for the unit tests: definitions of the callbacks declared in [`super`], over a
+//! per-thread in-memory stream (header maps, counters, logs). The tests drive the real exported
+//! hooks, so the pointer and slice conversions are exercised too.
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+
+use super::{
+    AttributeId, EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterEnvoyPtr, HeaderType,
+    LogLevelAbi, MetricsResult, ModuleBuffer, ModuleHttpHeader, ATTRIBUTE_ID_SOURCE_ADDRESS,
+    HEADER_TYPE_REQUEST_HEADER, HEADER_TYPE_RESPONSE_HEADER,
+};
+
+pub type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+
+#[derive(Debug, Default)]
+pub struct FakeEnvoy {
+    pub request: Headers,
+    pub response: Headers,
+    /// `source.address`; `None`: the attribute call fails.
+    pub source: Option<Vec<u8>>,
+    /// Defined counters, by id.
+    pub counters: Vec<(String, u64)>,
+    /// `define_counter` answers Frozen.
+    pub frozen: bool,
+    /// `set_header` answers false.
+    pub refuse_set: bool,
+    pub route_cache_clears: u32,
+    pub sent: Option<(u32, Vec<u8>, Vec<u8>)>,
+    pub logs: Vec<(u32, String)>,
+}
+
+impl FakeEnvoy {
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+
+    pub fn header(map: &Headers, name: &str) -> Vec<String> {
+        map.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+}
+
+thread_local! {
+    pub static FAKE: RefCell<FakeEnvoy> = RefCell::new(FakeEnvoy::default());
+}
+
+/// Resets the fake and runs `f` on it.
+pub fn setup(f: impl FnOnce(&mut FakeEnvoy)) {
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        *fake = FakeEnvoy::default();
+        f(&mut fake);
+    });
+}
+
+pub fn inspect<R>(f: impl FnOnce(&FakeEnvoy) -> R) -> R {
+    FAKE.with(|fake| f(&fake.borrow()))
+}
+
+/// A non-null stand-in for Envoy's opaque pointers (never dereferenced by the fake).
+pub fn envoy_ptr() -> *mut c_void {
+    std::ptr::NonNull::<u64>::dangling().as_ptr().cast()
+}
+
+fn bytes(buffer: ModuleBuffer) -> Vec<u8> {
+    if buffer.ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the module passes buffers readable for the duration of the call.
+    unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }.to_vec()
+}
+
+fn with_map<R>(
+    fake: &mut FakeEnvoy,
+    header_type: HeaderType,
+    f: impl FnOnce(&mut Headers) -> R,
+) -> Option<R> {
+    match header_type {
+        HEADER_TYPE_REQUEST_HEADER => Some(f(&mut fake.request)),
+        HEADER_TYPE_RESPONSE_HEADER => Some(f(&mut fake.response)),
+        _ => None,
+    }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_log(level: LogLevelAbi, message: ModuleBuffer) {
+    let message = String::from_utf8_lossy(&bytes(message)).into_owned();
+    FAKE.with(|fake| fake.borrow_mut().logs.push((level, message)));
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_log_enabled(_level: LogLevelAbi) -> bool {
+    true
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    name: ModuleBuffer,
+    _label_names: *mut ModuleBuffer,
+    label_names_length: usize,
+    counter_id_ptr: *mut usize,
+) -> MetricsResult {
+    assert_eq!(label_names_length, 0);
+    let name = String::from_utf8_lossy(&bytes(name)).into_owned();
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        if fake.frozen {
+            return 3;
+        }
+        fake.counters.push((name, 0));
+        // SAFETY: the module passes a valid out-pointer.
+        unsafe { *counter_id_ptr = fake.counters.len() - 1 };
+        0
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_increment_counter(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    id: usize,
+    _label_values: *mut ModuleBuffer,
+    label_values_length: usize,
+    value: u64,
+) -> MetricsResult {
+    assert_eq!(label_values_length, 0);
+    FAKE.with(|fake| match fake.borrow_mut().counters.get_mut(id) {
+        Some((_, v)) => {
+            *v += value;
+            0
+        }
+        None => 1,
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_get_headers_size(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    header_type: HeaderType,
+) -> usize {
+    FAKE.with(|fake| with_map(&mut fake.borrow_mut(), header_type, |m| m.len()).unwrap_or(0))
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_get_headers(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    header_type: HeaderType,
+    result_headers: *mut EnvoyHttpHeader,
+) -> bool {
+    FAKE.with(|fake| {
+        with_map(&mut fake.borrow_mut(), header_type, |map| {
+            for (i, (name, value)) in map.iter().enumerate() {
+                // SAFETY: the module's array has room for `get_headers_size` entries. The
+                // pointers stay valid until the map is next modified (as in Envoy: until a
+                // setter is called).
+                unsafe {
+                    *result_headers.add(i) = EnvoyHttpHeader {
+                        key_ptr: name.as_ptr().cast(),
+                        key_length: name.len(),
+                        value_ptr: value.as_ptr().cast(),
+                        value_length: value.len(),
+                    };
+                }
+            }
+        })
+        .is_some()
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_set_header(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    header_type: HeaderType,
+    key: ModuleBuffer,
+    value: ModuleBuffer,
+) -> bool {
+    let key = bytes(key);
+    let value = bytes(value);
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        if fake.refuse_set {
+            return false;
+        }
+        // As Envoy's setHeaderValueImpl: a null or empty value removes the header.
+        with_map(&mut fake, header_type, |map| {
+            map.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
+            if !value.is_empty() {
+                map.push((key.to_ascii_lowercase(), value));
+            }
+        })
+        .is_some()
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_clear_route_cache(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+) {
+    FAKE.with(|fake| fake.borrow_mut().route_cache_clears += 1);
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_send_response(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    status_code: u32,
+    _headers_vector: *mut ModuleHttpHeader,
+    headers_vector_size: usize,
+    body: ModuleBuffer,
+    details: ModuleBuffer,
+) {
+    assert_eq!(headers_vector_size, 0);
+    let sent = (status_code, bytes(body), bytes(details));
+    FAKE.with(|fake| fake.borrow_mut().sent = Some(sent));
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    attribute_id: AttributeId,
+    result: *mut EnvoyBuffer,
+) -> bool {
+    if attribute_id != ATTRIBUTE_ID_SOURCE_ADDRESS {
+        return false;
+    }
+    FAKE.with(|fake| match &fake.borrow().source {
+        Some(source) => {
+            // SAFETY: valid out-pointer; the bytes live in the fake until the next setup().
+            unsafe {
+                *result = EnvoyBuffer {
+                    ptr: source.as_ptr().cast(),
+                    length: source.len(),
+                }
+            };
+            true
+        }
+        None => false,
+    })
+}

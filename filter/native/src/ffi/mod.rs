@@ -1,0 +1,752 @@
+//! Everything `unsafe` of the module, in one place: the dynamic-module ABI types, the Envoy
+//! callbacks this module calls, the event hooks Envoy calls, and safe handles over the raw
+//! pointers of one hook invocation.
+//!
+//! Source of every name, signature and semantic here: Envoy's
+//! `source/extensions/dynamic_modules/abi/abi.h` (the pure-C ABI header; the HTTP filter's side
+//! is implemented in `source/extensions/filters/http/dynamic_modules/{filter_config,abi_impl}.cc`),
+//! read at the newest 1.40 development snapshot available here (`VERSION.txt` `1.40.0-dev`,
+//! 2026-08-07) and checked against the Envoy 1.40.0 release binary: `readelf --dyn-syms` lists
+//! every callback declared below, and its strings list every hook exported below and the ABI
+//! version `v0.2.0`. The ABI header's own compatibility rule (v0.1.y modules stay compatible
+//! with v0.2.x; existing functions are only deprecated, never changed) is what makes the
+//! signatures below the v0.2.0 ones; a real Envoy 1.40.0 loads and drives this module
+//! (`filter/native/smoke/`).
+//!
+//! Rules of this module:
+//! * no Rust panic ever unwinds into Envoy: every hook runs under [`guard`] (the release build
+//!   of the `.so` uses `panic = "unwind"` so that a panic can be caught; see
+//!   `scripts/build-native.sh`), and its fallback is a safe answer;
+//! * a pointer Envoy hands to a hook is wrapped in a handle whose lifetime is that hook's call,
+//!   so safe code cannot keep it;
+//! * header slices borrowed from Envoy's header map are only visible inside
+//!   [`FilterHandle::with_headers`], which holds the handle mutably: no header write (which
+//!   could invalidate them) can happen while they are in use.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_void};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use crate::module::{self, FilterConfig, StreamFilter};
+use subset_router_core::adapter::Verdict;
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+/// The ABI version this module is built against, returned by
+/// `envoy_dynamic_module_on_program_init`.
+///
+/// Source: Envoy v1.40.0, `source/extensions/dynamic_modules/abi/abi.h`:
+/// `#define ENVOY_DYNAMIC_MODULES_ABI_VERSION "v0.2.0"` — the string the Envoy 1.40.0 release
+/// binary carries and compares the module's answer with (a mismatch is only a warning:
+/// "Dynamic module ABI version {} is deprecated ..."; a match logs
+/// "Dynamic module ABI version v0.2.0 matched.").
+pub const ABI_VERSION: &str = "v0.2.0";
+
+/// [`ABI_VERSION`] as the NUL-terminated C string Envoy reads (a unit test keeps the two equal).
+static ABI_VERSION_C: &[u8] = b"v0.2.0\0";
+
+// ------------------------------------------------------------------------------------------
+// ABI types (abi.h "Common Types" and "HTTP Filter Types").
+// ------------------------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_type_envoy_buffer`: bytes owned by Envoy.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EnvoyBuffer {
+    pub ptr: *const c_char,
+    pub length: usize,
+}
+
+/// `envoy_dynamic_module_type_module_buffer`: bytes owned by the module.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleBuffer {
+    pub ptr: *const c_char,
+    pub length: usize,
+}
+
+/// `envoy_dynamic_module_type_envoy_http_header`: one header of Envoy's header map.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EnvoyHttpHeader {
+    pub key_ptr: *const c_char,
+    pub key_length: usize,
+    pub value_ptr: *const c_char,
+    pub value_length: usize,
+}
+
+/// `envoy_dynamic_module_type_module_http_header`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleHttpHeader {
+    pub key_ptr: *const c_char,
+    pub key_length: usize,
+    pub value_ptr: *const c_char,
+    pub value_length: usize,
+}
+
+// C enums are passed as their underlying `int`-sized values. They are plain integers here, so
+// that a value Envoy passes in (e.g. a reset reason) can never be an invalid Rust enum.
+
+/// `envoy_dynamic_module_type_http_header_type`.
+type HeaderType = u32;
+const HEADER_TYPE_REQUEST_HEADER: HeaderType = 0;
+const HEADER_TYPE_RESPONSE_HEADER: HeaderType = 2;
+
+/// `envoy_dynamic_module_type_log_level`: Trace, Debug, Info, Warn, Error, Critical, Off.
+type LogLevelAbi = u32;
+
+/// `envoy_dynamic_module_type_metrics_result`: Success, MetricNotFound, InvalidLabels, Frozen.
+type MetricsResult = u32;
+const METRICS_RESULT_SUCCESS: MetricsResult = 0;
+
+/// `envoy_dynamic_module_type_attribute_id`; `SourceAddress` (`source.address`) is the 25th
+/// enumerator (RequestPath = 0 ... ResponseBackendLatency = 23, SourceAddress = 24).
+type AttributeId = u32;
+const ATTRIBUTE_ID_SOURCE_ADDRESS: AttributeId = 24;
+
+/// `envoy_dynamic_module_type_on_http_filter_request_headers_status` (and the response-headers
+/// one): Continue = 0, StopIteration = 1, ...
+type HeadersStatus = u32;
+const HEADERS_STATUS_CONTINUE: HeadersStatus = 0;
+const HEADERS_STATUS_STOP_ITERATION: HeadersStatus = 1;
+/// `..._request_body_status` / `..._response_body_status`: Continue = 0.
+type BodyStatus = u32;
+const BODY_STATUS_CONTINUE: BodyStatus = 0;
+/// `..._request_trailers_status` / `..._response_trailers_status`: Continue = 0.
+type TrailersStatus = u32;
+const TRAILERS_STATUS_CONTINUE: TrailersStatus = 0;
+
+/// `envoy_dynamic_module_type_http_filter_config_envoy_ptr` (`void*`).
+type FilterConfigEnvoyPtr = *mut c_void;
+/// `envoy_dynamic_module_type_http_filter_config_module_ptr` (`const void*`).
+type FilterConfigModulePtr = *const c_void;
+/// `envoy_dynamic_module_type_http_filter_envoy_ptr` (`void*`).
+type FilterEnvoyPtr = *mut c_void;
+/// `envoy_dynamic_module_type_http_filter_module_ptr` (`const void*`).
+type FilterModulePtr = *const c_void;
+
+// ------------------------------------------------------------------------------------------
+// Callbacks implemented by Envoy (exported by the envoy binary; resolved when Envoy dlopens
+// the module).
+// ------------------------------------------------------------------------------------------
+
+extern "C" {
+    fn envoy_dynamic_module_callback_log(level: LogLevelAbi, message: ModuleBuffer);
+
+    fn envoy_dynamic_module_callback_log_enabled(level: LogLevelAbi) -> bool;
+
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        counter_id_ptr: *mut usize,
+    ) -> MetricsResult;
+
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    fn envoy_dynamic_module_callback_http_get_headers_size(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        header_type: HeaderType,
+    ) -> usize;
+
+    fn envoy_dynamic_module_callback_http_get_headers(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        header_type: HeaderType,
+        result_headers: *mut EnvoyHttpHeader,
+    ) -> bool;
+
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        header_type: HeaderType,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+
+    fn envoy_dynamic_module_callback_http_clear_route_cache(filter_envoy_ptr: FilterEnvoyPtr);
+
+    fn envoy_dynamic_module_callback_http_send_response(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        status_code: u32,
+        headers_vector: *mut ModuleHttpHeader,
+        headers_vector_size: usize,
+        body: ModuleBuffer,
+        details: ModuleBuffer,
+    );
+
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        attribute_id: AttributeId,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+}
+
+fn module_buffer(bytes: &[u8]) -> ModuleBuffer {
+    ModuleBuffer {
+        ptr: bytes.as_ptr().cast(),
+        length: bytes.len(),
+    }
+}
+
+const NULL_MODULE_BUFFER: ModuleBuffer = ModuleBuffer {
+    ptr: ptr::null(),
+    length: 0,
+};
+
+/// Views `length` bytes at `ptr` (an empty slice for a null pointer or zero length).
+///
+/// # Safety
+/// Unless null or empty, `ptr..ptr+length` must be readable and unchanged for `'a`.
+unsafe fn envoy_bytes<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
+    if ptr.is_null() || length == 0 {
+        &[]
+    } else {
+        // SAFETY: non-null, and the caller guarantees `length` readable bytes that stay
+        // unchanged for 'a.
+        unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Safe wrappers.
+// ------------------------------------------------------------------------------------------
+
+/// Log levels of `envoy_dynamic_module_callback_log` (Envoy's `dynamic_modules` logger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+/// Logs `message` to Envoy's `dynamic_modules` logger, if that level is enabled.
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: plain value arguments; callable from any thread.
+    if !unsafe { envoy_dynamic_module_callback_log_enabled(level as LogLevelAbi) } {
+        return;
+    }
+    // SAFETY: `message` is readable for the duration of the call; Envoy copies it.
+    unsafe {
+        envoy_dynamic_module_callback_log(level as LogLevelAbi, module_buffer(message.as_bytes()))
+    }
+}
+
+/// Envoy's filter configuration during `envoy_dynamic_module_on_http_filter_config_new`.
+pub struct ConfigHandle<'hook> {
+    raw: FilterConfigEnvoyPtr,
+    _hook: PhantomData<&'hook mut ()>,
+}
+
+impl ConfigHandle<'_> {
+    /// Defines a counter without labels; returns its id, or Envoy's `metrics_result` code.
+    pub fn define_counter(&self, name: &str) -> Result<usize, u32> {
+        let mut id: usize = 0;
+        // SAFETY: `raw` is the config pointer Envoy passed to the hook that is running (the
+        // handle cannot outlive it); `name` is readable for the call (Envoy copies it into its
+        // stat name pool); no labels: null with length 0, as the ABI allows; `id` is a valid
+        // out-pointer.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_counter(
+                self.raw,
+                module_buffer(name.as_bytes()),
+                ptr::null_mut(),
+                0,
+                &mut id,
+            )
+        };
+        if result == METRICS_RESULT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(result)
+        }
+    }
+}
+
+/// Which header map of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMap {
+    Request,
+    Response,
+}
+
+impl HeaderMap {
+    fn abi(self) -> HeaderType {
+        match self {
+            HeaderMap::Request => HEADER_TYPE_REQUEST_HEADER,
+            HeaderMap::Response => HEADER_TYPE_RESPONSE_HEADER,
+        }
+    }
+}
+
+/// Envoy's HTTP filter (one stream) during one event hook.
+pub struct FilterHandle<'hook> {
+    raw: FilterEnvoyPtr,
+    _hook: PhantomData<&'hook mut ()>,
+}
+
+impl<'hook> FilterHandle<'hook> {
+    /// Counting only: usable while [`Self::with_headers`] holds the handle (incrementing a
+    /// counter does not touch the header maps).
+    pub fn stats(&self) -> StatsHandle<'hook> {
+        StatsHandle {
+            raw: self.raw,
+            _hook: PhantomData,
+        }
+    }
+
+    /// Runs `f` over the whole header map, read with one `get_headers` call. `None` when Envoy
+    /// has no such map (or refuses).
+    pub fn with_headers<R>(
+        &mut self,
+        map: HeaderMap,
+        f: impl for<'s> FnOnce(&'s [(&'s [u8], &'s [u8])]) -> R,
+    ) -> Option<R> {
+        // SAFETY: `raw` is the filter pointer of the running hook.
+        let count =
+            unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.raw, map.abi()) };
+        let empty = EnvoyHttpHeader {
+            key_ptr: ptr::null(),
+            key_length: 0,
+            value_ptr: ptr::null(),
+            value_length: 0,
+        };
+        let mut raw_headers = vec![empty; count];
+        // SAFETY: the ABI's precondition is a result array with room for every header, which
+        // `get_headers_size` just counted (nothing can change the map in between: a stream's
+        // hooks run on one thread, and this handle is held mutably).
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.raw,
+                map.abi(),
+                raw_headers.as_mut_ptr(),
+            )
+        };
+        if !ok {
+            return None;
+        }
+        let pairs: Vec<(&[u8], &[u8])> = raw_headers
+            .iter()
+            .map(|h| {
+                // SAFETY: Envoy keeps each key and value readable until the end of the current
+                // hook unless a header setter is called; the slices live only in `pairs`,
+                // which `f` sees for this call only (higher-ranked lifetime), while `self` is
+                // borrowed mutably, so no setter can run meanwhile.
+                unsafe {
+                    (
+                        envoy_bytes(h.key_ptr, h.key_length),
+                        envoy_bytes(h.value_ptr, h.value_length),
+                    )
+                }
+            })
+            .collect();
+        Some(f(&pairs))
+    }
+
+    /// Sets a header (replacing every value), or removes every value when `value` is `None`.
+    /// NB: Envoy also treats an *empty* value as "remove" (`setHeaderValueImpl`).
+    pub fn set_header(&mut self, map: HeaderMap, name: &[u8], value: Option<&[u8]>) -> bool {
+        let value = value.map_or(NULL_MODULE_BUFFER, module_buffer);
+        // SAFETY: `raw` is the filter pointer of the running hook; key and value are readable
+        // for the call (Envoy copies them).
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.raw,
+                map.abi(),
+                module_buffer(name),
+                value,
+            )
+        }
+    }
+
+    /// Makes the router recompute the route (a no-op outside the request path).
+    pub fn clear_route_cache(&mut self) {
+        // SAFETY: `raw` is the filter pointer of the running hook.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.raw) }
+    }
+
+    /// Ends the stream with a local reply.
+    pub fn send_response(&mut self, status: u32, body: &[u8], details: &[u8]) {
+        // SAFETY: `raw` is the filter pointer of the running hook; no extra headers (null, 0);
+        // body and details are readable for the call (Envoy copies them).
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.raw,
+                status,
+                ptr::null_mut(),
+                0,
+                module_buffer(body),
+                module_buffer(details),
+            )
+        }
+    }
+
+    /// Runs `f` over the `source.address` attribute (`ip:port`); `None` when Envoy has none.
+    pub fn source_address<R>(&mut self, f: impl for<'s> FnOnce(&'s [u8]) -> R) -> Option<R> {
+        let mut result = EnvoyBuffer {
+            ptr: ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `raw` is the filter pointer of the running hook; `result` is a valid
+        // out-pointer.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.raw,
+                ATTRIBUTE_ID_SOURCE_ADDRESS,
+                &mut result,
+            )
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: the address string belongs to the stream's connection info, which outlives
+        // this hook; the slice is only lent to `f` for this call.
+        let bytes = unsafe { envoy_bytes(result.ptr, result.length) };
+        Some(f(bytes))
+    }
+}
+
+/// Counter increments for the stream of the running hook.
+#[derive(Clone, Copy)]
+pub struct StatsHandle<'hook> {
+    raw: FilterEnvoyPtr,
+    _hook: PhantomData<&'hook ()>,
+}
+
+impl StatsHandle<'_> {
+    /// Adds `by` to the counter `id` (from [`ConfigHandle::define_counter`]).
+    pub fn increment(&self, id: usize, by: u64) -> bool {
+        // SAFETY: `raw` is the filter pointer of the running hook; no labels (null, 0), as
+        // the counter was defined without labels.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.raw,
+                id,
+                ptr::null_mut(),
+                0,
+                by,
+            )
+        };
+        result == METRICS_RESULT_SUCCESS
+    }
+}
+
+/// Runs a hook body; a panic becomes `fallback()` instead of unwinding into Envoy.
+fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| fallback())
+}
+
+// ------------------------------------------------------------------------------------------
+// Event hooks (called by Envoy). Envoy 1.40 refuses a filter config whose module lacks any
+// of the required HTTP-filter hooks, so the ones this filter has no use for are exported as
+// no-ops that let the stream continue.
+// ------------------------------------------------------------------------------------------
+
+/// Called once when Envoy loads the module: returns the ABI version (non-null = success).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    ABI_VERSION_C.as_ptr().cast()
+}
+
+/// Main thread: a filter configuration (`filter_name`, `filter_config` bytes — the value of
+/// the `google.protobuf.StringValue`). Null rejects the configuration.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> FilterConfigModulePtr {
+    guard(
+        || {
+            // SAFETY: Envoy passes the filter name and configuration bytes valid for this hook;
+            // `new_config` copies what it keeps.
+            let (name, config) = unsafe {
+                (
+                    envoy_bytes(name.ptr, name.length),
+                    envoy_bytes(config.ptr, config.length),
+                )
+            };
+            let handle = ConfigHandle {
+                raw: filter_config_envoy_ptr,
+                _hook: PhantomData,
+            };
+            match module::new_config(&handle, name, config) {
+                Some(config) => Arc::into_raw(Arc::new(config)).cast(),
+                None => ptr::null(),
+            }
+        },
+        || {
+            log(
+                LogLevel::Error,
+                "subset-router: internal error while loading the configuration; rejected",
+            );
+            ptr::null()
+        },
+    )
+}
+
+/// The configuration is gone from Envoy: release our reference (streams keep their own).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
+    filter_config_ptr: FilterConfigModulePtr,
+) {
+    if filter_config_ptr.is_null() {
+        return;
+    }
+    // SAFETY: a non-null config pointer is one `Arc::into_raw` returned from
+    // `on_http_filter_config_new`, and Envoy destroys each configuration once.
+    drop(unsafe { Arc::from_raw(filter_config_ptr.cast::<FilterConfig>()) });
+}
+
+/// Worker thread: a new stream. Null closes the stream.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    filter_config_ptr: FilterConfigModulePtr,
+    _filter_envoy_ptr: FilterEnvoyPtr,
+) -> FilterModulePtr {
+    if filter_config_ptr.is_null() {
+        return ptr::null();
+    }
+    let config_ptr = filter_config_ptr.cast::<FilterConfig>();
+    // SAFETY: `config_ptr` came from `Arc::into_raw` and that reference is alive (Envoy keeps a
+    // configuration until its filters are gone, and destroys it once); taking one more strong
+    // reference for the stream keeps it alive whatever the order of destruction.
+    let config = unsafe {
+        Arc::increment_strong_count(config_ptr);
+        Arc::from_raw(config_ptr)
+    };
+    Box::into_raw(Box::new(StreamFilter::new(config)))
+        .cast_const()
+        .cast()
+}
+
+/// The stream behind a module pointer. Relies on Envoy's contract: `filter_module_ptr` is a
+/// live pointer from `on_http_filter_new`, used by one thread at a time.
+fn stream<'a>(filter_module_ptr: FilterModulePtr) -> Option<&'a mut StreamFilter> {
+    // SAFETY: non-null stream pointers are `Box<StreamFilter>`s from `on_http_filter_new`,
+    // alive until `on_http_filter_destroy`; a stream's hooks run sequentially on its worker
+    // thread, so this is the only reference during the hook.
+    unsafe { filter_module_ptr.cast::<StreamFilter>().cast_mut().as_mut() }
+}
+
+fn filter_handle<'hook>(filter_envoy_ptr: FilterEnvoyPtr) -> FilterHandle<'hook> {
+    FilterHandle {
+        raw: filter_envoy_ptr,
+        _hook: PhantomData,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy_ptr: FilterEnvoyPtr,
+    filter_module_ptr: FilterModulePtr,
+    _end_of_stream: bool,
+) -> HeadersStatus {
+    guard(
+        || {
+            let Some(stream) = stream(filter_module_ptr) else {
+                return HEADERS_STATUS_CONTINUE;
+            };
+            match module::on_request_headers(stream, &mut filter_handle(filter_envoy_ptr)) {
+                Verdict::Continue(_) => HEADERS_STATUS_CONTINUE,
+                Verdict::Stop => HEADERS_STATUS_STOP_ITERATION,
+            }
+        },
+        // Fail closed, as the Wasm build does (FAIL_CLOSED): a request whose routing headers
+        // may not have been stripped must not be routed.
+        || {
+            log(
+                LogLevel::Error,
+                "subset-router: internal error on the request path; answered 503",
+            );
+            filter_handle(filter_envoy_ptr).send_response(
+                503,
+                b"subset-router: internal error\n",
+                b"subset_router_internal_error",
+            );
+            HEADERS_STATUS_STOP_ITERATION
+        },
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    filter_envoy_ptr: FilterEnvoyPtr,
+    filter_module_ptr: FilterModulePtr,
+    _end_of_stream: bool,
+) -> HeadersStatus {
+    guard(
+        || {
+            if let Some(stream) = stream(filter_module_ptr) {
+                module::on_response_headers(stream, &mut filter_handle(filter_envoy_ptr));
+            }
+            HEADERS_STATUS_CONTINUE
+        },
+        || HEADERS_STATUS_CONTINUE,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: FilterModulePtr) {
+    if filter_module_ptr.is_null() {
+        return;
+    }
+    // SAFETY: a non-null stream pointer is the `Box` from `on_http_filter_new`; Envoy destroys
+    // each stream filter once, after its last hook.
+    drop(unsafe { Box::from_raw(filter_module_ptr.cast::<StreamFilter>().cast_mut()) });
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _end_of_stream: bool,
+) -> BodyStatus {
+    BODY_STATUS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+) -> TrailersStatus {
+    TRAILERS_STATUS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _end_of_stream: bool,
+) -> BodyStatus {
+    BODY_STATUS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+) -> TrailersStatus {
+    TRAILERS_STATUS_CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _callout_id: u64,
+    _result: u32,
+    _headers: *mut EnvoyHttpHeader,
+    _headers_size: usize,
+    _body_chunks: *mut EnvoyBuffer,
+    _body_chunks_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _stream_id: u64,
+    _headers: *mut EnvoyHttpHeader,
+    _headers_size: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _stream_id: u64,
+    _data: *const EnvoyBuffer,
+    _data_count: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _stream_id: u64,
+    _trailers: *mut EnvoyHttpHeader,
+    _trailers_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _stream_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _stream_id: u64,
+    _reason: u32,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+    _event_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    _filter_module_ptr: FilterModulePtr,
+) {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_version_is_the_one_envoy_1_40_expects() {
+        // Envoy v1.40.0, source/extensions/dynamic_modules/abi/abi.h:
+        //   #define ENVOY_DYNAMIC_MODULES_ABI_VERSION "v0.2.0"
+        // (also the only `v0.N.M` string in the Envoy 1.40.0 release binary).
+        assert_eq!(ABI_VERSION, "v0.2.0");
+        let c = std::ffi::CStr::from_bytes_with_nul(ABI_VERSION_C).unwrap();
+        assert_eq!(c.to_str().unwrap(), ABI_VERSION);
+        // SAFETY: program_init returns a pointer to a static NUL-terminated string.
+        let returned = unsafe { std::ffi::CStr::from_ptr(envoy_dynamic_module_on_program_init()) };
+        assert_eq!(returned.to_str().unwrap(), ABI_VERSION);
+    }
+}

@@ -1,0 +1,51 @@
+//! subset-router as an Envoy **dynamic module** (`dist/libsubset_router.so`) for Envoy 1.40's
+//! `envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter` (ABI `v0.2.0`).
+//!
+//! A thin adapter, like the proxy-wasm build: every per-request decision and bookkeeping step
+//! lives in [`subset_router_core::adapter::Filter`]; this crate only translates the core's host
+//! traits to Envoy's dynamic-module callbacks.
+//!
+//! * [`ffi`]: the only `unsafe` code — the ABI types, the `extern "C"` declarations of the Envoy
+//!   callbacks this module calls, the exported `envoy_dynamic_module_on_*` event hooks, and
+//!   small safe handles over the raw pointers Envoy passes to a hook.
+//! * [`module`]: the safe side — configuration load and counter definition, and the
+//!   `RequestHost` / `ResponseHost` / `Counters` / `Log` implementations over those handles.
+//!
+//! Envoy configuration (the module file is found as `lib<name>.so` in
+//! `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`):
+//!
+//! ```yaml
+//! - name: envoy.filters.http.dynamic_modules
+//!   typed_config:
+//!     "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+//!     dynamic_module_config: { name: subset_router }
+//!     filter_name: subset_router
+//!     filter_config:
+//!       "@type": type.googleapis.com/google.protobuf.StringValue
+//!       value: '{"rules": [...], "default": {"subset": "v1"}}'
+//! ```
+//!
+//! Counters are defined when a configuration is accepted (all at 0 before the first request);
+//! Envoy shows them under its `dynamicmodulescustom.` prefix, e.g.
+//! `dynamicmodulescustom.subset_router.spoofed_header_removed`.
+
+#![deny(unsafe_code)]
+// The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
+pub mod ffi;
+pub mod module;
+
+pub use ffi::ABI_VERSION;
+pub use module::FILTER_NAME;
