@@ -89,7 +89,7 @@ run:
 	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' scripts/run.sh
 
 examples:
-	python3 scripts/render-envoy.py --examples
+	source scripts/lib.sh && envoy_config examples
 
 test-examples:
 	scripts/test-examples.sh

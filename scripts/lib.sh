@@ -77,3 +77,9 @@ envoy_env() {
   fi
   export ENVOY_BIN ENVOY_RUNTIME="$runtime"
 }
+
+# envoy_config ARGS...: the project's one Envoy-config renderer (envoy/config, Rust), built on
+# first use with the host toolchain.
+envoy_config() {
+  ( host_env; cd "$ROOT" && cargo run -q --release -p subset-router-envoy-config -- "$@" )
+}

@@ -7,7 +7,7 @@
 #
 # Environment:
 #   CONFIG          plugin config (default examples/sticky-canary/config.json); upstreams are
-#                   generated for every subset it names (scripts/render-envoy.py)
+#                   generated for every subset it names (envoy-config, envoy/config)
 #   PORT            front listener on 127.0.0.1 (default 10000); upstreams use PORT+1...
 #   ADMIN_PORT      Envoy admin on 127.0.0.1 (default 9901)
 #   REQUESTS        size of the burst (default 1000)
@@ -46,7 +46,7 @@ case "$RUN_SECONDS" in
   ""|forever|[0-9]|[0-9]*[0-9]) ;;
   *) die "RUN_SECONDS must be a number of seconds or 'forever', not '$RUN_SECONDS'" ;;
 esac
-mapfile -t SUBSETS < <(python3 scripts/render-envoy.py --subsets "$CONFIG") || die "cannot read subsets from $CONFIG"
+mapfile -t SUBSETS < <(envoy_config subsets "$CONFIG") || die "cannot read subsets from $CONFIG"
 [ "${#SUBSETS[@]}" -gt 0 ] || die "$CONFIG names no subset"
 
 # The validator CLI, when it has been built, reports config errors before Envoy does.
@@ -108,7 +108,7 @@ rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR"
 cp "$WASM" "$RUN_DIR/subset_router.wasm"
 if [ "$runtime" = docker ]; then wasm_in=/etc/subset-router/subset_router.wasm; else wasm_in="$RUN_DIR/subset_router.wasm"; fi
-python3 scripts/render-envoy.py "$CONFIG" --wasm "$wasm_in" --listen "127.0.0.1:$PORT" \
+envoy_config render "$CONFIG" --wasm "$wasm_in" --listen "127.0.0.1:$PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --upstream-port $((PORT + 1)) -o "$RUN_DIR/envoy.yaml"
 
 CONTAINER=""

@@ -1,0 +1,371 @@
+//! The one Envoy-config renderer of subset-router: every Envoy config the project runs — the
+//! integration and reliability suites, the examples (`make examples`), `make run` and the
+//! benchmarks — is made here, for either build of the filter.
+//!
+//! The Envoy it describes:
+//! * a front listener: the subset-router filter (the Wasm build, V8, fail closed; or the
+//!   dynamic module), then the router. Routes: one per `(subsetHeader, subset)` pair (what an
+//!   Istio VirtualService or a Gateway API HTTPRoute does), then a `cluster_header` route on
+//!   `clusterHeader` (404 for an unknown cluster: never confused with a fail-closed 503 or an
+//!   upstream failure), or a final route to a fallback cluster;
+//! * one upstream per cluster, served by a `direct_response` listener in the same Envoy that
+//!   answers its subset name (and, for the suites, echoes the routing headers it received);
+//! * optionally: the filter delivered by file-based ECDS (as Istio delivers WasmPlugin
+//!   updates), raised header limits for hostile-request tests, `stats_tags` so that
+//!   `/stats/prometheus` labels decisions by `rule` and `subset`.
+//!
+//! YAML is written by hand (strings as JSON-quoted scalars, which YAML reads verbatim): the
+//! output is small, fixed in shape, and reviewed as text in `examples/`.
+
+#![forbid(unsafe_code)]
+
+mod plugin;
+mod yaml;
+
+pub use plugin::{subsets_of, PluginRoutes};
+
+use std::fmt::Write as _;
+
+use yaml::q;
+
+/// Which build of the filter runs in the front listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Build {
+    /// `dist/subset_router.wasm` at this path (as Envoy sees it).
+    Wasm { file: String },
+    /// `libsubset_router.so`, found by Envoy in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    Native,
+}
+
+impl Build {
+    /// `wasm` or `native`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Build::Wasm { .. } => "wasm",
+            Build::Native => "native",
+        }
+    }
+
+    /// The type URL of the filter's `typed_config` (ECDS `type_urls`).
+    pub fn type_url(&self) -> &'static str {
+        match self {
+            Build::Wasm { .. } => "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            Build::Native => {
+                "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+            }
+        }
+    }
+
+    /// Envoy's prefix for the filter's own stats (`wasmcustom.subset_router.…`).
+    pub fn stat_prefix(&self) -> &'static str {
+        match self {
+            Build::Wasm { .. } => "wasmcustom.",
+            Build::Native => "dynamicmodulescustom.",
+        }
+    }
+}
+
+/// How the filter's configuration reaches Envoy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the static config.
+    Inline,
+    /// By Extension Config Discovery from `{dir}/subset_router.yaml`, a file Envoy watches
+    /// (replace it by rename); [`ecds_resource`] renders that file.
+    Ecds { dir: String },
+}
+
+/// Name of the ECDS resource (and of the dynamic filter).
+pub const ECDS_NAME: &str = "subset_router";
+/// File name of the ECDS resource inside [`Delivery::Ecds`]'s directory.
+pub const ECDS_FILE: &str = "subset_router.yaml";
+
+/// One upstream: a cluster and the listener that serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub cluster: String,
+    /// What it answers (its subset name).
+    pub subset: String,
+    pub port: u16,
+}
+
+/// A `host:port` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Addr {
+    pub fn new(host: &str, port: u16) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+        }
+    }
+}
+
+/// Everything one Envoy config is made of.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Comment lines at the top (without `# `).
+    pub comment: Vec<String>,
+    pub admin: Addr,
+    pub front: Addr,
+    pub build: Build,
+    /// The plugin configuration (JSON text), as given.
+    pub plugin_json: String,
+    pub delivery: Delivery,
+    /// `(header, [(value, cluster)])`: a route per value of the header, first.
+    pub header_routes: Option<(String, Vec<(String, String)>)>,
+    /// The header a `cluster_header` route reads, after the header routes.
+    pub cluster_header: Option<String>,
+    /// Where a request goes that no earlier route takes (without `cluster_header`).
+    pub fallback_cluster: Option<String>,
+    pub upstreams: Vec<Upstream>,
+    /// Request headers each upstream echoes back as `x-echo-<name>` (the suites read them).
+    pub echo_headers: Vec<String>,
+    /// Front response header `x-front-flags: %RESPONSE_FLAGS%` (NC = no cluster found).
+    pub front_flags: bool,
+    /// Raised codec limits on every connection manager, and HTTP/1.0 accepted, so that the
+    /// hostile-request tests reach the filter.
+    pub hardened: bool,
+    /// `stats_tags`: the decision counters as one family labelled `rule` and `subset`.
+    pub stats_tags: bool,
+}
+
+/// Header limits of a [`Spec::hardened`] config.
+pub const MAX_REQUEST_HEADERS_KB: u32 = 96;
+pub const MAX_HEADERS_COUNT: u32 = 500;
+
+/// Renders the Envoy config.
+pub fn render(spec: &Spec) -> String {
+    let mut out = String::with_capacity(8192);
+    for line in &spec.comment {
+        if line.is_empty() {
+            out.push_str("#\n");
+        } else {
+            let _ = writeln!(out, "# {line}");
+        }
+    }
+    if matches!(spec.delivery, Delivery::Ecds { .. }) {
+        // xDS subscriptions need a node identity.
+        out.push_str("node: { id: subset-router, cluster: subset-router }\n");
+    }
+    let _ = writeln!(
+        out,
+        "admin:\n  address: {{ socket_address: {{ address: {}, port_value: {} }} }}",
+        q(&spec.admin.host),
+        spec.admin.port
+    );
+    if spec.stats_tags {
+        stats_tags(&mut out, &spec.build);
+    }
+    out.push_str("static_resources:\n  listeners:\n");
+    front_listener(&mut out, spec);
+    for upstream in &spec.upstreams {
+        upstream_listener(&mut out, spec, upstream);
+    }
+    out.push_str("  clusters:\n");
+    for upstream in &spec.upstreams {
+        let _ = write!(
+            out,
+            "  - name: {cluster}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+             cluster_name: {cluster}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+             {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n",
+            cluster = q(&upstream.cluster),
+            port = upstream.port
+        );
+    }
+    out
+}
+
+/// The ECDS resource file for [`Delivery::Ecds`]: a `DiscoveryResponse` holding the filter.
+pub fn ecds_resource(build: &Build, plugin_json: &str) -> String {
+    let mut out = String::from(
+        "# ECDS resource (a DiscoveryResponse), replaced by rename while Envoy runs.\n\
+         resources:\n\
+         - \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n",
+    );
+    let _ = writeln!(out, "  name: {ECDS_NAME}\n  typed_config:");
+    filter_typed_config(&mut out, 4, build, plugin_json);
+    out
+}
+
+fn connection_manager(out: &mut String, indent: &str, stat_prefix: &str, hardened: bool) {
+    let _ = writeln!(out, "{indent}- name: envoy.filters.network.http_connection_manager");
+    let _ = writeln!(out, "{indent}  typed_config:");
+    let _ = writeln!(out, "{indent}    \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+    let _ = writeln!(out, "{indent}    stat_prefix: {}", q(stat_prefix));
+    if hardened {
+        let _ = writeln!(out, "{indent}    max_request_headers_kb: {MAX_REQUEST_HEADERS_KB}");
+        let _ = writeln!(
+            out,
+            "{indent}    common_http_protocol_options: {{ max_headers_count: {MAX_HEADERS_COUNT} }}"
+        );
+        let _ = writeln!(out, "{indent}    http_protocol_options: {{ accept_http_10: true }}");
+    }
+}
+
+fn router_filter(out: &mut String, indent: &str) {
+    let _ = writeln!(out, "{indent}- name: envoy.filters.http.router");
+    let _ = writeln!(out, "{indent}  typed_config:");
+    let _ = writeln!(
+        out,
+        "{indent}    \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+    );
+}
+
+fn front_listener(out: &mut String, spec: &Spec) {
+    let _ = writeln!(
+        out,
+        "  - name: front\n    address: {{ socket_address: {{ address: {}, port_value: {} }} }}\n    \
+         filter_chains:\n    - filters:",
+        q(&spec.front.host),
+        spec.front.port
+    );
+    connection_manager(out, "      ", "front", spec.hardened);
+    out.push_str("          route_config:\n            name: front\n            virtual_hosts:\n            - name: app\n              domains: [\"*\"]\n              routes:\n");
+    if let Some((header, values)) = &spec.header_routes {
+        for (value, cluster) in values {
+            let _ = writeln!(
+                out,
+                "              - match: {{ prefix: \"/\", headers: [ {{ name: {}, string_match: {{ exact: {} }} }} ] }}\n                route: {{ cluster: {} }}",
+                q(header),
+                q(value),
+                q(cluster)
+            );
+        }
+    }
+    if let Some(header) = &spec.cluster_header {
+        let _ = writeln!(
+            out,
+            "              - match: {{ prefix: \"/\" }}\n                route:\n                  \
+             cluster_header: {}\n                  # 404 (not Envoy's default 503) for a cluster that \
+             does not exist: never\n                  # confused with a fail-closed 503 or an upstream \
+             failure.\n                  cluster_not_found_response_code: NOT_FOUND",
+            q(header)
+        );
+    } else if let Some(cluster) = &spec.fallback_cluster {
+        let _ = writeln!(
+            out,
+            "              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {} }}",
+            q(cluster)
+        );
+    }
+    if spec.front_flags {
+        out.push_str("              response_headers_to_add:\n              - header: { key: x-front-flags, value: \"%RESPONSE_FLAGS%\" }\n");
+    }
+    out.push_str("          http_filters:\n");
+    match &spec.delivery {
+        Delivery::Inline => {
+            let _ = writeln!(out, "          - name: {}", filter_name(&spec.build));
+            out.push_str("            typed_config:\n");
+            filter_typed_config(out, 14, &spec.build, &spec.plugin_json);
+        }
+        Delivery::Ecds { dir } => {
+            let _ = writeln!(
+                out,
+                "          - name: {ECDS_NAME}\n            config_discovery:\n              config_source:\n                \
+                 resource_api_version: V3\n                path_config_source:\n                  path: {}\n                  \
+                 watched_directory: {{ path: {} }}\n              type_urls: [{}]",
+                q(&format!("{dir}/{ECDS_FILE}")),
+                q(dir),
+                q(spec.build.type_url())
+            );
+        }
+    }
+    router_filter(out, "          ");
+}
+
+fn filter_name(build: &Build) -> &'static str {
+    match build {
+        Build::Wasm { .. } => "envoy.filters.http.wasm",
+        Build::Native => "envoy.filters.http.dynamic_modules",
+    }
+}
+
+/// The filter's `typed_config` body, at `indent` spaces.
+fn filter_typed_config(out: &mut String, indent: usize, build: &Build, plugin_json: &str) {
+    let pad = " ".repeat(indent);
+    let _ = writeln!(out, "{pad}\"@type\": {}", build.type_url());
+    match build {
+        Build::Wasm { file } => {
+            let _ = writeln!(
+                out,
+                "{pad}config:\n{pad}  name: subset_router\n{pad}  vm_config:\n{pad}    vm_id: subset_router\n{pad}    \
+                 runtime: envoy.wasm.runtime.v8\n{pad}    code: {{ local: {{ filename: {} }} }}\n{pad}  configuration:\n{pad}    \
+                 \"@type\": type.googleapis.com/google.protobuf.StringValue\n{pad}    value: {}\n{pad}  \
+                 # Fail closed: if the Wasm VM fails, requests get 503 rather than bypassing the decision\n{pad}  \
+                 # (a fail-open filter would let the client's own routing header through).\n{pad}  failure_policy: FAIL_CLOSED",
+                q(file),
+                yaml::block_or_quoted(plugin_json, indent + 6)
+            );
+        }
+        Build::Native => {
+            let _ = writeln!(
+                out,
+                "{pad}dynamic_module_config: {{ name: subset_router }}\n{pad}filter_name: subset_router\n{pad}filter_config:\n{pad}  \
+                 \"@type\": type.googleapis.com/google.protobuf.StringValue\n{pad}  value: {}",
+                yaml::block_or_quoted(plugin_json, indent + 4)
+            );
+        }
+    }
+}
+
+fn upstream_listener(out: &mut String, spec: &Spec, upstream: &Upstream) {
+    let name = format!("upstream_{}", upstream.cluster);
+    let _ = writeln!(
+        out,
+        "  - name: {}\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}\n    \
+         filter_chains:\n    - filters:",
+        q(&name),
+        upstream.port
+    );
+    connection_manager(out, "      ", &name, spec.hardened);
+    let _ = writeln!(
+        out,
+        "          route_config:\n            virtual_hosts:\n            - name: {}\n              domains: [\"*\"]\n              \
+         routes:\n              - match: {{ prefix: \"/\" }}\n                direct_response: {{ status: 200, body: {{ inline_string: {} }} }}\n                \
+         response_headers_to_add:\n                - header: {{ key: x-served-by, value: {} }}\n                \
+         - header: {{ key: x-served-cluster, value: {} }}",
+        q(&upstream.subset),
+        q(&format!("{}\n", upstream.subset)),
+        q(&upstream.subset),
+        q(&upstream.cluster)
+    );
+    for header in &spec.echo_headers {
+        let _ = writeln!(
+            out,
+            "                - header: {{ key: {}, value: {} }}",
+            q(&format!("x-echo-{header}")),
+            q(&format!("%REQ({header})%"))
+        );
+    }
+    out.push_str("          http_filters:\n");
+    router_filter(out, "          ");
+}
+
+/// `stats_config.stats_tags`: `…subset_router.rule.<rule>.subset.<subset>` becomes the family
+/// `…subset_router.rule.subset` with labels `rule` and `subset` (and `…rule.<rule>.ramp_ppm`
+/// becomes `…rule.ramp_ppm{rule}`); the guard stats get `subset`. Envoy matches every regex
+/// against the full stat name, removes its first capture group from the name and takes the
+/// second as the tag value.
+fn stats_tags(out: &mut String, build: &Build) {
+    let prefix = regex_escape(build.stat_prefix());
+    out.push_str("stats_config:\n  stats_tags:\n");
+    for (tag, regex) in [
+        ("rule", format!(r"^{prefix}subset_router\.rule\.(([^.]+)\.)")),
+        ("subset", format!(r"^{prefix}subset_router\.rule\.[^.]+\.subset(\.([^.]+))$")),
+        ("subset", format!(r"^{prefix}subset_router\.guard\.(([^.]+)\.)")),
+    ] {
+        let _ = writeln!(out, "  - tag_name: {tag}\n    regex: {}", q(&regex));
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', r"\.")
+}
+
+#[cfg(test)]
+mod tests;
