@@ -1,248 +1,59 @@
 #!/usr/bin/env python3
-"""Offline checks of examples/istio/*.yaml against Istio's own CRD schemas (no cluster needed).
+"""Offline checks of examples/istio/**.yaml against Istio's and Gateway API's own CRD schemas (no
+cluster needed).
 
     python -m unittest tests/manifests/test_istio_manifests.py    (needs jsonschema, pyyaml)
     scripts/test-examples.sh istio                                 (sets up a venv for it)
 
-1. Every manifest validates against the `openAPIV3Schema` of its CRD and version, taken from
-   $SUBSET_ROUTER_SHARED (the shared/ directory or the CRD file itself), else
-   <repo>/../shared/schemas/istio-crds.yaml, else the copy committed here
-   (tests/manifests/istio-crds.yaml, kept identical to the shared file by a test).
-   The structural schema is turned into a JSON Schema the way the API server reads it:
-     * `nullable: true` also admits null;
-     * objects with `properties` reject unknown fields (kubectl's default strict field
-       validation; the API server would otherwise prune them silently), unless
-       `x-kubernetes-preserve-unknown-fields: true`;
-     * `x-kubernetes-int-or-string` admits an integer or a string;
-     * `x-kubernetes-list-type: map` requires the `x-kubernetes-list-map-keys` to be unique,
-       `set` requires unique items;
-     * `x-kubernetes-validations` (CEL): the rules that apply to our manifests are evaluated
-       by hand-written equivalents (listed in CEL_EQUIVALENTS, keyed by the exact rule text);
-       any other rule met on a field that is present fails the test, so a CRD update that adds
-       a rule cannot be silently ignored.
-   apiVersion must be <group>/<a served version>, kind the CRD's kind, metadata a valid name
-   (and namespace).
-2. The WasmPlugin: `url` is oci://, `failStrategy` is explicit, `phase` and `priority` are
-   set, `pluginConfig` passes the filter's own validator (`subset-router validate`) and the
-   committed JSON Schema, and it uses `subsetHeader` with `clusterHeader: null`.
-3. Every subset the VirtualService routes to is defined in the DestinationRule (same host).
-4. Every subset the pluginConfig can choose is routed by the VirtualService: a route whose
-   match is `<subsetHeader>: {exact: <subset>}` and whose destination is that subset.
+Three ways to run the filter in Istio, each a folder of manifests applied together:
+    sidecar   examples/istio/*.yaml           WasmPlugin `selector` (the callers' sidecars) +
+                                              VirtualService + DestinationRule
+    gateway   examples/istio/gateway/*.yaml   WasmPlugin `targetRefs` a Gateway API Gateway +
+                                              that Gateway + its HTTPRoute
+    waypoint  examples/istio/waypoint/*.yaml  WasmPlugin `targetRefs` a Service (kind Service,
+                                              group ""), run by the ambient waypoint + the
+                                              waypoint Gateway + the Service's HTTPRoute (GAMMA)
+
+1. Every manifest validates against the `openAPIV3Schema` of its CRD and version: WasmPlugin,
+   VirtualService and DestinationRule from istio-crds.yaml, Gateway and HTTPRoute (Gateway API
+   v1.6.1) from envoy-gateway-crds.yaml. Each file is taken from $SUBSET_ROUTER_SHARED (the shared/
+   directory, or the CRD file itself), else <repo>/../shared/schemas/, else the copy committed
+   here (kept identical to the shared file by a test). Conversion, defaulting and CEL are
+   crd_schema.py's; the CEL equivalents are cel_rules.py's (ISTIO, GATEWAY_API), and a rule
+   without one fails.
+2. Each WasmPlugin: `url` is oci:// and pinned by `sha256`, `failStrategy` is explicit
+   FAIL_CLOSE, `phase` and `priority` are set, it is attached the way its variant needs (selector
+   + CLIENT match; targetRefs to the folder's Gateway; targetRefs to a Service, with no CLIENT-only
+   match, which a waypoint would never apply), and `pluginConfig` passes the filter's own validator
+   (`subset-router validate`) and the committed JSON Schema, with `subsetHeader` and
+   `clusterHeader: null`.
+3. Every subset the pluginConfig can choose is routed on `<subsetHeader>: <subset>`: by the
+   VirtualService to a DestinationRule subset (sidecar), by an HTTPRoute rule to that subset's
+   Service for everything the default rule serves (gateway, waypoint).
+4. The sha256 pins equal examples/oci-digests.json (oci_digests.py): without that file this fails
+   under CI=true and is a loud SKIP locally.
 """
+import copy
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import unittest
 
 import jsonschema
-import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cel_rules  # noqa: E402
+import crd_schema  # noqa: E402
+import httproutes  # noqa: E402
+import oci_digests  # noqa: E402
+
+ROOT = crd_schema.ROOT
 ISTIO = os.path.join(ROOT, "examples", "istio")
-COMMITTED_CRDS = os.path.join(HERE, "istio-crds.yaml")
 CRD_NAME = "istio-crds.yaml"
-
-
-def shared_crds():
-    """The shared CRD file if one is reachable: $SUBSET_ROUTER_SHARED, then ../shared."""
-    env = os.environ.get("SUBSET_ROUTER_SHARED", "").strip()
-    candidates = []
-    if env:
-        candidates += [env, os.path.join(env, "schemas", CRD_NAME), os.path.join(env, CRD_NAME)]
-    candidates.append(os.path.join(os.path.dirname(ROOT), "shared", "schemas", CRD_NAME))
-    for c in candidates:
-        if os.path.isfile(c):
-            return os.path.abspath(c)
-    return None
-
-
-def crd_file():
-    return shared_crds() or COMMITTED_CRDS
-
-
-def cli():
-    path = os.environ.get("SUBSET_ROUTER_CLI") or os.path.join(ROOT, "target", "release", "subset-router")
-    if not os.path.isfile(path):
-        raise AssertionError(f"validator CLI {path} not built: "
-                             "cargo build --release -p subset-router-cli --bin subset-router")
-    return path
-
-
-# ---- CEL rules met on our manifests, as Python ------------------------------------------------
-
-def _url_scheme_ok(url):
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
-    return (m.group(1).lower() if m else "") in ("", "http", "https", "oci", "file")
-
-
-CEL_EQUIVALENTS = {
-    # WasmPlugin.spec
-    '(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1':
-        lambda v: sum(k in v for k in ("selector", "targetRef", "targetRefs")) <= 1,
-    # WasmPlugin.spec.url
-    'isURL(self) ? (url(self).getScheme() in ["", "http", "https", "oci", "file"]) : (isURL("http://" + self) && url("http://" + self).getScheme() in ["", "http", "https", "oci", "file"])':
-        lambda v: _url_scheme_ok(v),
-    # WorkloadSelector.matchLabels
-    'self.all(key, !key.contains("*"))': lambda v: all("*" not in k for k in v),
-    'self.all(key, key.size() != 0)': lambda v: all(len(k) != 0 for k in v),
-    '!self.contains("*")': lambda v: "*" not in v,
-}
-
-
-def norm_rule(rule):
-    return " ".join(rule.split())
-
-
-CEL = {norm_rule(k): f for k, f in CEL_EQUIVALENTS.items()}
-
-
-# ---- structural schema -> JSON Schema --------------------------------------------------------
-
-def convert(s):
-    if not isinstance(s, dict):
-        return s
-    out = {}
-    for k, v in s.items():
-        if k == "properties":
-            out[k] = {n: convert(p) for n, p in v.items()}
-        elif k in ("items", "not"):
-            out[k] = convert(v)
-        elif k == "additionalProperties":
-            out[k] = convert(v) if isinstance(v, dict) else v
-        elif k in ("anyOf", "oneOf", "allOf"):
-            out[k] = [convert(x) for x in v]
-        elif k in ("nullable", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
-                   "x-kubernetes-embedded-resource"):
-            continue
-        else:
-            out[k] = v  # validation keywords, description, format and the remaining x-kubernetes-*
-    if s.get("nullable") and "type" in out:
-        out["type"] = [out["type"], "null"]
-        if "enum" in out:
-            out["enum"] = list(out["enum"]) + [None]
-    if s.get("x-kubernetes-int-or-string") and "anyOf" not in out:
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if "properties" in s and "additionalProperties" not in s and not s.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    return out
-
-
-def _list_type(validator, list_type, instance, schema):
-    if not isinstance(instance, list):
-        return
-    if list_type == "set":
-        seen = []
-        for item in instance:
-            if item in seen:
-                yield jsonschema.ValidationError(f"duplicate item {item!r} in a list-type set")
-            seen.append(item)
-    elif list_type == "map":
-        keys = schema.get("x-kubernetes-list-map-keys") or []
-        seen = set()
-        for item in instance:
-            k = tuple(json.dumps(item.get(key), sort_keys=True) if isinstance(item, dict) else None for key in keys)
-            if k in seen:
-                yield jsonschema.ValidationError(f"duplicate entry for list-map key(s) {keys}: {k}")
-            seen.add(k)
-
-
-class CelRecorder:
-    def __init__(self):
-        self.evaluated = []
-        self.unknown = []
-
-    def keyword(self, validator, rules, instance, schema):
-        for r in rules:
-            rule = norm_rule(r["rule"])
-            fn = CEL.get(rule)
-            if fn is None:
-                self.unknown.append(rule)
-                yield jsonschema.ValidationError(
-                    f"CEL rule not evaluated by this test (add an equivalent to CEL_EQUIVALENTS): {rule}")
-                continue
-            self.evaluated.append(rule)
-            if not fn(instance):
-                yield jsonschema.ValidationError(r.get("message") or f"CEL rule failed: {rule}")
-
-
-def make_validator(schema, cel):
-    base = jsonschema.validators.validator_for({"$schema": "http://json-schema.org/draft-07/schema#"})
-    cls = jsonschema.validators.extend(base, {
-        "x-kubernetes-list-type": _list_type,
-        "x-kubernetes-validations": cel.keyword,
-    })
-    return cls(schema)
-
-
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def load_crds(path):
-    by_kind = {}
-    with open(path, encoding="utf-8") as f:
-        for d in yaml.safe_load_all(f):
-            if d and d.get("kind") == "CustomResourceDefinition":
-                by_kind[d["spec"]["names"]["kind"]] = d
-    return by_kind
-
-
-def validate_manifest(doc, crds, cel):
-    """Errors of one manifest against its CRD (empty list: valid)."""
-    errors = []
-    kind = doc.get("kind")
-    crd = crds.get(kind)
-    if crd is None:
-        return [f"kind {kind!r}: no CRD for it in {crd_file()}"]
-    group = crd["spec"]["group"]
-    versions = {v["name"]: v for v in crd["spec"]["versions"] if v.get("served")}
-    api = doc.get("apiVersion", "")
-    g, _, ver = api.partition("/")
-    if g != group or ver not in versions:
-        return [f"apiVersion {api!r}: {kind} is served as {', '.join(group + '/' + v for v in versions)}"]
-    meta = doc.get("metadata") or {}
-    name = meta.get("name", "")
-    if not (isinstance(name, str) and len(name) <= 253 and DNS1123_SUBDOMAIN.match(name)):
-        errors.append(f"metadata.name {name!r}: not a DNS-1123 subdomain")
-    ns = meta.get("namespace")
-    if ns is not None and not (isinstance(ns, str) and len(ns) <= 63 and DNS1123_LABEL.match(ns)):
-        errors.append(f"metadata.namespace {ns!r}: not a DNS-1123 label")
-    for extra in set(doc) - {"apiVersion", "kind", "metadata", "spec"}:
-        errors.append(f"{extra}: unexpected top-level field in a manifest")
-    schema = convert(versions[ver]["schema"]["openAPIV3Schema"])
-    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
-    for e in sorted(make_validator(schema, cel).iter_errors(body), key=lambda e: list(e.absolute_path)):
-        path = ".".join(str(p) for p in e.absolute_path) or "(root)"
-        errors.append(f"{path}: {e.message}")
-    return errors
-
-
-def load_manifests():
-    out = {}
-    for fn in sorted(os.listdir(ISTIO)):
-        if fn.endswith((".yaml", ".yml")):
-            with open(os.path.join(ISTIO, fn), encoding="utf-8") as f:
-                for d in yaml.safe_load_all(f):
-                    if d:
-                        out.setdefault(d["kind"], []).append((fn, d))
-    return out
-
-
-def plugin_subsets(config):
-    subsets = []
-
-    def route(r):
-        for n in ([r["subset"]] if "subset" in r else []) + [e["subset"] for e in r.get("split") or []]:
-            if n not in subsets:
-                subsets.append(n)
-    for rule in config.get("rules") or []:
-        route(rule["route"])
-    route(config["default"])
-    return subsets
+GATEWAY_API_CRD_NAME = "envoy-gateway-crds.yaml"  # also holds Gateway API v1.6.1 Gateway and HTTPRoute
+CEL_TABLE = {**cel_rules.ISTIO, **cel_rules.GATEWAY_API}
+VARIANTS = {"sidecar": "", "gateway": "gateway", "waypoint": "waypoint"}
+GATEWAY_API_KINDS = ("Gateway", "HTTPRoute")
 
 
 def short_host(h):
@@ -252,64 +63,87 @@ def short_host(h):
 class IstioManifests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.crd_path = crd_file()
-        print(f"\n[istio] CRDs: {cls.crd_path}", file=sys.stderr)
-        cls.crds = load_crds(cls.crd_path)
-        cls.manifests = load_manifests()
+        cls.crd_path = crd_schema.crd_file(CRD_NAME)
+        cls.gateway_api_crd_path = crd_schema.crd_file(GATEWAY_API_CRD_NAME)
+        print(f"\n[istio] CRDs: {cls.crd_path}; Gateway API: {cls.gateway_api_crd_path}", file=sys.stderr)
+        istio = crd_schema.load_crds(cls.crd_path)
+        gateway_api = crd_schema.load_crds(cls.gateway_api_crd_path)
+        cls.crds = {**istio, **{k: gateway_api[k] for k in GATEWAY_API_KINDS}}
+        cls.manifests = crd_schema.load_manifests(ISTIO)
 
-    def one(self, kind):
-        docs = self.manifests.get(kind) or []
-        self.assertEqual(len(docs), 1, f"expected exactly one {kind} in examples/istio, found {len(docs)}")
-        return docs[0][1]
+    def variant(self, name):
+        folder = os.path.join("examples", "istio", VARIANTS[name]).rstrip("/")
+        return [(p, d) for p, d in self.manifests if os.path.dirname(p) == folder]
 
-    def test_00_committed_crd_copy_matches_shared(self):
-        shared = shared_crds()
-        if shared is None:
-            self.skipTest("no shared/ CRD file next to the repository: using the committed copy")
-        with open(shared, "rb") as a, open(COMMITTED_CRDS, "rb") as b:
-            self.assertEqual(a.read(), b.read(),
-                             f"{COMMITTED_CRDS} differs from {shared}: cp {shared} {COMMITTED_CRDS}")
+    def one(self, kind, variant="sidecar"):
+        docs = [d for _, d in self.variant(variant) if d["kind"] == kind]
+        self.assertEqual(len(docs), 1, f"expected exactly one {kind} in the {variant} variant, found {len(docs)}")
+        return docs[0]
+
+    def test_00_committed_crd_copies_match_shared(self):
+        checked = 0
+        for name in (CRD_NAME, GATEWAY_API_CRD_NAME):
+            shared = crd_schema.shared_crd_file(name)
+            if shared is None:
+                continue
+            committed = crd_schema.committed_crd_file(name)
+            with open(shared, "rb") as a, open(committed, "rb") as b:
+                self.assertEqual(a.read(), b.read(), f"{committed} differs from {shared}: cp {shared} {committed}")
+            checked += 1
+        if not checked:
+            self.skipTest("no shared/ CRD files next to the repository: using the committed copies")
 
     def test_01_crds_present(self):
-        for kind in ("WasmPlugin", "VirtualService", "DestinationRule"):
+        for kind in ("WasmPlugin", "VirtualService", "DestinationRule") + GATEWAY_API_KINDS:
             self.assertIn(kind, self.crds)
 
     def test_02_manifests_validate_against_crds(self):
         kinds = set()
-        cel = CelRecorder()
-        for kind, docs in self.manifests.items():
-            for fn, doc in docs:
-                kinds.add(kind)
-                with self.subTest(manifest=fn, kind=kind):
-                    errors = validate_manifest(doc, self.crds, cel)
-                    self.assertEqual(errors, [], f"{fn} ({kind}) does not match its CRD:\n  " + "\n  ".join(errors))
-        self.assertEqual(kinds, {"WasmPlugin", "VirtualService", "DestinationRule"})
-        print(f"[istio] CEL rules evaluated by hand-written equivalents: {len(cel.evaluated)} "
-              f"({len(set(cel.evaluated))} distinct); not evaluable: {len(cel.unknown)}", file=sys.stderr)
+        cel = crd_schema.Cel(CEL_TABLE)
+        for path, doc in self.manifests:
+            kinds.add(doc["kind"])
+            with self.subTest(manifest=path, kind=doc["kind"]):
+                errors = crd_schema.validate_manifest(doc, self.crds, cel)
+                self.assertEqual(errors, [], f"{path} ({doc['kind']}) does not match its CRD:\n  " + "\n  ".join(errors))
+        self.assertEqual(kinds, {"WasmPlugin", "VirtualService", "DestinationRule", "Gateway", "HTTPRoute"})
+        for v in VARIANTS:
+            self.assertTrue(self.variant(v), f"no manifests for the {v} variant")
+        print(f"[istio] {len(self.manifests)} manifests; CEL rules evaluated by hand-written equivalents: "
+              f"{len(cel.evaluated)} evaluations of {len(set(cel.evaluated))} distinct rules; without an "
+              f"equivalent: {len(cel.unknown)}", file=sys.stderr)
 
     def test_03_schema_check_catches_mistakes(self):
         """The converted schemas are not vacuous: typical mistakes are rejected."""
         wp = self.one("WasmPlugin")
+        gwp = self.one("WasmPlugin", "gateway")
+        wwp = self.one("WasmPlugin", "waypoint")
         vs = self.one("VirtualService")
         dr = self.one("DestinationRule")
+        route = self.one("HTTPRoute", "waypoint")
 
         def bad(doc, mutate):
-            d = json.loads(json.dumps(doc))
+            d = copy.deepcopy(doc)
             mutate(d)
-            return validate_manifest(d, self.crds, CelRecorder())
+            return crd_schema.validate_manifest(d, self.crds, crd_schema.Cel(CEL_TABLE))
         cases = {
             "failStrategy typo": bad(wp, lambda d: d["spec"].__setitem__("failStrategy", "FAIL_CLOSED")),
             "unknown phase": bad(wp, lambda d: d["spec"].__setitem__("phase", "ROUTER")),
             "unknown spec field": bad(wp, lambda d: d["spec"].__setitem__("pluginConf", {})),
             "url scheme": bad(wp, lambda d: d["spec"].__setitem__("url", "ftp://x/y")),
+            "sha256 with prefix": bad(wp, lambda d: d["spec"].__setitem__("sha256", "sha256:" + "0" * 64)),
             "selector and targetRefs": bad(wp, lambda d: d["spec"].__setitem__(
                 "targetRefs", [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "gw"}])),
+            "targetRefs and selector": bad(gwp, lambda d: d["spec"].__setitem__("selector", {"matchLabels": {"a": "b"}})),
+            "targetRef in another namespace": bad(wwp, lambda d: d["spec"]["targetRefs"][0].__setitem__("namespace", "other")),
+            "targetRef without kind": bad(gwp, lambda d: d["spec"]["targetRefs"][0].pop("kind")),
             "duplicate port": bad(wp, lambda d: d["spec"]["match"][0]["ports"].append({"number": 9080})),
             "priority string": bad(wp, lambda d: d["spec"].__setitem__("priority", "high")),
             "VS header match typo": bad(vs, lambda d: d["spec"]["http"][0]["match"][0]["headers"]["x-subset"]
                                         .__setitem__("exactly", "v1")),
             "VS wrong version": bad(vs, lambda d: d.__setitem__("apiVersion", "networking.istio.io/v2")),
             "DR subset without name": bad(dr, lambda d: d["spec"]["subsets"][0].pop("name")),
+            "HTTPRoute backend without port": bad(route, lambda d: d["spec"]["rules"][0]["backendRefs"][0].pop("port")),
+            "HTTPRoute duplicate rule name": bad(route, lambda d: d["spec"]["rules"][1].__setitem__("name", "subset-v1")),
         }
         for what, errors in cases.items():
             if os.environ.get("VERBOSE"):
@@ -317,41 +151,76 @@ class IstioManifests(unittest.TestCase):
             with self.subTest(mistake=what):
                 self.assertTrue(errors, f"the CRD check accepted a manifest with: {what}")
 
-    def test_04_wasmplugin(self):
-        spec = self.one("WasmPlugin")["spec"]
+    def check_common(self, spec):
         self.assertTrue(spec["url"].startswith("oci://"), "url must reference the OCI image (oci://)")
         self.assertTrue(spec["url"].endswith("/subset-router:0.1.0"), spec["url"])
+        self.assertRegex(spec.get("sha256", ""), oci_digests.HEX64, "the image must be pinned by sha256")
         self.assertEqual(spec.get("failStrategy"), "FAIL_CLOSE", "failStrategy must be explicit: FAIL_CLOSE")
         self.assertIn(spec.get("phase"), ("AUTHN", "AUTHZ", "STATS"), "phase must be chosen explicitly")
         self.assertIsInstance(spec.get("priority"), int, "priority must be set")
-        self.assertTrue((spec.get("selector") or {}).get("matchLabels"), "selector.matchLabels must be set")
         self.assertEqual(spec.get("type", "HTTP"), "HTTP")
         pc = spec["pluginConfig"]
         self.assertIn("clusterHeader", pc, "clusterHeader must be set explicitly (null) for Istio")
         self.assertIsNone(pc["clusterHeader"])
         self.assertTrue(pc.get("subsetHeader"))
 
-    def test_05_pluginconfig_passes_the_filter_validator(self):
-        pc = self.one("WasmPlugin")["spec"]["pluginConfig"]
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(pc, f)
-        try:
-            r = subprocess.run([cli(), "validate", f.name], capture_output=True, text=True)
-        finally:
-            os.unlink(f.name)
-        self.assertEqual(r.returncode, 0, f"subset-router validate rejected the pluginConfig:\n{r.stderr}")
+    def test_04_wasmplugin_sidecar(self):
+        spec = self.one("WasmPlugin")["spec"]
+        self.check_common(spec)
+        self.assertTrue((spec.get("selector") or {}).get("matchLabels"), "selector.matchLabels must be set")
+        self.assertEqual([m.get("mode") for m in spec.get("match") or []], ["CLIENT"],
+                         "the callers' outbound traffic: match mode CLIENT")
 
-    def test_06_pluginconfig_matches_committed_json_schema(self):
+    def test_05_wasmplugin_gateway(self):
+        spec = self.one("WasmPlugin", "gateway")["spec"]
+        self.check_common(spec)
+        self.assertNotIn("selector", spec)
+        gw = self.one("Gateway", "gateway")
+        self.assertEqual(spec["targetRefs"], [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                               "name": gw["metadata"]["name"]}])
+        self.assertEqual(gw["spec"]["gatewayClassName"], "istio")
+        self.assertEqual(httproutes.namespace(gw), httproutes.namespace(self.one("WasmPlugin", "gateway")))
+        for m in spec.get("match") or []:
+            self.assertNotEqual(m.get("mode"), "SERVER", "gateway traffic is CLIENT mode for Istio")
+        route = self.one("HTTPRoute", "gateway")
+        self.assertIn((httproutes.namespace(gw), gw["metadata"]["name"]), httproutes.attached_gateways(route))
+
+    def test_06_wasmplugin_waypoint(self):
+        wp = self.one("WasmPlugin", "waypoint")
+        spec = wp["spec"]
+        self.check_common(spec)
+        self.assertNotIn("selector", spec, "waypoints ignore selector policies")
+        refs = spec["targetRefs"]
+        self.assertEqual(len(refs), 1)
+        self.assertEqual((refs[0].get("group"), refs[0]["kind"]), ("", "Service"), "a Service: group \"\" (core)")
+        for m in spec.get("match") or []:
+            self.assertNotEqual(m.get("mode"), "CLIENT", "a waypoint's chain is SERVER mode: CLIENT matches nothing")
+        waypoint = self.one("Gateway", "waypoint")
+        self.assertEqual(waypoint["spec"]["gatewayClassName"], "istio-waypoint")
+        self.assertEqual(httproutes.namespace(waypoint), httproutes.namespace(wp))
+        route = self.one("HTTPRoute", "waypoint")
+        self.assertIn((httproutes.namespace(wp), refs[0]["name"]), httproutes.attached_services(route),
+                      "the HTTPRoute must be the targeted Service's (GAMMA parentRef kind Service)")
+
+    def test_07_pluginconfig_passes_the_filter_validator(self):
+        for v in VARIANTS:
+            with self.subTest(variant=v):
+                rc, err = crd_schema.validate_plugin_config(self.one("WasmPlugin", v)["spec"]["pluginConfig"])
+                self.assertEqual(rc, 0, f"subset-router validate rejected the {v} pluginConfig:\n{err}")
+
+    def test_08_pluginconfig_matches_committed_json_schema(self):
         path = os.path.join(ROOT, "examples", "config.schema.json")
         if not os.path.isfile(path):
             self.skipTest("examples/config.schema.json missing")
         with open(path, encoding="utf-8") as f:
             schema = json.load(f)
         cls = jsonschema.validators.validator_for(schema)
-        errors = [e.message for e in cls(schema).iter_errors(self.one("WasmPlugin")["spec"]["pluginConfig"])]
-        self.assertEqual(errors, [])
+        for v in VARIANTS:
+            with self.subTest(variant=v):
+                pc = self.one("WasmPlugin", v)["spec"]["pluginConfig"]
+                self.assertEqual([e.message for e in cls(schema).iter_errors(pc)], [])
 
-    def test_07_virtualservice_subsets_defined_in_destinationrule(self):
+    def test_09_virtualservice_subsets_defined_in_destinationrule(self):
         vs = self.one("VirtualService")["spec"]
         dr = self.one("DestinationRule")["spec"]
         defined = {s["name"] for s in dr.get("subsets") or []}
@@ -364,10 +233,9 @@ class IstioManifests(unittest.TestCase):
                                      f"route {http.get('name')} goes to host {d['host']}, DestinationRule is for {dr['host']}")
                     used.add(d["subset"])
         self.assertTrue(used, "the VirtualService routes to no subset")
-        self.assertEqual(used - defined, set(),
-                         f"subsets routed by the VirtualService but not defined in the DestinationRule")
+        self.assertEqual(used - defined, set(), "subsets routed by the VirtualService but not defined in the DestinationRule")
 
-    def test_08_every_plugin_subset_is_routed_by_header(self):
+    def test_10_every_plugin_subset_is_routed_by_header_sidecar(self):
         pc = self.one("WasmPlugin")["spec"]["pluginConfig"]
         header = pc["subsetHeader"]
         vs = self.one("VirtualService")["spec"]
@@ -378,11 +246,28 @@ class IstioManifests(unittest.TestCase):
                 exact = ((m.get("headers") or {}).get(header) or {}).get("exact")
                 if exact is not None:
                     routed[exact] = dests
-        for s in plugin_subsets(pc):
+        for s in crd_schema.plugin_subsets(pc):
             with self.subTest(subset=s):
                 self.assertIn(s, routed, f"the pluginConfig can choose {s}, but no VirtualService route "
                                          f"matches `{header}: {{exact: {s}}}`")
                 self.assertEqual(routed[s], [s], f"`{header}: {s}` must route to subset {s}")
+
+    def test_11_every_plugin_subset_is_routed_by_header_httproute(self):
+        for v in ("gateway", "waypoint"):
+            with self.subTest(variant=v):
+                pc = self.one("WasmPlugin", v)["spec"]["pluginConfig"]
+                routes = [(p, d) for p, d in self.variant(v) if d["kind"] == "HTTPRoute"]
+                subsets = crd_schema.plugin_subsets(pc)
+                problems, services = httproutes.unrouted(routes, pc["subsetHeader"], subsets, pc["default"].get("subset"))
+                self.assertEqual(problems, [], "\n".join(problems))
+                for s in subsets:
+                    self.assertEqual(services[s], f"reviews-{s}", f"`{pc['subsetHeader']}: {s}` routes to {services[s]}")
+
+    def test_12_pinned_digests_equal_the_build(self):
+        pins, problems = oci_digests.all_pins([ISTIO])
+        self.assertEqual(problems, [], "\n".join(problems))
+        self.assertEqual(len(pins), len(VARIANTS), "every WasmPlugin pins its image")
+        oci_digests.check_pins(self, [ISTIO], "examples/istio")
 
 
 if __name__ == "__main__":
