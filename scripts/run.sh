@@ -86,6 +86,11 @@ cleanup_orphans
 # ---- build ----
 log "building the filter (scripts/build-wasm.sh)"
 WASM="$(scripts/build-wasm.sh subset-router-wasm "$ROOT/dist/subset_router.wasm" | tail -n1)"
+# The demo helper (tests/src/bin/demo.rs): free ports, readiness, the burst and its table.
+log "building the demo helper (cargo build --release -p subset-router-integration --bin subset-router-demo)"
+( host_env; cargo build -q --release -p subset-router-integration --bin subset-router-demo )
+DEMO="$ROOT/target/release/subset-router-demo"
+[ -x "$DEMO" ] || die "no $DEMO after the build"
 
 # ---- runtime ----
 runtime="$(scripts/envoy-runtime.sh | tail -n1)"
@@ -98,7 +103,7 @@ fi
 # ---- ports ----
 ports=("$PORT" "$ADMIN_PORT")
 for i in "${!SUBSETS[@]}"; do ports+=($((PORT + 1 + i))); done
-if ! python3 scripts/run-demo.py free-ports "${ports[@]}"; then
+if ! "$DEMO" free-ports "${ports[@]}"; then
   die "ports ${ports[*]} must be free on 127.0.0.1 (another \`make run\`? choose others: make run PORT=11000 ADMIN_PORT=11901)"
 fi
 
@@ -169,7 +174,7 @@ envoy_alive() {
 
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
 t=0
-until python3 scripts/run-demo.py wait-ready "$ADMIN" 1; do
+until "$DEMO" wait-ready "$ADMIN" 1; do
   envoy_alive || die "Envoy exited during start-up (is the plugin config valid? its log is above)"
   t=$((t + 1))
   [ "$t" -lt 40 ] || die "Envoy not ready after 40s"
@@ -180,7 +185,7 @@ log "Envoy ready after $(( $(date +%s) - T0 ))s (runtime $runtime); sending the 
 echo
 echo "subset-router is routing localhost:$PORT with $(realpath --relative-to="$ROOT" "$CONFIG")"
 burst_rc=0
-python3 scripts/run-demo.py burst "$CONFIG" "127.0.0.1:$PORT" "$ADMIN" --requests "$REQUESTS" || burst_rc=$?
+"$DEMO" burst "$CONFIG" "127.0.0.1:$PORT" "$ADMIN" --requests "$REQUESTS" || burst_rc=$?
 [ "$burst_rc" = 0 ] || die "the burst found a problem (see FAIL in the table)"
 echo
 
