@@ -10,7 +10,7 @@
 #   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
 #   make envoy-native      ensure the native envoy 1.40 binary; prints its path
 #   make test-integration  the integration suite (ENVOY_RUNTIME=docker|native|auto,
-#                          SCENARIO=<test name filter>)
+#                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
 #   make test              build + test-unit + test-wasm + test-integration + test-reliability
 #                          + test-examples (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
@@ -21,6 +21,9 @@ SHELL := /bin/bash
 
 ENVOY_RUNTIME ?= auto
 export ENVOY_RUNTIME
+# The builds the Envoy suites run (integration, reliability, examples): wasm | native | both.
+FILTER ?= both
+export FILTER
 WASM := $(CURDIR)/dist/subset_router.wasm
 NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
@@ -59,7 +62,7 @@ envoy-native:
 	scripts/envoy-native.sh
 
 test-integration: build
-	WASM=$(WASM) scripts/test-integration.sh $(SCENARIO)
+	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
 test: build test-unit test-wasm test-integration test-reliability test-examples
 
@@ -107,7 +110,7 @@ push:
 .PHONY: test-reliability
 
 test-reliability: build
-	WASM=$(WASM) scripts/test-reliability.sh $(SCENARIO)
+	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-reliability.sh $(SCENARIO)
 
 # ---- benchmarks (bench/run.sh, filter/benches/decision.rs; not part of `make test`) ----
 #   make bench             A/B/B2/W/C interleaved on the native Envoy 1.40 (ROUNDS=5 …, see

@@ -83,3 +83,26 @@ envoy_env() {
 envoy_config() {
   ( host_env; cd "$ROOT" && cargo run -q --release -p subset-router-envoy-config -- "$@" )
 }
+
+# filter_builds: the builds FILTER names (wasm | native | both; default both), one a line.
+# Each build's file (WASM, NATIVE_SO; defaults in dist/) is built when missing.
+filter_builds() {
+  local builds
+  case "${FILTER:-both}" in
+    wasm|native) builds=("$FILTER") ;;
+    both) builds=(wasm native) ;;
+    *) die "FILTER must be wasm, native or both, not '${FILTER}'" ;;
+  esac
+  local b
+  for b in "${builds[@]}"; do
+    if [ "$b" = wasm ] && [ ! -f "${WASM:-$ROOT/dist/subset_router.wasm}" ]; then
+      log "${WASM:-dist/subset_router.wasm} missing: building it"
+      "$ROOT/scripts/build-wasm.sh" subset-router-wasm "${WASM:-$ROOT/dist/subset_router.wasm}" >/dev/null
+    fi
+    if [ "$b" = native ] && [ ! -f "${NATIVE_SO:-$ROOT/dist/libsubset_router.so}" ]; then
+      log "${NATIVE_SO:-dist/libsubset_router.so} missing: building it"
+      "$ROOT/scripts/build-native.sh" "${NATIVE_SO:-$ROOT/dist/libsubset_router.so}" >/dev/null
+    fi
+    echo "$b"
+  done
+}

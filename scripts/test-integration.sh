@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run the integration suite (package subset-router-integration, in tests/) against the
-# built filter in a real Envoy.
+# built filter in a real Envoy, once per build.
 #
 #   scripts/test-integration.sh [cargo test filter args...]
 #
 # Environment handed to the suite:
-#   WASM           absolute path of the filter (default dist/subset_router.wasm)
+#   FILTER         wasm | native | both (default both): the builds under test, one run each
+#   WASM, NATIVE_SO  the filter files (default dist/subset_router.wasm, dist/libsubset_router.so)
 #   ENVOY_RUNTIME  docker | native, resolved from ENVOY_RUNTIME=docker|native|auto
 #   ENVOY_IMAGE    image tag from scripts/envoy-image.sh (docker runtime only)
 #   ENVOY_BIN      native envoy from scripts/envoy-native.sh (always; used for --mode validate)
@@ -15,18 +16,26 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 PKG=subset-router-integration
-WASM="${WASM:-$ROOT/dist/subset_router.wasm}"
-[ -f "$WASM" ] || die "$WASM does not exist: run make build first"
-
+mapfile -t builds < <(filter_builds)
 envoy_env
-export WASM
 
 host_env
 # grep without -q: an early exit would SIGPIPE cargo and fail the pipeline under pipefail.
 if ! cargo metadata -q --no-deps --format-version 1 | grep "\"name\":\"$PKG\"" >/dev/null; then
   die "package $PKG is not in the workspace (tests/ crate missing from [workspace] members)"
 fi
-log "WASM=$WASM ENVOY_RUNTIME=$ENVOY_RUNTIME ENVOY_IMAGE=${ENVOY_IMAGE:-<unset>} ENVOY_BIN=$ENVOY_BIN"
-# The rollout scenarios only; the reliability suite (--test reliability) is make test-reliability.
-log "cargo test -p $PKG --release --lib --test rollouts $* -- --test-threads=1 --nocapture"
-cargo test -p "$PKG" --release --lib --test rollouts "$@" -- --test-threads=1 --nocapture
+rc=0
+summary=()
+for build in "${builds[@]}"; do
+  log "FILTER=$build ENVOY_RUNTIME=$ENVOY_RUNTIME ENVOY_IMAGE=${ENVOY_IMAGE:-<unset>} ENVOY_BIN=$ENVOY_BIN"
+  # The rollout scenarios only; the reliability suite (--test reliability) is make test-reliability.
+  log "cargo test -p $PKG --release --lib --test rollouts $* -- --test-threads=1 --nocapture"
+  if FILTER="$build" cargo test -p "$PKG" --release --lib --test rollouts "$@" -- --test-threads=1 --nocapture; then
+    summary+=("integration suite ($build build, $ENVOY_RUNTIME): PASS")
+  else
+    summary+=("integration suite ($build build, $ENVOY_RUNTIME): FAIL")
+    rc=1
+  fi
+done
+for line in "${summary[@]}"; do log "$line"; done
+exit "$rc"

@@ -27,6 +27,9 @@ pub const CONTAINER_DIR: &str = "/etc/subset-router";
 /// The envoy binary inside the image (official and local image alike).
 pub const ENVOY_IN_IMAGE: &str = "/usr/local/bin/envoy";
 
+/// Where Envoy looks for `lib<name>.so` dynamic modules (the native build).
+const MODULES_PATH_VAR: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+
 const READY_TIMEOUT: Duration = Duration::from_secs(40);
 
 #[derive(Debug, Clone)]
@@ -35,17 +38,65 @@ pub enum Runtime {
     Native,
 }
 
+/// The build of the filter under test, and where its file is on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// `dist/subset_router.wasm` (proxy-wasm).
+    Wasm(PathBuf),
+    /// `dist/libsubset_router.so` (Envoy dynamic module).
+    Native(PathBuf),
+}
+
+impl FilterBuild {
+    /// `wasm` or `native`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FilterBuild::Wasm(_) => "wasm",
+            FilterBuild::Native(_) => "native",
+        }
+    }
+
+    pub fn file(&self) -> &Path {
+        match self {
+            FilterBuild::Wasm(p) | FilterBuild::Native(p) => p,
+        }
+    }
+
+    /// The file name Envoy is given (the module is found by name in a search path).
+    fn file_name(&self) -> &'static str {
+        match self {
+            FilterBuild::Wasm(_) => "subset_router.wasm",
+            FilterBuild::Native(_) => "libsubset_router.so",
+        }
+    }
+
+    /// The renderer's build, with the filter file as Envoy sees it in `run_dir`.
+    fn render_build(&self, run_dir: &str) -> envoy_config::Build {
+        match self {
+            FilterBuild::Wasm(_) => envoy_config::Build::Wasm {
+                file: format!("{run_dir}/subset_router.wasm"),
+            },
+            FilterBuild::Native(_) => envoy_config::Build::Native,
+        }
+    }
+
+    /// Envoy's prefix for the filter's own stats: `wasmcustom.` or `dynamicmodulescustom.`.
+    pub fn stat_prefix(&self) -> &'static str {
+        self.render_build("").stat_prefix()
+    }
+}
+
 /// Everything the suite needs from its environment, resolved once.
 #[derive(Debug, Clone)]
 pub struct Env {
     pub runtime: Runtime,
-    /// Host path of the filter under test.
-    pub wasm: PathBuf,
+    /// The filter under test.
+    pub build: FilterBuild,
     /// Native envoy binary: runs the native runtime and `--mode validate`. Optional in
     /// Docker mode (validation then runs in the container).
     pub envoy_bin: Option<PathBuf>,
-    pub template: String,
-    pub template_path: PathBuf,
+    /// Raised codec limits and HTTP/1.0 on every connection manager (hostile requests).
+    pub hardened: bool,
     /// Per-run scratch directory (rendered configs, logs).
     pub work_dir: PathBuf,
 }
@@ -133,24 +184,32 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 impl Env {
-    /// Reads `WASM`, `ENVOY_RUNTIME` (docker|native|auto), `ENVOY_IMAGE`, `ENVOY_BIN`.
-    /// Missing values fall back to `dist/subset_router.wasm`, `scripts/envoy-image.sh`,
-    /// `scripts/envoy-native.sh` / `envoy` on PATH.
+    /// Reads `FILTER` (wasm|native, default wasm), `WASM` / `NATIVE_SO` (the filter files),
+    /// `ENVOY_RUNTIME` (docker|native|auto), `ENVOY_IMAGE`, `ENVOY_BIN`.
+    /// Missing values fall back to `dist/subset_router.wasm` / `dist/libsubset_router.so`,
+    /// `scripts/envoy-image.sh`, `scripts/envoy-native.sh` / `envoy` on PATH.
     /// `scratch` is the parent of the per-run directory (the test passes CARGO_TARGET_TMPDIR).
     pub fn from_env(scratch: &Path) -> Result<Env, String> {
         let root = repo_root();
-        let wasm = env_nonempty("WASM")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("dist/subset_router.wasm"));
-        let wasm = if wasm.is_relative() {
-            root.join(wasm)
-        } else {
-            wasm
+        let file = |var: &str, default: &str| {
+            let path = env_nonempty(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join(default));
+            if path.is_relative() {
+                root.join(path)
+            } else {
+                path
+            }
         };
-        if !wasm.is_file() {
+        let build = match env_nonempty("FILTER").as_deref().unwrap_or("wasm") {
+            "wasm" => FilterBuild::Wasm(file("WASM", "dist/subset_router.wasm")),
+            "native" => FilterBuild::Native(file("NATIVE_SO", "dist/libsubset_router.so")),
+            other => return Err(format!("FILTER must be wasm or native, not {other:?}")),
+        };
+        if !build.file().is_file() {
             return Err(format!(
-                "filter not found at {} (set WASM=<path> or run `make build` first)",
-                wasm.display()
+                "filter not found at {} (run `make build` first, or set WASM= / NATIVE_SO=)",
+                build.file().display()
             ));
         }
 
@@ -202,10 +261,6 @@ impl Env {
             remove_orphan_containers();
         }
 
-        let template_path = root.join("envoy/envoy.template.yaml");
-        let template = fs::read_to_string(&template_path)
-            .map_err(|e| format!("{}: {e}", template_path.display()))?;
-
         let parent = scratch.join("subset-router-it");
         // Remove scratch dirs of earlier runs whose process is gone.
         if let Ok(rd) = fs::read_dir(&parent) {
@@ -224,12 +279,19 @@ impl Env {
 
         Ok(Env {
             runtime,
-            wasm,
+            build,
             envoy_bin,
-            template,
-            template_path,
+            hardened: false,
             work_dir,
         })
+    }
+
+    /// This environment with raised header limits (the reliability suite's hostile requests).
+    pub fn with_hardened(&self) -> Env {
+        Env {
+            hardened: true,
+            ..self.clone()
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -238,11 +300,16 @@ impl Env {
             .as_ref()
             .map(|b| b.display().to_string())
             .unwrap_or("-".into());
+        let filter = format!(
+            "filter={} ({})",
+            self.build.name(),
+            self.build.file().display()
+        );
         match &self.runtime {
             Runtime::Docker { image } => {
-                format!("runtime=docker image={image} (validate with: {bin})")
+                format!("runtime=docker image={image} (validate with: {bin}) {filter}")
             }
-            Runtime::Native => format!("runtime=native envoy={bin}"),
+            Runtime::Native => format!("runtime=native envoy={bin} {filter}"),
         }
     }
 
@@ -297,73 +364,66 @@ fn allocate_ports() -> Result<Ports, String> {
     Err("no free port block found".into())
 }
 
-/// Renders the template: `{{KEY}}` placeholders only; any one left over is an error.
-pub fn render_template(
-    template: &str,
+/// The Envoy config of one scenario, from the project's renderer (envoy/config): the filter
+/// under test in front of one upstream listener per cluster of [`CLUSTERS`]; `x-subset`
+/// routes for v1..v3 (the Istio way), then `cluster_header: x-upstream-cluster` (404 when the
+/// cluster does not exist, `x-front-flags` saying NC); each upstream echoes the routing
+/// headers it received (`x-echo-cluster-header`, `x-echo-subset-header`).
+pub fn render(
+    env: &Env,
     ports: &Ports,
-    wasm_file: &str,
+    run_dir: &str,
     plugin_json: &str,
-) -> Result<String, String> {
-    render_template_with(template, ports, wasm_file, plugin_json, &[])
+    ecds: bool,
+) -> String {
+    let subset_of = |cluster: &str| cluster.strip_prefix("color-").unwrap_or(cluster).to_string();
+    let spec = envoy_config::Spec {
+        comment: vec![
+            "subset-router integration suite: one scenario's Envoy (rendered by envoy/config)."
+                .into(),
+        ],
+        admin: envoy_config::Addr::new("127.0.0.1", ports.admin),
+        front: envoy_config::Addr::new("0.0.0.0", ports.front),
+        build: env.build.render_build(run_dir),
+        plugin_json: plugin_json.to_owned(),
+        delivery: if ecds {
+            envoy_config::Delivery::Ecds {
+                dir: format!("{run_dir}/{ECDS_DIR}"),
+            }
+        } else {
+            envoy_config::Delivery::Inline
+        },
+        header_routes: Some((
+            "x-subset".into(),
+            ["v1", "v2", "v3"]
+                .iter()
+                .map(|s| (s.to_string(), s.to_string()))
+                .collect(),
+        )),
+        cluster_header: Some("x-upstream-cluster".into()),
+        fallback_cluster: None,
+        upstreams: ports
+            .upstream
+            .iter()
+            .map(|(cluster, port)| envoy_config::Upstream {
+                cluster: cluster.to_string(),
+                subset: subset_of(cluster),
+                port: *port,
+            })
+            .collect(),
+        echo_headers: vec![
+            ("x-echo-cluster-header".into(), "x-upstream-cluster".into()),
+            ("x-echo-subset-header".into(), "x-subset".into()),
+        ],
+        front_flags: true,
+        hardened: env.hardened,
+        stats_tags: true,
+    };
+    envoy_config::render(&spec)
 }
 
-/// `render_template` with more `{{KEY}}` placeholders.
-pub fn render_template_with(
-    template: &str,
-    ports: &Ports,
-    wasm_file: &str,
-    plugin_json: &str,
-    extra: &[(&str, &str)],
-) -> Result<String, String> {
-    let mut vars: Vec<(String, String)> = vec![
-        ("ADMIN_PORT".into(), ports.admin.to_string()),
-        ("FRONT_PORT".into(), ports.front.to_string()),
-        ("WASM_FILE".into(), wasm_file.to_string()),
-        ("PLUGIN_CONFIG".into(), yaml_quote(plugin_json)),
-    ];
-    for (c, p) in &ports.upstream {
-        vars.push((
-            format!("PORT_{}", c.to_ascii_uppercase().replace('-', "_")),
-            p.to_string(),
-        ));
-    }
-    for (k, v) in extra {
-        vars.push((k.to_string(), v.to_string()));
-    }
-    let mut out = template.to_string();
-    for (k, v) in &vars {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
-    }
-    if let Some(i) = out.find("{{") {
-        let end = out[i..]
-            .find("}}")
-            .map(|j| i + j + 2)
-            .unwrap_or(out.len().min(i + 40));
-        return Err(format!(
-            "unrendered placeholder {} in the Envoy template",
-            &out[i..end]
-        ));
-    }
-    Ok(out)
-}
-
-/// A YAML double-quoted scalar holding `s` verbatim.
-pub fn yaml_quote(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\x{:02x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
+/// Directory of the ECDS resource, relative to the scenario directory.
+pub const ECDS_DIR: &str = "xds";
 
 enum Proc {
     Docker { id: String },
@@ -381,15 +441,13 @@ pub struct Envoy {
     run_dir: String,
 }
 
-/// Extras of a launch (used by the reliability suite): another template than
-/// `Env::template`, and more files written into the scenario directory before Envoy starts.
-/// Templates and file contents are rendered with the usual placeholders plus
-/// `{{CONFIG_DIR}}`, the scenario directory as Envoy sees it.
+/// Extras of a launch: the filter delivered by ECDS from a file Envoy watches (as Istio
+/// delivers WasmPlugin updates; [`Envoy::replace_ecds`] swaps it), and the worker count.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchOptions {
-    pub template: Option<String>,
-    /// (path relative to the scenario directory, content template)
-    pub files: Vec<(String, String)>,
+    pub ecds: bool,
+    /// `--concurrency` (default 1; 2 makes two VMs / worker threads share the traffic).
+    pub concurrency: Option<u32>,
 }
 
 /// A scenario directory written and ready to validate or run.
@@ -398,6 +456,7 @@ struct Prepared {
     dir: PathBuf,
     cfg_path_for_run: String,
     run_dir: String,
+    concurrency: u32,
 }
 
 /// Outcome of `--mode validate`.
@@ -447,13 +506,8 @@ impl Envoy {
         plugin_json: &str,
         opts: &LaunchOptions,
     ) -> Result<(Envoy, Validation), String> {
-        let Prepared {
-            ports,
-            dir,
-            cfg_path_for_run,
-            run_dir,
-        } = Envoy::prepare(env, name, plugin_json, opts)?;
-        Envoy::run_prepared(env, name, ports, dir, cfg_path_for_run, run_dir)
+        let prepared = Envoy::prepare(env, name, plugin_json, opts)?;
+        Envoy::run_prepared(env, name, prepared)
     }
 
     fn prepare(
@@ -462,72 +516,63 @@ impl Envoy {
         plugin_json: &str,
         opts: &LaunchOptions,
     ) -> Result<Prepared, String> {
-        let template = opts.template.as_deref().unwrap_or(&env.template);
         let ports = allocate_ports()?;
         let dir = env.work_dir.join(format!("{name}-{}", ports.base));
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let wasm_copy = dir.join("subset_router.wasm");
-        fs::copy(&env.wasm, &wasm_copy).map_err(|e| format!("copy wasm: {e}"))?;
+        let filter_copy = dir.join(env.build.file_name());
+        fs::copy(env.build.file(), &filter_copy).map_err(|e| format!("copy filter: {e}"))?;
         fs::write(dir.join("plugin.json"), plugin_json).map_err(|e| e.to_string())?;
 
         let host_dir = dir.to_string_lossy().into_owned();
-        let host_cfg = render_template_with(
-            template,
-            &ports,
-            &wasm_copy.to_string_lossy(),
-            plugin_json,
-            &[("CONFIG_DIR", host_dir.as_str())],
-        )?;
         let run_dir = match env.runtime {
             Runtime::Docker { .. } => CONTAINER_DIR.to_string(),
             Runtime::Native => host_dir.clone(),
         };
-        let run_vars = [("CONFIG_DIR", run_dir.as_str())];
-        let run_wasm = format!("{run_dir}/subset_router.wasm");
-        let (cfg_for_run, cfg_path_for_run) = match env.runtime {
-            Runtime::Docker { .. } => (
-                render_template_with(template, &ports, &run_wasm, plugin_json, &run_vars)?,
-                format!("{CONTAINER_DIR}/envoy.yaml"),
-            ),
-            Runtime::Native => (
-                host_cfg.clone(),
-                dir.join("envoy.yaml").to_string_lossy().into_owned(),
-            ),
-        };
+        // `--mode validate` runs natively (host paths) when a binary is known.
+        let host_cfg = render(env, &ports, &host_dir, plugin_json, opts.ecds);
+        let cfg_for_run = render(env, &ports, &run_dir, plugin_json, opts.ecds);
         fs::write(dir.join("envoy.yaml"), &cfg_for_run).map_err(|e| e.to_string())?;
         fs::write(dir.join("envoy.host.yaml"), &host_cfg).map_err(|e| e.to_string())?;
-        for (rel, content) in &opts.files {
-            let path = dir.join(rel);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-            }
-            let text = render_template_with(content, &ports, &run_wasm, plugin_json, &run_vars)?;
-            fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if opts.ecds {
+            let xds = dir.join(ECDS_DIR);
+            fs::create_dir_all(&xds).map_err(|e| format!("{}: {e}", xds.display()))?;
+            let resource = envoy_config::ecds_resource(&env.build.render_build(&run_dir), plugin_json);
+            fs::write(xds.join(envoy_config::ECDS_FILE), resource).map_err(|e| e.to_string())?;
         }
+        let cfg_path_for_run = match env.runtime {
+            Runtime::Docker { .. } => format!("{CONTAINER_DIR}/envoy.yaml"),
+            Runtime::Native => dir.join("envoy.yaml").to_string_lossy().into_owned(),
+        };
         Ok(Prepared {
             ports,
             dir,
             cfg_path_for_run,
             run_dir,
+            concurrency: opts.concurrency.unwrap_or(1),
         })
     }
 
     fn run_prepared(
         env: &Env,
         name: &str,
-        ports: Ports,
-        dir: PathBuf,
-        cfg_path_for_run: String,
-        run_dir: String,
+        prepared: Prepared,
     ) -> Result<(Envoy, Validation), String> {
+        let Prepared {
+            ports,
+            dir,
+            cfg_path_for_run,
+            run_dir,
+            concurrency,
+        } = prepared;
         let validation = validate(env, &dir)?;
         let log_file = dir.join("envoy.log");
         let base_id = ports.base.to_string();
+        let concurrency = concurrency.to_string();
         let envoy_args = [
             "-c",
             cfg_path_for_run.as_str(),
             "--concurrency",
-            "1",
+            concurrency.as_str(),
             "--base-id",
             base_id.as_str(),
             "--log-level",
@@ -544,6 +589,9 @@ impl Envoy {
                     .arg(format!("{CONTAINER_LABEL}={}", std::process::id()))
                     .arg("-v")
                     .arg(format!("{}:{CONTAINER_DIR}:ro", dir.display()))
+                    // The native build: Envoy loads libsubset_router.so from this directory.
+                    .arg("-e")
+                    .arg(format!("{MODULES_PATH_VAR}={CONTAINER_DIR}"))
                     // Same path in the official image (whose entrypoint is a shell script)
                     // and in the local FROM-scratch image (entrypoint envoy, no shell).
                     .args(["--entrypoint", ENVOY_IN_IMAGE])
@@ -566,6 +614,7 @@ impl Envoy {
                 let log2 = log.try_clone().map_err(|e| e.to_string())?;
                 let child = Command::new(env.envoy_bin.as_ref().unwrap())
                     .args(envoy_args)
+                    .env(MODULES_PATH_VAR, &dir)
                     .stdin(Stdio::null())
                     .stdout(log)
                     .stderr(log2)
@@ -782,21 +831,14 @@ impl Envoy {
         Ok(parse_stats(&r.body_str()))
     }
 
-    /// Renders `content` like a [`LaunchOptions`] file and puts it at `rel` (relative to the
-    /// scenario directory) by writing a temporary file next to it and renaming it over the
-    /// old one, the way a file-based xDS update must be made.
-    pub fn replace_file(&self, rel: &str, content: &str, plugin_json: &str) -> Result<(), String> {
-        let run_wasm = format!("{}/subset_router.wasm", self.run_dir);
-        let text = render_template_with(
-            content,
-            &self.ports,
-            &run_wasm,
-            plugin_json,
-            &[("CONFIG_DIR", self.run_dir.as_str())],
-        )?;
-        let path = self.dir.join(rel);
+    /// Replaces the ECDS resource (a [`LaunchOptions::ecds`] launch) with one holding
+    /// `plugin_json`, by writing a temporary file next to it and renaming it over the old one,
+    /// the way a file-based xDS update must be made.
+    pub fn replace_ecds(&self, env: &Env, plugin_json: &str) -> Result<(), String> {
+        let resource = envoy_config::ecds_resource(&env.build.render_build(&self.run_dir), plugin_json);
+        let path = self.dir.join(ECDS_DIR).join(envoy_config::ECDS_FILE);
         let tmp = path.with_extension("tmp-swap");
-        fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        fs::write(&tmp, resource).map_err(|e| format!("{}: {e}", tmp.display()))?;
         fs::rename(&tmp, &path)
             .map_err(|e| format!("rename {} -> {}: {e}", tmp.display(), path.display()))
     }
@@ -815,11 +857,14 @@ fn validate(env: &Env, dir: &Path) -> Result<Validation, String> {
         Command::new(bin)
             .args(["--mode", "validate", "--log-level", "info", "-c"])
             .arg(dir.join("envoy.host.yaml"))
+            .env(MODULES_PATH_VAR, dir)
             .output()
     } else if let Runtime::Docker { image } = &env.runtime {
         Command::new("docker")
             .args(["run", "--rm", "--network", "none", "-v"])
             .arg(format!("{}:{CONTAINER_DIR}:ro", dir.display()))
+            .arg("-e")
+            .arg(format!("{MODULES_PATH_VAR}={CONTAINER_DIR}"))
             .args(["--entrypoint", ENVOY_IN_IMAGE])
             .arg(image)
             .args([
@@ -897,17 +942,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn yaml_quote_escapes() {
-        assert_eq!(yaml_quote(r#"{"a":"b\"c"}"#), r#""{\"a\":\"b\\\"c\"}""#);
-    }
-
-    #[test]
-    fn renders_every_placeholder() {
-        let t = fs::read_to_string(repo_root().join("envoy/envoy.template.yaml")).unwrap();
+    fn renders_the_filter_under_test_for_each_build() {
         let ports = allocate_ports().unwrap();
-        let out = render_template(&t, &ports, "/x.wasm", r#"{"default":{"subset":"v1"}}"#).unwrap();
-        assert!(out.contains(r#"value: "{\"default\":{\"subset\":\"v1\"}}""#));
-        assert!(!out.contains("{{"));
+        for build in [
+            FilterBuild::Wasm("/x/subset_router.wasm".into()),
+            FilterBuild::Native("/x/libsubset_router.so".into()),
+        ] {
+            let env = Env {
+                runtime: Runtime::Native,
+                build: build.clone(),
+                envoy_bin: None,
+                hardened: false,
+                work_dir: "/tmp".into(),
+            };
+            let out = render(&env, &ports, "/run", r#"{"default":{"subset":"v1"}}"#, false);
+            assert!(out.contains(r#"value: "{\"default\":{\"subset\":\"v1\"}}""#));
+            assert_eq!(out.contains("/run/subset_router.wasm"), build.name() == "wasm");
+            assert_eq!(out.contains("dynamic_module_config"), build.name() == "native");
+            assert_eq!(out.matches("direct_response").count(), CLUSTERS.len());
+        }
     }
 
     #[test]

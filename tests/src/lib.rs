@@ -1,15 +1,14 @@
-//! Harness for the subset-router integration suite: renders `envoy/envoy.template.yaml`
-//! per scenario, runs Envoy 1.40 (Docker container or native binary) with the built
-//! `subset_router.wasm`, sends real HTTP requests and compares what it observes with the
-//! rollout each scenario models. The scenarios live in `tests/rollouts.rs`.
+//! Harness for the subset-router integration and reliability suites: renders each scenario's
+//! Envoy config with the project's renderer (envoy/config), runs Envoy 1.40 (Docker container
+//! or native binary) with the built filter — `FILTER=wasm` (`subset_router.wasm`) or
+//! `FILTER=native` (`libsubset_router.so`) — sends real HTTP requests and compares what it
+//! observes with the rollout each scenario models. The scenarios live in `tests/*.rs`.
 
 pub mod envoy;
 pub mod http;
 /// Raw requests, a keep-alive load generator and RSS (reliability suite).
 pub mod load;
 pub mod report;
-/// Template variants: raised header limits, Wasm filter config via ECDS (reliability suite).
-pub mod variants;
 
 pub use envoy::{Env, Envoy, Runtime};
 pub use http::{Client, Response};

@@ -724,11 +724,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let wasm_len = std::fs::metadata(&env.wasm).map(|m| m.len()).unwrap_or(0);
-    println!("subset-router integration suite");
+    let filter_len = std::fs::metadata(env.build.file()).map(|m| m.len()).unwrap_or(0);
+    println!("subset-router integration suite ({} build)", env.build.name());
     println!("  {}", env.describe());
-    println!("  filter: {} ({wasm_len} bytes)", env.wasm.display());
-    println!("  template: {}", env.template_path.display());
+    println!("  filter: {} ({filter_len} bytes)", env.build.file().display());
     println!("  scratch: {}", env.work_dir.display());
     println!(
         "  scenarios: {}",

@@ -123,8 +123,9 @@ pub struct Spec {
     /// Where a request goes that no earlier route takes (without `cluster_header`).
     pub fallback_cluster: Option<String>,
     pub upstreams: Vec<Upstream>,
-    /// Request headers each upstream echoes back as `x-echo-<name>` (the suites read them).
-    pub echo_headers: Vec<String>,
+    /// `(response header, request header)`: each upstream echoes the value of a request header
+    /// it received (the suites read them to see what reached the upstream).
+    pub echo_headers: Vec<(String, String)>,
     /// Front response header `x-front-flags: %RESPONSE_FLAGS%` (NC = no cluster found).
     pub front_flags: bool,
     /// Raised codec limits on every connection manager, and HTTP/1.0 accepted, so that the
@@ -334,12 +335,12 @@ fn upstream_listener(out: &mut String, spec: &Spec, upstream: &Upstream) {
         q(&upstream.subset),
         q(&upstream.cluster)
     );
-    for header in &spec.echo_headers {
+    for (response, request) in &spec.echo_headers {
         let _ = writeln!(
             out,
             "                - header: {{ key: {}, value: {} }}",
-            q(&format!("x-echo-{header}")),
-            q(&format!("%REQ({header})%"))
+            q(response),
+            q(&format!("%REQ({request})%"))
         );
     }
     out.push_str("          http_filters:\n");

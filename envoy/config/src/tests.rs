@@ -16,7 +16,7 @@ fn spec(build: Build, delivery: Delivery) -> Spec {
         cluster_header: None,
         fallback_cluster: None,
         upstreams: Vec::new(),
-        echo_headers: vec!["x-subset".into()],
+        echo_headers: vec![("x-echo-subset".into(), "x-subset".into())],
         front_flags: true,
         hardened: false,
         stats_tags: false,
