@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use subset_router_it::envoy::{self, LaunchOptions};
+use subset_router_it::envoy::{self, FilterBuild, LaunchOptions};
 use subset_router_it::load::{get_request, one_shot, rss_kib, Conn, Load, LoadSpec, FAILED};
 use subset_router_it::*;
 
@@ -150,14 +150,17 @@ fn stat(stats: &BTreeMap<String, u64>, suffix: &str) -> u64 {
 fn health(envoy: &Envoy) -> Result<BTreeMap<String, u64>, String> {
     let mut m = envoy.stats("wasm")?;
     m.extend(envoy.stats("http.front.downstream_rq")?);
+    m.extend(envoy.stats("host_call_failed")?);
     Ok(m)
 }
 
-/// Lines of the Envoy log that would mean the filter or its VM failed.
-fn wasm_failure_lines(log: &str) -> Vec<String> {
+/// Lines of the Envoy log that would mean the filter (its Wasm VM, or the dynamic module)
+/// failed.
+fn filter_failure_lines(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| {
-            (l.contains("][wasm]") && (l.contains("][critical][") || l.contains("][error][")))
+            ((l.contains("][wasm]") || l.contains("][dynamic_modules]"))
+                && (l.contains("][critical][") || l.contains("][error][")))
                 || l.contains("panicked")
                 || l.contains("Function: proxy_on")
                 || l.contains("wasm trap")
@@ -916,7 +919,7 @@ fn live_reload(cx: &mut Ctx) -> Result<(), String> {
         "Plugin subset_router failed to load",
         "Plugin configured to fail closed failed to load",
     ];
-    let wasm_fail = wasm_failure_lines(&log)
+    let wasm_fail = filter_failure_lines(&log)
         .into_iter()
         .filter(|l| !expected_rejection.iter().any(|e| l.contains(e)))
         .collect::<Vec<_>>();
@@ -1272,22 +1275,35 @@ fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         .map(|k| format!("{k} {:+}", delta(k)))
         .collect();
     let rq5xx = delta("http.front.downstream_rq_5xx");
-    let log_fail = wasm_failure_lines(&envoy.logs());
+    let log_fail = filter_failure_lines(&envoy.logs());
+    let host_failed = health_after
+        .iter()
+        .filter(|(k, _)| k.ends_with("subset_router.host_call_failed"))
+        .map(|(k, _)| delta(k))
+        .sum::<i64>();
     let shown: Vec<String> = vm_keys
         .iter()
         .map(|k| format!("{}={}", k.trim_start_matches("wasm."), health_after[*k]))
         .collect();
+    // The Wasm build has VM counters that a failure or reload moves; the dynamic module has
+    // none (it cannot be reloaded apart from Envoy): there, a failure shows in the log and in
+    // host_call_failed.
+    let vm_ok = match cx.env.build {
+        FilterBuild::Wasm(_) => vm_changes.is_empty() && !vm_keys.is_empty(),
+        FilterBuild::Native(_) => vm_keys.is_empty(),
+    };
     cx.row(
-        "4 hostile: VM health (Envoy wasm stats, log)",
-        "wasm.* VM counters unchanged (no VM failure/reload), 0 front 5xx, no wasm error in the log",
+        &format!("4 hostile: filter health ({} build: stats, log)", cx.env.build.name()),
+        "no VM failure/reload (wasm.* VM counters unchanged), host_call_failed +0, 0 front 5xx, \
+         no filter error in the log",
         &format!(
-            "{}; changed: {}; front 5xx {rq5xx}; wasm error lines {}{}",
+            "{}; changed: {}; host_call_failed {host_failed:+}; front 5xx {rq5xx}; filter error lines {}{}",
             shown.join(" "),
             if vm_changes.is_empty() { "none".to_string() } else { vm_changes.join(", ") },
             log_fail.len(),
             log_fail.first().map(|l| format!(" (first: {l})")).unwrap_or_default()
         ),
-        vm_changes.is_empty() && rq5xx == 0 && log_fail.is_empty() && !vm_keys.is_empty(),
+        vm_ok && host_failed == 0 && rq5xx == 0 && log_fail.is_empty(),
     );
     cx.figure(
         "hostile requests sent (incl. 1,000 afterwards) / wrong",
@@ -1567,7 +1583,7 @@ fn soak(cx: &mut Ctx) -> Result<(), String> {
         ),
         growth.is_some_and(|g| g < 10.0),
     );
-    let log_fail = wasm_failure_lines(&envoy.logs());
+    let log_fail = filter_failure_lines(&envoy.logs());
     if !log_fail.is_empty() {
         cx.row("5 soak: Envoy log", "no wasm error", &log_fail[0], false);
     }
