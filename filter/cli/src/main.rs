@@ -4,7 +4,8 @@
 //! ```text
 //! subset-router validate CONFIG...
 //! subset-router simulate CONFIG [--requests N] [-H 'name: value']... [--sticky-keys K]
-//!                               [--source-ip IP] [--seed S]
+//!                               [--source-ip IP] [--at TIME] [--seed S]
+//! subset-router schedule CONFIG
 //! subset-router schema
 //! ```
 //!
@@ -15,9 +16,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use subset_router_core::live::Snapshot;
 use subset_router_core::request::OwnedRequest;
 use subset_router_core::router::StickyKey;
+use subset_router_core::time::{format_rfc3339, parse_rfc3339, UnixMs};
 use subset_router_core::{load, Router, WyRand};
+
+mod schedule;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +47,12 @@ enum Command {
     },
     /// Decide N requests and print the split per rule and subset
     Simulate(SimulateArgs),
+    /// Print each ramp's timeline: time → effective weights, steps included
+    Schedule {
+        /// Plugin configuration file (JSON); - for standard input
+        #[arg(value_name = "CONFIG")]
+        config: String,
+    },
     /// Print the JSON Schema of the configuration
     Schema,
 }
@@ -70,6 +81,10 @@ struct SimulateArgs {
     /// The downstream peer address
     #[arg(long, value_name = "IP")]
     source_ip: Option<IpAddr>,
+    /// Evaluate ramps at this RFC 3339 time (e.g. 2026-12-01T11:00:00Z) instead of now;
+    /// guards are taken as closed
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<UnixMs>,
     /// Seed of the random splits (default: time-based)
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
@@ -80,6 +95,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { configs } => validate(&configs),
         Command::Simulate(args) => simulate(&args),
+        Command::Schedule { config } => schedule::run(&config),
         Command::Schema => schema(),
     }
 }
@@ -130,6 +146,28 @@ fn subsets(router: &Router) -> Vec<String> {
     all
 }
 
+/// `--at`: an RFC 3339 time.
+fn parse_time(text: &str) -> Result<UnixMs, String> {
+    parse_rfc3339(text).map_err(|reason| {
+        format!("{text:?} is not an RFC 3339 time such as 2026-12-01T10:00:00Z: it {reason}")
+    })
+}
+
+/// The wall clock now, in Unix milliseconds.
+fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Every ramp at `at`, every guard closed.
+fn conditions_at(router: &Router, at: UnixMs) -> Snapshot {
+    Snapshot {
+        ramps: router.ramps().iter().map(|r| r.ramp.share_at(at)).collect(),
+        open: Vec::new(),
+    }
+}
+
 fn simulate(args: &SimulateArgs) -> ExitCode {
     let router = match load_file(&args.config) {
         Ok(router) => router,
@@ -143,7 +181,9 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    let Some(tally) = run(&router, args, seed) else {
+    let at = args.at.unwrap_or_else(now_ms);
+    let conditions = conditions_at(&router, at);
+    let Some(tally) = run(&router, args, seed, &conditions) else {
         // Cannot happen for a configuration that compiled (every split has a positive weight).
         eprintln!(
             "{}: no decision (a split without positive weight)",
@@ -151,7 +191,10 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    print_tally(&router, args, seed, &tally);
+    if !router.ramps().is_empty() {
+        println!("ramps evaluated at {}", format_rfc3339(at));
+    }
+    print_tally(&router, args, seed, &tally, &conditions);
     ExitCode::SUCCESS
 }
 
@@ -161,7 +204,7 @@ struct Tally {
     missing: u64,
 }
 
-fn run(router: &Router, args: &SimulateArgs, seed: u64) -> Option<Tally> {
+fn run(router: &Router, args: &SimulateArgs, seed: u64, conditions: &Snapshot) -> Option<Tally> {
     let base = base_request(&args.headers, args.source_ip);
     let sticky: Vec<StickyKey> = router
         .summaries()
@@ -178,14 +221,20 @@ fn run(router: &Router, args: &SimulateArgs, seed: u64) -> Option<Tally> {
             Some(k) => with_sticky_key(base.clone(), &sticky, i % k),
             None => base.clone(),
         };
-        let decision = router.decide(&req, &mut rng)?;
+        let decision = router.decide_with(&req, &mut rng, conditions)?;
         *tally.counts.entry(decision.target.slot).or_default() += 1;
         tally.missing += u64::from(decision.sticky_key_missing);
     }
     Some(tally)
 }
 
-fn print_tally(router: &Router, args: &SimulateArgs, seed: u64, tally: &Tally) {
+fn print_tally(
+    router: &Router,
+    args: &SimulateArgs,
+    seed: u64,
+    tally: &Tally,
+    conditions: &Snapshot,
+) {
     println!(
         "{} requests, seed {seed}{}",
         args.requests,
@@ -196,17 +245,13 @@ fn print_tally(router: &Router, args: &SimulateArgs, seed: u64, tally: &Tally) {
         "{:<24} {:<16} {:>10} {:>8} {:>9}",
         "rule", "subset", "requests", "share", "weight"
     );
-    for summary in router.summaries() {
-        let total_weight: u64 = summary
-            .targets
-            .iter()
-            .filter_map(|(_, w)| w.map(u64::from))
-            .sum();
+    for summary in router.summaries_with(conditions) {
+        let total_weight: u64 = summary.targets.iter().filter_map(|(_, w)| *w).sum();
         for (target, weight) in &summary.targets {
             let n = tally.counts.get(&target.slot).copied().unwrap_or(0);
             let weight = match weight {
                 Some(w) if total_weight > 0 => {
-                    format!("{:.1}%", 100.0 * f64::from(*w) / total_weight as f64)
+                    format!("{:.1}%", 100.0 * *w as f64 / total_weight as f64)
                 }
                 Some(_) => "0".into(),
                 None => "fixed".into(),

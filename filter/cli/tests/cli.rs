@@ -53,6 +53,7 @@ fn help_is_printed_without_an_error_and_exits_0() {
         &["help"],
         &["validate", "--help"],
         &["simulate", "-h"],
+        &["schedule", "--help"],
         &["schema", "--help"],
     ] {
         let out = run(args);
@@ -82,6 +83,9 @@ fn usage_errors_exit_2() {
         &["simulate", &config, "--requests", "many"],
         &["simulate", &config, "-H", "no-colon"],
         &["simulate", &config, "--source-ip", "10.0.0.300"],
+        &["simulate", &config, "--at", "tomorrow"],
+        &["simulate", &config, "--at", "2026-12-01T10:00:00"],
+        &["schedule"],
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -199,4 +203,151 @@ fn a_simulated_request_is_get_slash_to_localhost_unless_overridden() {
         "shop"
     );
     assert_eq!(rule_taking_all(&["Host: shop.example.com"]), "shop");
+}
+
+/// v2 ramps from 10% to 50% between 10:00 and 12:00 (`steps` jumps, or continuous).
+fn ramp_config(name: &str, steps: u32) -> String {
+    let path = config_file(
+        name,
+        &format!(
+            r#"{{"rules":[{{"name":"canary","route":{{
+                "split":[{{"subset":"v1","weight":90}},{{"subset":"v2","weight":10}}],
+                "stickyBy":{{"header":"x-user-id"}},
+                "ramp":{{"subset":"v2","toPercent":50,"start":"2026-12-01T10:00:00Z","durationSeconds":7200,"steps":{steps}}}}}}}],
+              "default":{{"subset":"v1"}},
+              "guards":[{{"subset":"v2","maxErrorPercent":5}}]}}"#
+        ),
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// The `weight` column of a `simulate` row.
+fn weight_of(table: &str, rule: &str, subset: &str) -> String {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.len() == 5 && cols[0] == rule && cols[1] == subset)
+        .unwrap_or_else(|| panic!("no row for {rule}/{subset} in\n{table}"))[4]
+        .to_owned()
+}
+
+#[test]
+fn simulate_at_evaluates_ramps_at_that_time() {
+    const KEYS: u64 = 4_000;
+    let config = ramp_config("simulate-at", 0);
+    for (at, share) in [
+        ("2026-12-01T09:00:00Z", 0.10),
+        ("2026-12-01T11:00:00Z", 0.30),
+        ("2026-12-01T12:30:00+02:00", 0.20), // 10:30 UTC: a quarter of the way
+        ("2026-12-02T00:00:00Z", 0.50),
+    ] {
+        let out = run(&[
+            "simulate",
+            &config,
+            "--requests",
+            &(2 * KEYS).to_string(),
+            "--sticky-keys",
+            &KEYS.to_string(),
+            "--seed",
+            "1",
+            "--at",
+            at,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let table = stdout(&out);
+        assert!(table.contains("ramps evaluated at 2026-12-0"), "{table}");
+        let expected = format!("{:.1}%", 100.0 * share);
+        assert_eq!(weight_of(&table, "canary", "v2"), expected, "{at}\n{table}");
+        let v2 = requests_of(&table, "canary", "v2") as f64 / (2 * KEYS) as f64;
+        let sigma = (share * (1.0 - share) / KEYS as f64).sqrt();
+        assert!(
+            (v2 - share).abs() <= 4.5 * sigma,
+            "{at}: v2 share {v2:.4}, expected {share} ± {:.4}\n{table}",
+            4.5 * sigma
+        );
+    }
+}
+
+#[test]
+fn simulate_without_at_uses_the_current_time() {
+    // A ramp that ended long ago: now is past its end.
+    let path = config_file(
+        "simulate-now",
+        r#"{"default":{"split":[{"subset":"v1","weight":90},{"subset":"v2","weight":10}],
+            "ramp":{"subset":"v2","toPercent":100,"start":"2020-01-01T00:00:00Z","durationSeconds":60}}}"#,
+    );
+    let out = run(&[
+        "simulate",
+        &path.to_string_lossy(),
+        "--requests",
+        "100",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert_eq!(requests_of(&table, "default", "v2"), 100, "{table}");
+    assert_eq!(weight_of(&table, "default", "v2"), "100.0%");
+}
+
+#[test]
+fn schedule_prints_each_ramps_timeline_steps_included() {
+    let out = run(&["schedule", &ramp_config("schedule-steps", 4)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(
+            "rule canary: v2 from 10.0000% to 50.0000% between 2026-12-01T10:00:00Z and \
+             2026-12-01T12:00:00Z (2h, in 4 steps)\n"
+        ),
+        "{text}"
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cols| cols.len() == 3 && cols[0].starts_with("2026-"))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["2026-12-01T10:00:00Z", "90.0000%", "10.0000%"],
+            ["2026-12-01T10:30:00Z", "80.0000%", "20.0000%"],
+            ["2026-12-01T11:00:00Z", "70.0000%", "30.0000%"],
+            ["2026-12-01T11:30:00Z", "60.0000%", "40.0000%"],
+            ["2026-12-01T12:00:00Z", "50.0000%", "50.0000%"],
+        ],
+        "{text}"
+    );
+    assert!(text.contains("before start (configured)"), "{text}");
+    assert!(text.contains("  now ("), "{text}");
+
+    let out = run(&["schedule", &ramp_config("schedule-continuous", 0)]);
+    let text = stdout(&out);
+    let times = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("2026-"))
+        .count();
+    assert_eq!(times, 11, "a continuous ramp in tenths\n{text}");
+    assert!(
+        text.contains("2026-12-01T10:12:00Z           86.0000%     14.0000%"),
+        "{text}"
+    );
+}
+
+#[test]
+fn schedule_without_ramps_or_with_an_invalid_config() {
+    let out = run(&["schedule", &example("sticky-canary/config.json")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with(": no ramps\n"), "{}", stdout(&out));
+    let bad = config_file(
+        "schedule-invalid",
+        r#"{"default":{"split":[{"subset":"v1","weight":1}],"ramp":{"subset":"v9","toPercent":50,"start":"2026-12-01T10:00:00Z","durationSeconds":60}}}"#,
+    );
+    let out = run(&["schedule", &bad.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("default.ramp.subset: \"v9\" is not in this split (v1)"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -3,6 +3,12 @@
 //! the router recompute the route, count. The proxy-wasm and dynamic-module adapters only
 //! translate these calls to their FFI.
 //!
+//! Progressive delivery adds two things: the decision reads the worker's [`LiveState`] (ramp
+//! shares, open guards), and [`Filter::on_tick`] — once a second on every worker — moves ramps
+//! forward and merges guard observations proxy-wide (see [`crate::aggregate`]). Requests a guard
+//! observes are counted in memory on the response path ([`Filter::on_response`]) or when the
+//! stream ends without a response ([`Filter::on_stream_done`]).
+//!
 //! Host-call failures never fail a request: each is counted in `subset_router.host_call_failed`
 //! (and logged as a warning the first time each kind fails in a VM), and the request goes on
 //! with what did succeed. One exception keeps the security promise: if a client's forged
@@ -10,9 +16,13 @@
 //! with 503 instead of being routed where the client asked.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::host::{Counters, HostError, Log, RequestHost, ResponseHost, RouteCache};
+use crate::aggregate::Aggregator;
+use crate::host::{
+    Clock, Counters, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
+};
+use crate::live::LiveState;
 use crate::request::{DecodedRequest, HeaderSource, RequestView};
 use crate::rng::RandomSource;
 use crate::router::Router;
@@ -23,20 +33,29 @@ const STICKY_KEY_MISSING: &str = "subset_router.sticky_key_missing";
 const HOST_CALL_FAILED: &str = "subset_router.host_call_failed";
 
 /// Status and body of the local reply sent when a forged routing header cannot be removed.
-pub const FORGED_HEADER_REPLY: (u32, &str) =
-    (503, "subset-router: a forged routing header could not be removed\n");
+pub const FORGED_HEADER_REPLY: (u32, &str) = (
+    503,
+    "subset-router: a forged routing header could not be removed\n",
+);
 
 /// Every counter an adapter defines when a configuration is accepted, in index order: one per
 /// decision slot ([`Router::slots`]), then `spoofed_header_removed`, `sticky_key_missing`,
-/// `host_call_failed`. All exist, at 0, before the first request.
+/// `host_call_failed`, then for each guard `subset_router.guard.<subset>.tripped`, `.diverted`
+/// and `.undivertable`. All exist, at 0, before the first request.
 pub fn counter_names(router: &Router) -> Vec<String> {
     router
         .slots()
         .iter()
         .map(|slot| slot.stat_name.clone())
         .chain([SPOOFED, STICKY_KEY_MISSING, HOST_CALL_FAILED].map(String::from))
+        .chain(router.guards().iter().flat_map(|g| {
+            GUARD_COUNTERS.map(|what| format!("subset_router.guard.{}.{what}", g.subset))
+        }))
         .collect()
 }
+
+/// Per guard, in this order after the filter counters.
+const GUARD_COUNTERS: [&str; 3] = ["tripped", "diverted", "undivertable"];
 
 /// A compiled configuration plus the little per-VM (or per-module) state the request path
 /// keeps. Shared by every request; safe to share between threads.
@@ -47,6 +66,14 @@ pub struct Filter {
     route_cache_supported: AtomicBool,
     /// One bit per [`HostCall`] that has already been logged.
     warned: AtomicU32,
+    /// Ramp shares and open guards, as this worker last saw them.
+    live: LiveState,
+    /// Guard observations not yet merged, and the merge.
+    aggregator: Aggregator,
+    /// Monotonic milliseconds + 1 of the last wall-clock read (0: never): ramps read the wall
+    /// clock at most once a second.
+    wall_read_at: AtomicU64,
+    ramps: usize,
 }
 
 /// What the request path leaves for the response path.
@@ -54,6 +81,13 @@ pub struct Filter {
 pub struct Served {
     /// The decision's slot ([`Router::slots`]), if a decision was written.
     pub slot: Option<usize>,
+    /// A split sent the request to a subset a guard watches: its observer entry
+    /// ([`Router::observers`]).
+    pub observe: Option<usize>,
+    /// Monotonic nanoseconds at the request headers, when a watching guard measures latency.
+    pub started_ns: Option<u64>,
+    /// The observation has been counted (response headers seen, or the stream ended).
+    pub counted: bool,
 }
 
 /// Whether the request continues to the router.
@@ -64,17 +98,58 @@ pub enum Verdict {
     Stop,
 }
 
+/// For the request path of a host without a clock: latency is then not measured.
+struct NoClock;
+
+impl Clock for NoClock {
+    fn wall_ns(&self) -> Result<u64, HostError> {
+        Err(HostError {
+            call: HostCall::WallClock,
+            code: 0,
+        })
+    }
+
+    fn monotonic_ns(&self) -> Result<u64, HostError> {
+        Err(HostError {
+            call: HostCall::MonotonicClock,
+            code: 0,
+        })
+    }
+}
+
 impl Filter {
+    /// A filter whose shared guard keys carry no plugin name (one plugin per process).
     pub fn new(router: Router) -> Self {
+        Self::for_plugin(router, "")
+    }
+
+    /// `plugin`: the plugin's name, which keeps the shared guard state of plugins that share a
+    /// VM id (or a process) apart.
+    pub fn for_plugin(router: Router, plugin: &str) -> Self {
+        let ramps = router.ramps().len();
         Self {
+            live: LiveState::new(ramps, router.guards().len()),
+            aggregator: Aggregator::new(router.guards(), plugin, router.config_hash()),
             router,
             route_cache_supported: AtomicBool::new(true),
             warned: AtomicU32::new(0),
+            wall_read_at: AtomicU64::new(0),
+            ramps,
         }
     }
 
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// This worker's ramp shares and guard states.
+    pub fn live(&self) -> &LiveState {
+        &self.live
+    }
+
+    /// This worker's guard counts and its side of the proxy-wide merge.
+    pub fn aggregator(&self) -> &Aggregator {
+        &self.aggregator
     }
 
     fn spoofed_counter(&self) -> usize {
@@ -89,13 +164,31 @@ impl Filter {
         self.router.slots().len() + 2
     }
 
-    /// `on_http_request_headers`.
+    /// Counter index of guard `guard`'s `tripped` (`+1`: diverted, `+2`: undivertable).
+    fn guard_counter(&self, guard: usize) -> usize {
+        self.router.slots().len() + 3 + GUARD_COUNTERS.len() * guard
+    }
+
+    /// `on_http_request_headers` without a clock: ramps and guards apply, latency is not
+    /// measured (see [`Self::on_request`]).
     pub fn on_request_headers(
         &self,
         host: &mut impl RequestHost,
         rng: &mut impl RandomSource,
         counters: &impl Counters,
         log: &impl Log,
+    ) -> Verdict {
+        self.on_request(host, rng, counters, log, &NoClock)
+    }
+
+    /// `on_http_request_headers`. `clock` times the request when a guard measures latency.
+    pub fn on_request(
+        &self,
+        host: &mut impl RequestHost,
+        rng: &mut impl RandomSource,
+        counters: &impl Counters,
+        log: &impl Log,
+        clock: &impl Clock,
     ) -> Verdict {
         let router = &self.router;
         let own_headers = [router.cluster_header(), router.subset_header()];
@@ -109,18 +202,20 @@ impl Filter {
         // Decide on the request as the router will see it: without the routing headers.
         let read = host.with_request_headers(|headers| {
             let view = DecodedRequest::new(headers, source);
-            let forged = own_headers.map(|name| name.is_some_and(|n| view.first_header(n).is_some()));
+            let forged =
+                own_headers.map(|name| name.is_some_and(|n| view.first_header(n).is_some()));
             let stripped = WithoutRoutingHeaders {
                 inner: &view,
                 hidden: own_headers,
             };
-            (forged, router.decide(&stripped, rng))
+            (forged, router.decide_with(&stripped, rng, &self.live))
         });
         let (forged, decision) = read.unwrap_or_else(|e| {
             // Headers unreadable: remove both routing headers blindly, decide on an empty request.
             let empty: &[(&[u8], &[u8])] = &[];
             let view = DecodedRequest::new(HeaderSource::Pairs(empty), source);
-            self.failed(e, counters, log, ([true, true], router.decide(&view, rng)))
+            let decision = router.decide_with(&view, rng, &self.live);
+            self.failed(e, counters, log, ([true, true], decision))
         });
 
         // 1. A client can never choose the upstream: remove every value it sent for our headers.
@@ -132,7 +227,11 @@ impl Filter {
                 }
             }
         }
-        if forged.iter().zip(own_headers).any(|(&f, h)| f && h.is_some()) {
+        if forged
+            .iter()
+            .zip(own_headers)
+            .any(|(&f, h)| f && h.is_some())
+        {
             counters.increment(self.spoofed_counter(), 1);
         }
 
@@ -175,12 +274,27 @@ impl Filter {
         if decision.sticky_key_missing {
             counters.increment(self.sticky_missing_counter(), 1);
         }
+        if let Some(guard) = decision.diverted {
+            counters.increment(self.guard_counter(guard) + 1, 1);
+        }
+        if let Some(guard) = decision.undivertable {
+            counters.increment(self.guard_counter(guard) + 2, 1);
+        }
+        let observe = decision.target.observe;
+        let started_ns = match observe {
+            Some(o) if self.measures_latency(o) => clock.monotonic_ns().ok(),
+            _ => None,
+        };
         Verdict::Continue(Served {
             slot: Some(decision.target.slot),
+            observe,
+            started_ns,
+            counted: false,
         })
     }
 
-    /// `on_http_response_headers`: names the serving subset in `responseHeader`, if configured.
+    /// `on_http_response_headers` without guards: names the serving subset in `responseHeader`,
+    /// if configured.
     pub fn on_response_headers(
         &self,
         served: Served,
@@ -249,6 +363,11 @@ impl<V: RequestView> RequestView for WithoutRoutingHeaders<'_, V> {
         }
     }
 }
+
+mod observe;
+mod tick;
+
+pub use tick::gauge_names;
 
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,12 @@
 
 use std::collections::HashMap;
 
+mod progressive;
+
 use crate::cidr::Cidr;
-use crate::config::{MatchConfig, PluginConfig, RouteConfig, StickyByConfig, ValueMatchConfig};
+use crate::config::{
+    MatchConfig, PluginConfig, RampConfig, RouteConfig, StickyByConfig, ValueMatchConfig,
+};
 use crate::error::ConfigError;
 use crate::matching::{full_match_regex, HostPattern, Match, ValueCondition, ValueOp, ValueSource};
 use crate::router::{
@@ -21,7 +25,11 @@ pub const SUBSET_PLACEHOLDER: &str = "{subset}";
 /// Parses and validates a configuration in one step, as `on_configure` does.
 pub fn load(json: &[u8]) -> Result<Router, Vec<ConfigError>> {
     let config = parse(json).map_err(|e| vec![e])?;
-    compile(&config)
+    let mut router = compile(&config)?;
+    // Every worker receives the same text: its hash tells the workers of one configuration
+    // apart from those of another (see `crate::aggregate`).
+    router.config_hash = crate::aggregate::config_hash(json);
+    Ok(router)
 }
 
 /// Strict JSON parsing into the configuration types (see [`crate::reader`]).
@@ -97,13 +105,19 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
         &config.default,
         &config.cluster_template,
     );
+    let guards = c.guards(config);
 
     match default {
-        Some(default) if c.errors.is_empty() => {
+        Some(mut default) if c.errors.is_empty() => {
             let uses_source_ip = rules
                 .iter()
                 .any(|r| r.matcher.uses_source_ip() || route_uses_source_ip(&r.route))
                 || route_uses_source_ip(&default);
+            let routes = rules
+                .iter_mut()
+                .map(|r| &mut r.route)
+                .chain(std::iter::once(&mut default));
+            let observers = progressive::attach_guards(routes, &guards);
             Ok(Router {
                 cluster_header,
                 subset_header,
@@ -112,6 +126,10 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
                 default,
                 slots: c.slots,
                 uses_source_ip,
+                guards,
+                observers,
+                // Set by `load` from the configuration's text.
+                config_hash: 0,
             })
         }
         _ => Err(c.errors),
@@ -137,6 +155,8 @@ struct Compiler {
     slots: Vec<Slot>,
     /// The valid `clusterHeader` / `subsetHeader` (field name, header): no rule may read them.
     routing_headers: Vec<(&'static str, String)>,
+    /// Ramps compiled so far (the next ramp's index).
+    ramps: usize,
 }
 
 impl Compiler {
@@ -393,10 +413,22 @@ impl Compiler {
                         "only applies to a split; this route has a fixed subset",
                     );
                 }
+                if r.ramp.is_some() {
+                    self.error(
+                        format!("{path}.ramp"),
+                        "only applies to a split; this route has a fixed subset",
+                    );
+                }
                 let target = self.target(&format!("{path}.subset"), rule, subset, template)?;
                 Some(Route::Fixed(target))
             }
-            (None, Some(split)) => self.split(path, rule, split, r.sticky_by.as_ref(), template),
+            (None, Some(split)) => self.split(
+                path,
+                rule,
+                split,
+                (r.sticky_by.as_ref(), r.ramp.as_ref()),
+                template,
+            ),
         }
     }
 
@@ -405,7 +437,7 @@ impl Compiler {
         path: &str,
         rule: &str,
         split: &[crate::config::SplitEntryConfig],
-        sticky_by: Option<&StickyByConfig>,
+        (sticky_by, ramp): (Option<&StickyByConfig>, Option<&RampConfig>),
         template: &str,
     ) -> Option<Route> {
         if split.is_empty() {
@@ -456,14 +488,19 @@ impl Compiler {
                 "weights sum to 0; at least one weight must be positive",
             );
         }
-        let sticky = match sticky_by {
+        let split_valid = self.errors.len() == errors_before;
+        // Every part is checked (and every error reported) before anything is given up.
+        let sticky = sticky_by
+            .and_then(|s| self.sticky_key(&format!("{path}.stickyBy"), s))
+            .map(|key| Sticky {
+                key,
+                hasher: StickyHasher::new(rule, targets.iter().map(|t| t.subset.as_str())),
+            });
+        let ramp = match ramp {
             None => None,
-            Some(s) => {
-                let key = self.sticky_key(&format!("{path}.stickyBy"), s)?;
-                Some(Sticky {
-                    key,
-                    hasher: StickyHasher::new(rule, targets.iter().map(|t| t.subset.as_str())),
-                })
+            Some(r) => {
+                let valid = split_valid.then_some((split, weights.as_slice()));
+                self.ramp(&format!("{path}.ramp"), r, valid)
             }
         };
         if self.errors.len() != errors_before {
@@ -475,6 +512,8 @@ impl Compiler {
             weights,
             cumulative,
             sticky,
+            ramp,
+            guarded: Vec::new(),
         }))
     }
 
@@ -548,6 +587,7 @@ impl Compiler {
             subset: subset.to_owned(),
             cluster: template.replacen(SUBSET_PLACEHOLDER, subset, 1),
             slot,
+            observe: None,
         })
     }
 }
@@ -790,6 +830,83 @@ mod tests {
                 "default.subset: \"!\" must be 1-63 characters of [A-Za-z0-9._-]",
             ]
         );
+    }
+
+    #[test]
+    fn every_error_of_a_guard_and_a_ramp_is_reported() {
+        let json = r#"{"default":{"split":[{"subset":"v1","weight":50},{"subset":"v2","weight":50}],
+            "ramp":{"subset":"v2","toPercent":101,"start":"soon","durationSeconds":0,"steps":-1}},
+            "guards":[{"subset":"v2","maxErrorPercent":0,"windowSeconds":0,"baseline":"v2","slowMs":5}]}"#;
+        let errors: Vec<String> = load(json.as_bytes())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "default.ramp.toPercent: 101 is not between 0 and 100",
+                "default.ramp.start: \"soon\" is not an RFC 3339 time such as 2026-12-01T10:00:00Z: it has a non-digit where 4 digit(s) are expected (position 1)",
+                "default.ramp.durationSeconds: 0 is not between 1 and 31536000 (one year)",
+                "default.ramp.steps: -1 is negative; 0 means continuous",
+                "guards[0].maxErrorPercent: 0 is out of range: it must be more than 0 and at most 100",
+                "guards[0].windowSeconds: 0 is not between 1 and 3600",
+                "guards[0].slowMs: needs maxSlowPercent: the two set the latency trigger together",
+                "guards[0].baseline: \"v2\" is the guarded subset itself; the baseline is another subset to compare with",
+            ]
+        );
+    }
+
+    #[test]
+    fn guards_are_wired_into_every_split_that_holds_their_subset() {
+        let r = load(
+            br#"{"rules":[{"name":"a","route":{"split":[{"subset":"v1","weight":1},{"subset":"v2","weight":1}]}},
+                          {"name":"b","route":{"subset":"v2"}}],
+                 "default":{"split":[{"subset":"v2","weight":1},{"subset":"v3","weight":1}]},
+                 "guards":[{"subset":"v2","maxErrorPercent":5,"baseline":"v3"}]}"#,
+        )
+        .unwrap();
+        let Route::Split(a) = &r.rules[0].route else {
+            panic!()
+        };
+        assert_eq!(a.guarded, [(1, 0)]);
+        assert_eq!(a.targets[0].observe, None);
+        let Route::Fixed(b) = &r.rules[1].route else {
+            panic!()
+        };
+        assert_eq!(b.observe, None, "fixed routes are never observed");
+        let Route::Split(d) = &r.default else {
+            panic!()
+        };
+        assert_eq!(d.guarded, [(0, 0)]);
+        let v2 = d.targets[0].observe.unwrap();
+        assert_eq!(a.targets[1].observe, Some(v2));
+        let v3 = d.targets[1].observe.unwrap();
+        assert_eq!(r.observers(v3)[0].role, crate::router::Role::Baseline);
+        let spec = &r.guards()[0];
+        assert_eq!(
+            (
+                spec.min_requests,
+                spec.window_s,
+                spec.cooldown_ms,
+                spec.max_trips,
+                spec.min_margin_ppm
+            ),
+            (20, 30, 60_000, 3, 10_000),
+            "SPEC defaults"
+        );
+    }
+
+    #[test]
+    fn the_configuration_hash_is_the_texts() {
+        let a = load(br#"{"default":{"subset":"v1"}}"#).unwrap();
+        let b = load(br#"{"default":{"subset":"v1"}}"#).unwrap();
+        let c = load(br#"{"default":{"subset":"v2"}}"#).unwrap();
+        let d = load(br#"{ "default": {"subset":"v1"}}"#).unwrap();
+        assert_eq!(a.config_hash(), b.config_hash());
+        assert_ne!(a.config_hash(), c.config_hash());
+        // Envoy applies a new text as a new configuration, whitespace included.
+        assert_ne!(a.config_hash(), d.config_hash());
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub const DEFAULT_CLUSTER_TEMPLATE: &str = "{subset}";
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "schema", derive(serde::Deserialize))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
 #[cfg_attr(feature = "schema", schemars(
     title = "subset-router plugin configuration",
     extend("anyOf" = [
@@ -48,6 +51,9 @@ pub struct PluginConfig {
     pub rules: Vec<RuleConfig>,
     /// The route when no rule matches.
     pub default: RouteConfig,
+    /// Canary guards: each takes its subset out of every split while that subset fails.
+    #[cfg_attr(feature = "schema", serde(default))]
+    pub guards: Vec<GuardConfig>,
 }
 
 #[cfg(feature = "schema")]
@@ -78,7 +84,10 @@ pub struct RuleConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[cfg_attr(feature = "schema", derive(serde::Deserialize))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
 pub struct MatchConfig {
     /// Header conditions (names case-insensitive; a repeated header matches if any value does).
     #[cfg_attr(feature = "schema", serde(default))]
@@ -151,10 +160,13 @@ pub struct ValueMatchConfig {
 #[cfg_attr(feature = "schema", derive(serde::Deserialize))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
-    {"required": ["subset"], "not": {"required": ["stickyBy"]}},
+    {"required": ["subset"], "not": {"anyOf": [{"required": ["stickyBy"]}, {"required": ["ramp"]}]}},
     {"required": ["split"]}
 ])))]
-#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
 pub struct RouteConfig {
     /// Always this subset.
     #[cfg_attr(feature = "schema", serde(default))]
@@ -167,6 +179,9 @@ pub struct RouteConfig {
     /// Makes the split sticky: the same key always gets the same subset. Absent key: random.
     #[cfg_attr(feature = "schema", serde(default))]
     pub sticky_by: Option<StickyByConfig>,
+    /// Grows one subset of the split over time (only with `split`).
+    #[cfg_attr(feature = "schema", serde(default))]
+    pub ramp: Option<RampConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,7 +204,10 @@ pub struct SplitEntryConfig {
 #[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
     {"required": ["header"]}, {"required": ["cookie"]}, {"required": ["query"]}, {"required": ["sourceIp"]}
 ])))]
-#[cfg_attr(feature = "schema", serde(deny_unknown_fields, rename_all = "camelCase"))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
 pub struct StickyByConfig {
     /// The first value of this request header is the key.
     #[cfg_attr(feature = "schema", serde(default))]
@@ -209,6 +227,114 @@ pub struct StickyByConfig {
     pub source_ip: Option<bool>,
 }
 
+/// A time-based ramp of one subset of a split: its share grows from the configured one to
+/// `toPercent` between `start` and `start + durationSeconds`, continuously or in `steps` jumps.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
+pub struct RampConfig {
+    /// The subset that grows; must be in the split.
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = SUBSET_PATTERN)))]
+    pub subset: String,
+    /// Its share at the end, in percent (one-part-per-million resolution); at least its configured share.
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 0, "maximum" = 100)))]
+    pub to_percent: f64,
+    /// RFC 3339 time (`Z` or an offset) at which the ramp begins; may be in the past.
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = RFC3339_PATTERN)))]
+    pub start: String,
+    /// Length of the ramp, 1 second to 365 days.
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1, "maximum" = 31_536_000)))]
+    pub duration_seconds: i64,
+    /// 0: continuous; N: N equal jumps, the k-th at `start + k·duration/N`.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 0)))]
+    pub steps: i64,
+}
+
+/// A canary guard: while its subset's error (or slow) share over the window is too high, every
+/// split treats that subset's weight as 0.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
+#[cfg_attr(feature = "schema", schemars(extend("dependentRequired" = {
+    "slowMs": ["maxSlowPercent"], "maxSlowPercent": ["slowMs"], "minMarginPercent": ["baseline"]
+})))]
+pub struct GuardConfig {
+    /// The guarded subset; must appear in at least one split; one guard per subset.
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = SUBSET_PATTERN)))]
+    pub subset: String,
+    /// Trips when the subset's error share (5xx or no response) over the window reaches this.
+    #[cfg_attr(feature = "schema", schemars(extend("exclusiveMinimum" = 0, "maximum" = 100)))]
+    pub max_error_percent: f64,
+    /// Below this many requests in the window nothing is decided.
+    #[cfg_attr(feature = "schema", serde(default = "default_min_requests"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1)))]
+    pub min_requests: i64,
+    /// The sliding window, 1 to 3600 seconds.
+    #[cfg_attr(feature = "schema", serde(default = "default_window_seconds"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1, "maximum" = 3600)))]
+    pub window_seconds: i64,
+    /// The k-th trip keeps the guard open k × this.
+    #[cfg_attr(feature = "schema", serde(default = "default_cooldown_seconds"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1)))]
+    pub cooldown_seconds: i64,
+    /// After this many trips the guard stays open until a new configuration.
+    #[cfg_attr(feature = "schema", serde(default = "default_max_trips"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1)))]
+    pub max_trips: i64,
+    /// Trip only if the error share is also `minMarginPercent` above this subset's.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = SUBSET_PATTERN)))]
+    pub baseline: Option<String>,
+    /// With `baseline`: the margin in percentage points (default 1).
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 0, "maximum" = 100, "default" = 1)))]
+    pub min_margin_percent: Option<f64>,
+    /// With `maxSlowPercent`: a response whose headers take longer than this is slow.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1)))]
+    pub slow_ms: Option<i64>,
+    /// With `slowMs`: also trips when the slow share over the window reaches this.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("exclusiveMinimum" = 0, "maximum" = 100)))]
+    pub max_slow_percent: Option<f64>,
+}
+
+/// Guard defaults (SPEC.md "Canary guard").
+pub const DEFAULT_MIN_REQUESTS: i64 = 20;
+pub const DEFAULT_WINDOW_SECONDS: i64 = 30;
+pub const DEFAULT_COOLDOWN_SECONDS: i64 = 60;
+pub const DEFAULT_MAX_TRIPS: i64 = 3;
+pub const DEFAULT_MIN_MARGIN_PERCENT: f64 = 1.0;
+
+#[cfg(feature = "schema")]
+fn default_min_requests() -> i64 {
+    DEFAULT_MIN_REQUESTS
+}
+
+#[cfg(feature = "schema")]
+fn default_window_seconds() -> i64 {
+    DEFAULT_WINDOW_SECONDS
+}
+
+#[cfg(feature = "schema")]
+fn default_cooldown_seconds() -> i64 {
+    DEFAULT_COOLDOWN_SECONDS
+}
+
+#[cfg(feature = "schema")]
+fn default_max_trips() -> i64 {
+    DEFAULT_MAX_TRIPS
+}
+
 // Patterns for the JSON Schema (the validator in `compile.rs` is the authority; these mirror it).
 #[cfg(feature = "schema")]
 const SUBSET_PATTERN: &str = "^[A-Za-z0-9._-]{1,63}$";
@@ -220,6 +346,9 @@ const OUTPUT_HEADER_PATTERN: &str = "^[a-z0-9!#$%&'*+.^_`|~-]+$";
 const MATCH_HEADER_PATTERN: &str = "^:?[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
 #[cfg(feature = "schema")]
 const TEMPLATE_PATTERN: &str = "^(?!.*\\{subset\\}.*\\{subset\\})[!-~]*\\{subset\\}[!-~]*$";
+#[cfg(feature = "schema")]
+const RFC3339_PATTERN: &str =
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
 #[cfg(feature = "schema")]
 const PATH_PATTERN: &str = "^/[^?#]*$";
 #[cfg(feature = "schema")]

@@ -25,6 +25,11 @@ pub enum HostCall {
     ClearRouteCache,
     SetResponseHeader,
     SendLocalReply,
+    ReadResponseStatus,
+    WallClock,
+    MonotonicClock,
+    SharedDataGet,
+    SharedDataSet,
 }
 
 impl HostCall {
@@ -37,6 +42,11 @@ impl HostCall {
             HostCall::ClearRouteCache => "clear route cache",
             HostCall::SetResponseHeader => "set response header",
             HostCall::SendLocalReply => "send local reply",
+            HostCall::ReadResponseStatus => "read response :status",
+            HostCall::WallClock => "read the wall clock",
+            HostCall::MonotonicClock => "read the monotonic clock",
+            HostCall::SharedDataGet => "get shared data",
+            HostCall::SharedDataSet => "set shared data",
         }
     }
 }
@@ -78,6 +88,56 @@ pub trait RequestHost {
 /// Access to the response (`on_http_response_headers`).
 pub trait ResponseHost {
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+
+    /// The response's `:status`, `Ok(None)` when it has none. Read once, only for a request a
+    /// guard observes. The default (for an adapter written before guards) reports no status,
+    /// which leaves the response unobserved: guards then never trip on that host.
+    fn response_status(&mut self) -> Result<Option<u32>, HostError> {
+        Ok(None)
+    }
+}
+
+/// The proxy's clocks.
+pub trait Clock {
+    /// Wall-clock time in nanoseconds since the Unix epoch: ramps are scheduled in it.
+    fn wall_ns(&self) -> Result<u64, HostError>;
+
+    /// Monotonic time in nanoseconds, from an origin shared by the whole process: guard windows
+    /// and cooldowns are stored in shared state that every worker (VM or thread) compares with
+    /// its own reading. (proxy-wasm: WASI `clock_time_get(MONOTONIC)`, which Envoy answers
+    /// from its process-wide steady clock; native: `Instant` against one process-wide origin.)
+    fn monotonic_ns(&self) -> Result<u64, HostError>;
+}
+
+/// The outcome of a compare-and-swap write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    Stored,
+    /// Someone wrote the key after the token was read: read again and retry.
+    Mismatch,
+}
+
+/// Proxy-wide key/value state shared by every worker, with proxy-wasm shared-data semantics:
+///
+/// * every successful write gives the key a new token (`cas`) from one counter for the whole
+///   store; tokens are never 0;
+/// * [`SharedStore::set`] with `cas == 0` writes unconditionally; with the key's current token
+///   it writes; with any other token it fails with [`CasOutcome::Mismatch`];
+/// * a key that does not exist is created whatever `cas` is;
+/// * keys are never deleted.
+///
+/// The native build can implement it with one process-wide `Mutex<HashMap<String, (Vec<u8>, u32)>>`.
+pub trait SharedStore {
+    /// The value and its token, `Ok(None)` when the key does not exist.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<CasOutcome, HostError>;
+}
+
+/// The filter's gauges, by index in [`crate::adapter::gauge_names`] order. Setting never fails
+/// the caller: an adapter that cannot set a gauge drops the value.
+pub trait Gauges {
+    fn set_gauge(&self, gauge: usize, value: u64);
 }
 
 /// The filter's counters, by [`crate::adapter::Counter`] index (the order of
@@ -87,7 +147,12 @@ pub trait Counters {
     fn increment(&self, counter: usize, by: u64);
 }
 
-/// Where an adapter's warnings go (Envoy's log).
+/// Where an adapter's messages go (Envoy's log).
 pub trait Log {
     fn warn(&self, message: &str);
+
+    /// Informational messages (a guard closing). The default drops them.
+    fn info(&self, message: &str) {
+        let _ = message;
+    }
 }

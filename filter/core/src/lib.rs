@@ -11,6 +11,12 @@
 //! * [`matching`], [`request`], [`cidr`]: the match conditions and the request they read;
 //! * [`selection`], [`rng`]: weighted random and sticky (weighted rendezvous) selection;
 //! * [`router`]: the per-request decision;
+//! * [`ramp`], [`time`]: time-based ramps (`route.ramp`) and their RFC 3339 start times;
+//! * [`guard`], [`aggregate`]: canary guards — the state machine over a proxy-wide record, and
+//!   the per-worker counting merged into it through a [`host::SharedStore`];
+//! * [`live`]: the run-time inputs of a decision (ramp shares, open guards);
+//! * [`host`], [`adapter`]: the host traits and the per-request / per-tick logic every build
+//!   of the filter runs.
 
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
 #![cfg_attr(
@@ -27,18 +33,24 @@
 )]
 
 pub mod adapter;
+pub mod aggregate;
 pub mod cidr;
 pub mod compile;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod host;
+pub mod live;
 pub mod matching;
+pub mod ramp;
 pub mod reader;
 pub mod request;
 pub mod rng;
 pub mod router;
 pub mod selection;
-
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod time;
 
 pub use compile::{compile, load, parse};
 pub use error::ConfigError;

@@ -9,8 +9,9 @@
 use serde_json::{Map, Value};
 
 use crate::config::{
-    MatchConfig, PluginConfig, RouteConfig, RuleConfig, SplitEntryConfig, StickyByConfig,
-    ValueMatchConfig, DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE,
+    GuardConfig, MatchConfig, PluginConfig, RampConfig, RouteConfig, RuleConfig, SplitEntryConfig,
+    StickyByConfig, ValueMatchConfig, DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE,
+    DEFAULT_COOLDOWN_SECONDS, DEFAULT_MAX_TRIPS, DEFAULT_MIN_REQUESTS, DEFAULT_WINDOW_SECONDS,
 };
 use crate::error::ConfigError;
 
@@ -40,6 +41,7 @@ pub fn read_config(json: &[u8]) -> Result<PluginConfig> {
         response_header: root.opt_string("responseHeader")?,
         rules: root.list("rules", rule)?,
         default: route(root.required("default")?, root.path_of("default"))?,
+        guards: root.list("guards", guard)?,
     })
 }
 
@@ -50,6 +52,7 @@ const PLUGIN_FIELDS: &[&str] = &[
     "responseHeader",
     "rules",
     "default",
+    "guards",
 ];
 const RULE_FIELDS: &[&str] = &["name", "match", "route"];
 const MATCH_FIELDS: &[&str] = &[
@@ -65,7 +68,20 @@ const MATCH_FIELDS: &[&str] = &[
 const VALUE_MATCH_FIELDS: &[&str] = &[
     "name", "exact", "prefix", "suffix", "contains", "regex", "present", "invert",
 ];
-const ROUTE_FIELDS: &[&str] = &["subset", "split", "stickyBy"];
+const ROUTE_FIELDS: &[&str] = &["subset", "split", "stickyBy", "ramp"];
+const RAMP_FIELDS: &[&str] = &["subset", "toPercent", "start", "durationSeconds", "steps"];
+const GUARD_FIELDS: &[&str] = &[
+    "subset",
+    "maxErrorPercent",
+    "minRequests",
+    "windowSeconds",
+    "cooldownSeconds",
+    "maxTrips",
+    "baseline",
+    "minMarginPercent",
+    "slowMs",
+    "maxSlowPercent",
+];
 const SPLIT_FIELDS: &[&str] = &["subset", "weight"];
 const STICKY_FIELDS: &[&str] = &["header", "cookie", "query", "sourceIp"];
 
@@ -121,6 +137,37 @@ fn route(v: &Value, path: String) -> Result<RouteConfig> {
             None | Some(Value::Null) => None,
             Some(s) => Some(sticky_by(s, f.path_of("stickyBy"))?),
         },
+        ramp: match f.get("ramp") {
+            None | Some(Value::Null) => None,
+            Some(r) => Some(ramp(r, f.path_of("ramp"))?),
+        },
+    })
+}
+
+fn ramp(v: &Value, path: String) -> Result<RampConfig> {
+    let f = Fields::new(v, path, RAMP_FIELDS)?;
+    Ok(RampConfig {
+        subset: f.string("subset")?,
+        to_percent: f.number("toPercent")?,
+        start: f.string("start")?,
+        duration_seconds: f.integer("durationSeconds")?,
+        steps: f.integer_or("steps", 0)?,
+    })
+}
+
+fn guard(v: &Value, path: String) -> Result<GuardConfig> {
+    let f = Fields::new(v, path, GUARD_FIELDS)?;
+    Ok(GuardConfig {
+        subset: f.string("subset")?,
+        max_error_percent: f.number("maxErrorPercent")?,
+        min_requests: f.integer_or("minRequests", DEFAULT_MIN_REQUESTS)?,
+        window_seconds: f.integer_or("windowSeconds", DEFAULT_WINDOW_SECONDS)?,
+        cooldown_seconds: f.integer_or("cooldownSeconds", DEFAULT_COOLDOWN_SECONDS)?,
+        max_trips: f.integer_or("maxTrips", DEFAULT_MAX_TRIPS)?,
+        baseline: f.opt_string("baseline")?,
+        min_margin_percent: f.opt_number("minMarginPercent")?,
+        slow_ms: f.opt_integer("slowMs")?,
+        max_slow_percent: f.opt_number("maxSlowPercent")?,
     })
 }
 
@@ -245,6 +292,42 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A present field that must be an integer; absent: `default`. (`null` is an error, as in
+    /// the serde format, where these fields are plain integers with a default.)
+    fn integer_or(&self, key: &str, default: i64) -> Result<i64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.integer(key),
+        }
+    }
+
+    /// Absent or `null`: `None`.
+    fn opt_integer(&self, key: &str) -> Result<Option<i64>> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.integer(key).map(Some),
+        }
+    }
+
+    /// Any JSON number, integer or not.
+    fn number(&self, key: &str) -> Result<f64> {
+        let v = self.required(key)?;
+        v.as_f64().ok_or_else(|| {
+            ConfigError::new(
+                self.path_of(key),
+                format!("expected a number, found {}", describe(v)),
+            )
+        })
+    }
+
+    /// Absent or `null`: `None`.
+    fn opt_number(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.number(key).map(Some),
+        }
+    }
+
     /// Absent or `null`: empty. Each element is read by `read` with its own path (`key[i]`).
     fn list<T>(&self, key: &str, read: fn(&Value, String) -> Result<T>) -> Result<Vec<T>> {
         match self.get(key) {
@@ -290,21 +373,21 @@ mod tests {
     fn odd_unknown_keys_are_quoted_in_the_path() {
         assert_eq!(
             error(r#"{"":1,"default":{"subset":"v1"}}"#),
-            r#"[""]: unknown field; expected one of clusterHeader, clusterTemplate, subsetHeader, responseHeader, rules, default"#
+            r#"[""]: unknown field; expected one of clusterHeader, clusterTemplate, subsetHeader, responseHeader, rules, default, guards"#
         );
         assert_eq!(
             error(r#"{"default":{"subset":"v1","":2}}"#),
-            r#"default[""]: unknown field; expected one of subset, split, stickyBy"#
+            r#"default[""]: unknown field; expected one of subset, split, stickyBy, ramp"#
         );
         let e = error("{\"default\":{\"subset\":\"v1\",\"a\\nb [critical]\":2}}");
         assert_eq!(
             e,
-            r#"default["a\nb [critical]"]: unknown field; expected one of subset, split, stickyBy"#
+            r#"default["a\nb [critical]"]: unknown field; expected one of subset, split, stickyBy, ramp"#
         );
         assert!(!e.contains('\n'), "an error must stay on one log line: {e}");
         assert_eq!(
             error(r#"{"default":{"subset":"v1","sticky-by":2}}"#),
-            r#"default["sticky-by"]: unknown field; expected one of subset, split, stickyBy"#
+            r#"default["sticky-by"]: unknown field; expected one of subset, split, stickyBy, ramp"#
         );
     }
 

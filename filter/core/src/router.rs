@@ -1,9 +1,16 @@
 //! The compiled, immutable router and the per-request decision.
 
+use crate::guard::GuardSpec;
+use crate::live::{AsConfigured, Conditions};
 use crate::matching::Match;
+use crate::ramp::Ramp;
 use crate::request::{self, RequestView};
 use crate::rng::RandomSource;
-use crate::selection::{self, StickyHasher};
+use crate::selection::StickyHasher;
+
+mod split;
+
+use split::Choice;
 
 /// Name under which decisions of the `default` route are counted and sticky keys are salted.
 pub const DEFAULT_RULE_NAME: &str = "default";
@@ -19,6 +26,25 @@ pub struct Router {
     pub(crate) default: Route,
     pub(crate) slots: Vec<Slot>,
     pub(crate) uses_source_ip: bool,
+    pub(crate) guards: Vec<GuardSpec>,
+    /// Per observed subset ([`Target::observe`]): the guards that count its requests.
+    pub(crate) observers: Vec<Vec<Observer>>,
+    /// Identifies the configuration (see [`crate::aggregate`]).
+    pub(crate) config_hash: u64,
+}
+
+/// A guard that counts a subset's split-decided requests: as its guarded subset, or as its
+/// baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observer {
+    pub guard: usize,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Guarded,
+    Baseline,
 }
 
 /// One decision outcome (a rule and a subset), counted as an Envoy stat.
@@ -45,6 +71,8 @@ pub struct Target {
     pub cluster: String,
     /// Index into [`Router::slots`].
     pub slot: usize,
+    /// For a split's subset that a guard watches: index into the router's observer table.
+    pub observe: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -59,6 +87,9 @@ pub(crate) struct Split {
     pub(crate) weights: Vec<u32>,
     pub(crate) cumulative: Vec<u64>,
     pub(crate) sticky: Option<Sticky>,
+    pub(crate) ramp: Option<Ramp>,
+    /// (target index, guard index) for every subset of this split that has a guard.
+    pub(crate) guarded: Vec<(usize, usize)>,
 }
 
 #[derive(Debug)]
@@ -77,13 +108,22 @@ pub enum StickyKey {
     SourceIp,
 }
 
-/// A rule's route as configured: its subsets, their weights (`None` for a fixed subset) and
-/// its sticky key source.
+/// A rule's route: its subsets, their (effective) weights (`None` for a fixed subset) and its
+/// sticky key source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSummary {
     pub rule: String,
-    pub targets: Vec<(Target, Option<u32>)>,
+    pub targets: Vec<(Target, Option<u64>)>,
     pub sticky: Option<StickyKey>,
+}
+
+/// A ramp and where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RampView<'r> {
+    pub rule: &'r str,
+    /// The ramped subset.
+    pub subset: &'r str,
+    pub ramp: &'r Ramp,
 }
 
 /// What the router decided for one request.
@@ -94,15 +134,30 @@ pub struct Decision<'r> {
     pub target: &'r Target,
     /// A sticky split found no key in the request and chose at random.
     pub sticky_key_missing: bool,
+    /// An open guard (by index) took the request away from its subset: chosen again.
+    pub diverted: Option<usize>,
+    /// An open guard's subset got the request anyway: the split had nothing else.
+    pub undivertable: Option<usize>,
 }
 
 impl Router {
     /// Evaluates the rules in order; the first that matches decides, else the default route.
+    /// Ramps and guards as configured (ramps not started, guards closed).
     /// `None` only if a split had no positive weight, which validation rules out.
     pub fn decide<'r>(
         &'r self,
         req: &impl RequestView,
         rng: &mut impl RandomSource,
+    ) -> Option<Decision<'r>> {
+        self.decide_with(req, rng, &AsConfigured)
+    }
+
+    /// [`Self::decide`] under the current ramp shares and guard states.
+    pub fn decide_with<'r>(
+        &'r self,
+        req: &impl RequestView,
+        rng: &mut impl RandomSource,
+        now: &impl Conditions,
     ) -> Option<Decision<'r>> {
         let (rule, route) = self
             .rules
@@ -111,14 +166,21 @@ impl Router {
             .map_or((DEFAULT_RULE_NAME, &self.default), |r| {
                 (r.name.as_str(), &r.route)
             });
-        let (target, sticky_key_missing) = match route {
-            Route::Fixed(target) => (target, false),
-            Route::Split(split) => split.choose(req, rng)?,
+        let choice = match route {
+            Route::Fixed(target) => Choice {
+                target,
+                sticky_key_missing: false,
+                diverted: None,
+                undivertable: None,
+            },
+            Route::Split(split) => split.choose(req, rng, now)?,
         };
         Some(Decision {
             rule,
-            target,
-            sticky_key_missing,
+            target: choice.target,
+            sticky_key_missing: choice.sticky_key_missing,
+            diverted: choice.diverted,
+            undivertable: choice.undivertable,
         })
     }
 
@@ -147,8 +209,15 @@ impl Router {
         self.uses_source_ip
     }
 
-    /// Each rule's route (then the default's), for tools such as the simulator.
+    /// Each rule's route (then the default's) with its configured weights, for tools such as
+    /// the simulator.
     pub fn summaries(&self) -> Vec<RouteSummary> {
+        self.summaries_with(&AsConfigured)
+    }
+
+    /// Each rule's route with its effective weights under `now` (ramps applied, open guards'
+    /// subsets at 0).
+    pub fn summaries_with(&self, now: &impl Conditions) -> Vec<RouteSummary> {
         let summarize = |rule: &str, route: &Route| match route {
             Route::Fixed(t) => RouteSummary {
                 rule: rule.to_owned(),
@@ -160,8 +229,8 @@ impl Router {
                 targets: s
                     .targets
                     .iter()
-                    .cloned()
-                    .zip(s.weights.iter().map(|&w| Some(w)))
+                    .enumerate()
+                    .map(|(i, t)| (t.clone(), Some(s.effective_weight(i, now))))
                     .collect(),
                 sticky: s.sticky.as_ref().map(|st| st.key.clone()),
             },
@@ -173,31 +242,53 @@ impl Router {
             .collect()
     }
 
+    /// Every ramp, in index order ([`Ramp::index`]).
+    pub fn ramps(&self) -> Vec<RampView<'_>> {
+        self.routes()
+            .filter_map(|(rule, route)| match route {
+                Route::Split(Split {
+                    ramp: Some(ramp),
+                    targets,
+                    ..
+                }) => Some(RampView {
+                    rule,
+                    subset: targets.get(ramp.target).map_or("", |t| t.subset.as_str()),
+                    ramp,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The guards, in configuration order.
+    pub fn guards(&self) -> &[GuardSpec] {
+        &self.guards
+    }
+
+    /// The guards that count requests of observed subset `observe` ([`Target::observe`]).
+    pub fn observers(&self, observe: usize) -> &[Observer] {
+        self.observers.get(observe).map_or(&[], Vec::as_slice)
+    }
+
+    /// Identifies the configuration: equal for the same configuration on every worker.
+    pub fn config_hash(&self) -> u64 {
+        self.config_hash
+    }
+
+    /// (rule name, route) in evaluation order, then the default.
+    fn routes(&self) -> impl Iterator<Item = (&str, &Route)> {
+        self.rules
+            .iter()
+            .map(|r| (r.name.as_str(), &r.route))
+            .chain(std::iter::once((DEFAULT_RULE_NAME, &self.default)))
+    }
+
     /// Rule names in evaluation order, then `default`.
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules
             .iter()
             .map(|r| r.name.as_str())
             .chain(std::iter::once(DEFAULT_RULE_NAME))
-    }
-}
-
-impl Split {
-    fn choose(
-        &self,
-        req: &impl RequestView,
-        rng: &mut impl RandomSource,
-    ) -> Option<(&Target, bool)> {
-        let (index, missing) = match &self.sticky {
-            None => (selection::pick_random(&self.cumulative, rng)?, false),
-            Some(sticky) => {
-                match sticky.with_key(req, |key| sticky.hasher.pick(key, &self.weights)) {
-                    Some(index) => (index?, false),
-                    None => (selection::pick_random(&self.cumulative, rng)?, true),
-                }
-            }
-        };
-        Some((self.targets.get(index)?, missing))
     }
 }
 

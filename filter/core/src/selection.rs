@@ -73,21 +73,52 @@ impl StickyHasher {
 
     /// The index of the subset a key sticks to, or `None` when every weight is 0.
     pub fn pick(&self, key: &[u8], weights: &[u32]) -> Option<usize> {
+        self.pick_by(key, |i| weights.get(i).map_or(0, |&w| u64::from(w)))
+    }
+
+    /// [`Self::pick`] with the weight of subset `i` given by `weight(i)` (effective weights of a
+    /// ramp or a guard, which need more than 32 bits). A `u32` weight gives the same `f64` either
+    /// way, so both agree bit for bit.
+    pub fn pick_by(&self, key: &[u8], weight: impl Fn(usize) -> u64) -> Option<usize> {
         let h = fnv1a64(self.rule_state, key);
         let mut best: Option<(usize, f64)> = None;
-        for (i, (&w, &salt)) in weights.iter().zip(&self.subset_salts).enumerate() {
+        for (i, &salt) in self.subset_salts.iter().enumerate() {
+            let w = weight(i);
             if w == 0 {
                 continue;
             }
             let x = fmix64(h ^ salt);
             let u = ((x >> 11) as f64 + 0.5) * (1.0 / 9_007_199_254_740_992.0);
-            let score = -libm::log(u) / f64::from(w);
+            // Weights stay far below 2^53 (at most 10^6 × 10^6 × subsets): exact in an f64.
+            let score = -libm::log(u) / w as f64;
             if best.is_none_or(|(_, s)| score < s) {
                 best = Some((i, score));
             }
         }
         best.map(|(i, _)| i)
     }
+}
+
+/// Random weighted choice among `n` subsets with weights `weight(i)`, by a linear scan (for
+/// effective weights that change at run time; static splits use [`pick_random`]).
+pub fn pick_random_by(
+    n: usize,
+    weight: impl Fn(usize) -> u64,
+    rng: &mut impl RandomSource,
+) -> Option<usize> {
+    let total = (0..n).fold(0u64, |sum, i| sum.saturating_add(weight(i)));
+    if total == 0 {
+        return None;
+    }
+    let point = ((u128::from(rng.next_u64()) * u128::from(total)) >> 64) as u64;
+    let mut upper = 0u64;
+    for i in 0..n {
+        upper = upper.saturating_add(weight(i));
+        if point < upper {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// Random weighted choice over prefix sums (`cumulative[i]` = Σ weights[..=i], last = total).

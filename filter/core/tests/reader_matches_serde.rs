@@ -58,3 +58,27 @@ fn both_parsers_reject_the_same_structural_errors() {
         }
     }
 }
+
+/// Every ramp and guard field, given and defaulted, reads the same through both parsers.
+#[test]
+fn both_parsers_read_ramps_and_guards_identically() {
+    for json in [
+        r#"{"default": {"split": [{"subset": "v1", "weight": 95}, {"subset": "v2", "weight": 5}],
+             "stickyBy": {"header": "x-user-id"},
+             "ramp": {"subset": "v2", "toPercent": 50, "start": "2026-12-01T10:00:00Z",
+                      "durationSeconds": 7200, "steps": 0}},
+            "guards": [{"subset": "v2", "maxErrorPercent": 5, "minRequests": 50, "windowSeconds": 30,
+                        "cooldownSeconds": 60, "maxTrips": 3, "baseline": "v1", "minMarginPercent": 2,
+                        "slowMs": 1000, "maxSlowPercent": 10}]}"#,
+        r#"{"default": {"split": [{"subset": "v1", "weight": 1}, {"subset": "v2", "weight": 0}],
+             "ramp": {"subset": "v2", "toPercent": 12.5, "start": "2026-12-01T12:00:00.5+02:00",
+                      "durationSeconds": 60}},
+            "guards": [{"subset": "v2", "maxErrorPercent": 0.5}, {"subset": "v1", "maxErrorPercent": 100,
+                        "baseline": null, "slowMs": null, "maxSlowPercent": null}]}"#,
+    ] {
+        let by_reader = read_config(json.as_bytes()).unwrap();
+        let by_serde: PluginConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(by_reader, by_serde, "{json}");
+        assert!(subset_router_core::load(json.as_bytes()).is_ok(), "{json}");
+    }
+}

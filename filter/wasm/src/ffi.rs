@@ -9,14 +9,18 @@
 /// proxy-wasm `Status` values this crate looks at.
 pub const OK: u32 = 0;
 pub const NOT_FOUND: u32 = 1;
+pub const CAS_MISMATCH: u32 = 8;
 
 /// proxy-wasm `MapType`.
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
 /// proxy-wasm `BufferType::PluginConfiguration`.
 const PLUGIN_CONFIGURATION: u32 = 7;
-/// proxy-wasm `MetricType::Counter`.
+/// proxy-wasm `MetricType::Counter` and `MetricType::Gauge`.
 const COUNTER: u32 = 0;
+const GAUGE: u32 = 1;
+/// WASI `clockid::monotonic`; Envoy answers it from its process-wide steady clock.
+const WASI_CLOCK_MONOTONIC: u32 = 1;
 
 #[derive(Clone, Copy)]
 pub enum HeaderMap {
@@ -87,6 +91,36 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    /// WASI `clock_time_get(id, precision, *time) -> errno` (the same import std uses).
+    fn clock_time_get(id: u32, precision: u64, time: *mut u64) -> u32;
 }
 
 /// Takes ownership of a buffer the host returned. The host allocates it through the SDK's
@@ -203,4 +237,75 @@ pub fn define_counter(name: &str) -> Result<u32, u32> {
 pub fn increment_metric(id: u32, by: i64) -> u32 {
     // SAFETY: plain values only.
     unsafe { proxy_increment_metric(id, by) }
+}
+
+pub fn define_gauge(name: &str) -> Result<u32, u32> {
+    let mut id = 0u32;
+    // SAFETY: pointer and length of a live &str; `id` is a valid out-pointer.
+    match unsafe { proxy_define_metric(GAUGE, name.as_ptr(), name.len(), &mut id) } {
+        OK => Ok(id),
+        status => Err(status),
+    }
+}
+
+pub fn record_metric(id: u32, value: u64) -> u32 {
+    // SAFETY: plain values only.
+    unsafe { proxy_record_metric(id, value) }
+}
+
+/// One header value; `Ok(None)` when the map has no such header.
+pub fn header_value(map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, u32> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: `name` is a live &str; out-pointers are valid locals; see `owned`.
+    let status = unsafe {
+        proxy_get_header_map_value(map.abi(), name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    match status {
+        NOT_FOUND => Ok(None),
+        status => owned(status, data, size).map(Some),
+    }
+}
+
+/// Asks the host to call the root context's `on_tick` every `period_ms` (0: never).
+pub fn set_tick_period_ms(period_ms: u32) -> u32 {
+    // SAFETY: plain value only.
+    unsafe { proxy_set_tick_period_milliseconds(period_ms) }
+}
+
+/// The host's wall clock, nanoseconds since the Unix epoch.
+pub fn current_time_ns() -> Result<u64, u32> {
+    let mut ns = 0u64;
+    // SAFETY: `ns` is a valid out-pointer.
+    match unsafe { proxy_get_current_time_nanoseconds(&mut ns) } {
+        OK => Ok(ns),
+        status => Err(status),
+    }
+}
+
+/// The host's monotonic clock in nanoseconds; `Err` carries the WASI errno.
+pub fn monotonic_ns() -> Result<u64, u32> {
+    let mut ns = 0u64;
+    // SAFETY: `ns` is a valid out-pointer; precision is a plain value.
+    match unsafe { clock_time_get(WASI_CLOCK_MONOTONIC, 1, &mut ns) } {
+        0 => Ok(ns),
+        errno => Err(errno),
+    }
+}
+
+/// A shared-data value and its CAS token; `Ok(None)` when the key does not exist.
+pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, u32> {
+    let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0usize, 0u32);
+    // SAFETY: `key` is a live &str; out-pointers are valid locals; see `owned`.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        NOT_FOUND => Ok(None),
+        status => owned(status, data, size).map(|value| Some((value, cas))),
+    }
+}
+
+/// Writes a shared-data value under CAS rules; returns the host status (`CAS_MISMATCH` included).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> u32 {
+    // SAFETY: pointers and lengths of live buffers; the host copies them.
+    unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) }
 }

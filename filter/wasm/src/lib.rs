@@ -29,9 +29,10 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-use subset_router_core::adapter::{counter_names, Filter, Served, Verdict};
+use subset_router_core::adapter::{counter_names, gauge_names, Filter, Served, Verdict};
 use subset_router_core::host::{
-    Counters, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
+    CasOutcome, Clock, Counters, Gauges, HostCall, HostError, Log, RequestHost, ResponseHost,
+    RouteCache, SharedStore,
 };
 use subset_router_core::request::{self, HeaderPairs, HeaderSource};
 use subset_router_core::rng::WyRand;
@@ -45,6 +46,10 @@ const ERROR: u32 = 4;
 
 /// `source.address`, serialised once (path segments joined by NUL).
 const SOURCE_ADDRESS: &[u8] = b"source\0address";
+/// The plugin's name: keeps the shared guard state of plugins sharing a VM id apart.
+const PLUGIN_NAME: &[u8] = b"plugin_name";
+/// Ramps move and guard counts merge once a second.
+const TICK_MS: u32 = 1000;
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { vm: None }) });
@@ -55,6 +60,8 @@ struct Vm {
     filter: Filter,
     /// Metric id per counter index ([`counter_names`] order).
     metrics: Vec<u32>,
+    /// Metric id per gauge index ([`gauge_names`] order).
+    gauges: Vec<u32>,
     /// PRNG state for random splits (a VM is single-threaded).
     rng: Cell<WyRand>,
 }
@@ -92,13 +99,19 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let names = counter_names(&router);
-        let metrics = match names
+        let defined = counter_names(&router)
             .iter()
             .map(|name| ffi::define_counter(name))
             .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(metrics) => metrics,
+            .and_then(|metrics| {
+                let gauges = gauge_names(&router)
+                    .iter()
+                    .map(|name| ffi::define_gauge(name))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((metrics, gauges))
+            });
+        let (metrics, gauges) = match defined {
+            Ok(ids) => ids,
             Err(status) => {
                 ffi::log(
                     ERROR,
@@ -107,21 +120,59 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let rng = self.vm.as_ref().map_or_else(|| WyRand::new(seed()), |vm| vm.rng.get());
+        let rng = self
+            .vm
+            .as_ref()
+            .map_or_else(|| WyRand::new(seed()), |vm| vm.rng.get());
+        let plugin = ffi::property(PLUGIN_NAME)
+            .ok()
+            .flatten()
+            .map(|name| String::from_utf8_lossy(&name).into_owned())
+            .unwrap_or_default();
         ffi::log(
             INFO,
             &format!(
-                "subset-router: configuration accepted: {} rule(s) + default, {} counter(s)",
+                "subset-router: configuration accepted: {} rule(s) + default, {} counter(s), \
+                 {} ramp(s), {} guard(s)",
                 router.rule_names().count().saturating_sub(1),
-                metrics.len()
+                metrics.len(),
+                router.ramps().len(),
+                router.guards().len()
             ),
         );
-        self.vm = Some(Rc::new(Vm {
-            filter: Filter::new(router),
+        let vm = Rc::new(Vm {
+            filter: Filter::for_plugin(router, &plugin),
             metrics,
+            gauges,
             rng: Cell::new(rng),
-        }));
+        });
+        // Envoy first runs on_configure in a throwaway VM on the main thread: `start` touches
+        // no shared state (only a tick joins the proxy-wide guard state), and should that VM
+        // tick, it joins the same configuration's state with no traffic of its own: it can
+        // neither reset the guards nor count anything twice.
+        vm.filter
+            .start(&WasmClock, vm.as_ref(), vm.as_ref(), &WasmHost);
+        // Ticks also run without ramps or guards: the first one records this configuration
+        // as the plugin's current one, which is what resets the guards of a later one.
+        let status = ffi::set_tick_period_ms(TICK_MS);
+        if status != ffi::OK {
+            ffi::log(
+                WARN,
+                &format!(
+                    "subset-router: could not set the tick period (status {status}): ramps keep \
+                     their share at configure time and guards never trip"
+                ),
+            );
+        }
+        self.vm = Some(vm);
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(vm) = &self.vm {
+            vm.filter
+                .on_tick(&WasmStore, &WasmClock, vm.as_ref(), vm.as_ref(), &WasmHost);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -147,7 +198,21 @@ struct Request {
     served: Served,
 }
 
-impl Context for Request {}
+impl Request {
+    /// The stream is over: an observed request without response headers counts as an error.
+    fn done(&mut self) {
+        if let Some(vm) = &self.vm {
+            vm.filter.on_stream_done(&mut self.served);
+        }
+    }
+}
+
+impl Context for Request {
+    fn on_done(&mut self) -> bool {
+        self.done();
+        true
+    }
+}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -155,9 +220,9 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         let mut rng = vm.rng.get();
-        let verdict = vm
-            .filter
-            .on_request_headers(&mut WasmHost, &mut rng, vm.as_ref(), &WasmHost);
+        let verdict =
+            vm.filter
+                .on_request(&mut WasmHost, &mut rng, vm.as_ref(), &WasmHost, &WasmClock);
         vm.rng.set(rng);
         match verdict {
             Verdict::Continue(served) => {
@@ -170,10 +235,21 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(vm) = &self.vm {
-            vm.filter
-                .on_response_headers(self.served, &mut WasmHost, vm.as_ref(), &WasmHost);
+            vm.filter.on_response(
+                &mut self.served,
+                &mut WasmHost,
+                vm.as_ref(),
+                &WasmHost,
+                &WasmClock,
+            );
         }
         Action::Continue
+    }
+
+    // Both end-of-stream hooks close the observation (the first one counts): Envoy calls
+    // `on_log` at access-log time and `on_done` when the stream is destroyed.
+    fn on_log(&mut self) {
+        self.done();
     }
 }
 
@@ -186,8 +262,59 @@ impl Counters for Vm {
     }
 }
 
+impl Gauges for Vm {
+    fn set_gauge(&self, gauge: usize, value: u64) {
+        if let Some(&id) = self.gauges.get(gauge) {
+            // A failed write only leaves the gauge stale until the next tick.
+            ffi::record_metric(id, value);
+        }
+    }
+}
+
 /// The proxy-wasm host as the core's traits see it.
 struct WasmHost;
+
+/// The host's clocks: `proxy_get_current_time_nanoseconds` (wall) and WASI's monotonic clock.
+struct WasmClock;
+
+impl Clock for WasmClock {
+    fn wall_ns(&self) -> Result<u64, HostError> {
+        ffi::current_time_ns().map_err(|code| HostError {
+            call: HostCall::WallClock,
+            code,
+        })
+    }
+
+    fn monotonic_ns(&self) -> Result<u64, HostError> {
+        ffi::monotonic_ns().map_err(|code| HostError {
+            call: HostCall::MonotonicClock,
+            code,
+        })
+    }
+}
+
+/// proxy-wasm shared data: process-wide per VM id, with the CAS rules [`SharedStore`] states.
+struct WasmStore;
+
+impl SharedStore for WasmStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        ffi::get_shared_data(key).map_err(|code| HostError {
+            call: HostCall::SharedDataGet,
+            code,
+        })
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<CasOutcome, HostError> {
+        match ffi::set_shared_data(key, value, cas) {
+            ffi::OK => Ok(CasOutcome::Stored),
+            ffi::CAS_MISMATCH => Ok(CasOutcome::Mismatch),
+            code => Err(HostError {
+                call: HostCall::SharedDataSet,
+                code,
+            }),
+        }
+    }
+}
 
 fn status(call: HostCall, code: u32) -> Result<(), HostError> {
     match code {
@@ -256,10 +383,23 @@ impl ResponseHost for WasmHost {
             ffi::replace_header(HeaderMap::Response, name, value),
         )
     }
+
+    fn response_status(&mut self) -> Result<Option<u32>, HostError> {
+        let value =
+            ffi::header_value(HeaderMap::Response, ":status").map_err(|code| HostError {
+                call: HostCall::ReadResponseStatus,
+                code,
+            })?;
+        Ok(value.and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok()))
+    }
 }
 
 impl Log for WasmHost {
     fn warn(&self, message: &str) {
         ffi::log(WARN, message);
+    }
+
+    fn info(&self, message: &str) {
+        ffi::log(INFO, message);
     }
 }

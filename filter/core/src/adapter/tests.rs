@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 
 use super::*;
-use crate::host::HostCall;
+use crate::host::{Gauges, HostCall};
+use crate::live::Conditions;
 use crate::request::HeaderPairs;
 use crate::rng::WyRand;
 
@@ -18,6 +19,7 @@ enum Call {
     ClearRouteCache,
     LocalReply(u32),
     SetResponse(String, String),
+    ReadStatus,
 }
 
 #[derive(Default)]
@@ -27,6 +29,8 @@ struct FakeHost {
     calls: Vec<Call>,
     fail: Vec<HostCall>,
     route_cache_unsupported: bool,
+    /// The response's `:status`.
+    status: Option<u32>,
 }
 
 impl FakeHost {
@@ -108,6 +112,11 @@ impl ResponseHost for FakeHost {
             Call::SetResponse(name.into(), value.into()),
         )
     }
+
+    fn response_status(&mut self) -> Result<Option<u32>, HostError> {
+        self.outcome(HostCall::ReadResponseStatus, Call::ReadStatus)?;
+        Ok(self.status)
+    }
 }
 
 #[derive(Default)]
@@ -143,6 +152,23 @@ struct FakeLog(RefCell<Vec<String>>);
 impl Log for FakeLog {
     fn warn(&self, message: &str) {
         self.0.borrow_mut().push(message.to_owned());
+    }
+
+    fn info(&self, message: &str) {
+        self.0.borrow_mut().push(format!("info: {message}"));
+    }
+}
+
+#[derive(Default)]
+struct FakeGauges(RefCell<Vec<u64>>);
+
+impl Gauges for FakeGauges {
+    fn set_gauge(&self, gauge: usize, value: u64) {
+        let mut values = self.0.borrow_mut();
+        if values.len() <= gauge {
+            values.resize(gauge + 1, 0);
+        }
+        values[gauge] = value;
     }
 }
 
@@ -191,7 +217,13 @@ fn a_plain_request_is_decided_written_rerouted_and_counted() {
     let f = filter(CONFIG);
     let mut host = FakeHost::with_headers(&[(":path", "/"), ("user-agent", "debug")]);
     let (verdict, counters, log) = run(&f, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(0) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(0),
+            ..Served::default()
+        })
+    );
     assert_eq!(
         host.calls,
         [
@@ -217,7 +249,13 @@ fn forged_routing_headers_are_removed_counted_once_and_never_decide() {
         ("x-subset", "v3"),
     ]);
     let (verdict, counters, _) = run(&f, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(1) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(1),
+            ..Served::default()
+        })
+    );
     assert_eq!(
         host.calls,
         [
@@ -263,10 +301,16 @@ fn the_decision_reads_the_request_without_the_routing_headers() {
 #[test]
 fn unreadable_headers_remove_both_routing_headers_and_route_by_default() {
     let f = filter(CONFIG);
-    let mut host = FakeHost::with_headers(&[("x-subset", "v2")])
-        .failing(&[HostCall::ReadRequestHeaders]);
+    let mut host =
+        FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[HostCall::ReadRequestHeaders]);
     let (verdict, counters, log) = run(&f, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(1) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(1),
+            ..Served::default()
+        })
+    );
     assert_eq!(
         host.calls,
         [
@@ -287,10 +331,16 @@ fn unreadable_headers_remove_both_routing_headers_and_route_by_default() {
 #[test]
 fn a_forged_header_that_cannot_be_removed_is_overwritten() {
     let f = filter(CONFIG);
-    let mut host = FakeHost::with_headers(&[("x-subset", "v2")])
-        .failing(&[HostCall::RemoveRequestHeader]);
+    let mut host =
+        FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[HostCall::RemoveRequestHeader]);
     let (verdict, counters, _) = run(&f, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(1) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(1),
+            ..Served::default()
+        })
+    );
     assert!(host.headers.contains(&("x-subset".into(), "v1".into())));
     assert!(counters
         .by_name(&f)
@@ -315,7 +365,13 @@ fn failed_writes_without_a_forged_header_still_continue() {
     let f = filter(CONFIG);
     let mut host = FakeHost::default().failing(&[HostCall::SetRequestHeader]);
     let (verdict, counters, log) = run(&f, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(1) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(1),
+            ..Served::default()
+        })
+    );
     assert!(counters
         .by_name(&f)
         .contains(&("subset_router.host_call_failed".into(), 2)));
@@ -346,7 +402,13 @@ fn a_failing_clear_route_cache_is_counted_and_asked_again() {
     let mut host = FakeHost::default().failing(&[HostCall::ClearRouteCache]);
     let (verdict, counters, _) = run(&f, &mut host);
     run(&f, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(1) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(1),
+            ..Served::default()
+        })
+    );
     let asked = host
         .calls
         .iter()
@@ -375,7 +437,13 @@ fn the_source_address_is_read_only_when_a_rule_needs_it() {
     };
     let (verdict, _, _) = run(&fenced, &mut host);
     assert_eq!(host.calls.first(), Some(&Call::SourceAddress));
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(0) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(0),
+            ..Served::default()
+        })
+    );
 
     // An unreadable address is no address: the fenced rule does not match.
     let mut host = FakeHost {
@@ -384,7 +452,13 @@ fn the_source_address_is_read_only_when_a_rule_needs_it() {
     }
     .failing(&[HostCall::SourceAddress]);
     let (verdict, _, _) = run(&fenced, &mut host);
-    assert_eq!(verdict, Verdict::Continue(Served { slot: Some(1) }));
+    assert_eq!(
+        verdict,
+        Verdict::Continue(Served {
+            slot: Some(1),
+            ..Served::default()
+        })
+    );
 }
 
 #[test]
@@ -393,13 +467,29 @@ fn the_response_names_the_serving_subset() {
     let counters = FakeCounters::default();
     let log = FakeLog::default();
     let mut host = FakeHost::default();
-    f.on_response_headers(Served { slot: Some(0) }, &mut host, &counters, &log);
+    f.on_response_headers(
+        Served {
+            slot: Some(0),
+            ..Served::default()
+        },
+        &mut host,
+        &counters,
+        &log,
+    );
     assert_eq!(
         host.calls,
         [Call::SetResponse("x-routed-subset".into(), "v2".into())]
     );
     let mut host = FakeHost::default().failing(&[HostCall::SetResponseHeader]);
-    f.on_response_headers(Served { slot: Some(1) }, &mut host, &counters, &log);
+    f.on_response_headers(
+        Served {
+            slot: Some(1),
+            ..Served::default()
+        },
+        &mut host,
+        &counters,
+        &log,
+    );
     assert!(counters
         .by_name(&f)
         .contains(&("subset_router.host_call_failed".into(), 1)));
@@ -408,3 +498,5 @@ fn the_response_names_the_serving_subset() {
     f.on_response_headers(Served::default(), &mut host, &counters, &log);
     assert!(host.calls.is_empty());
 }
+
+mod progressive;

@@ -1,0 +1,322 @@
+use std::cell::{Cell, RefCell};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::guard::GuardState;
+use crate::testing::FakeStore;
+
+fn spec(cooldown_ms: u64, max_trips: u32) -> GuardSpec {
+    GuardSpec {
+        subset: "v2".into(),
+        baseline: None,
+        max_error_ppm: 200_000, // 20%
+        min_requests: 20,
+        window_s: 5,
+        cooldown_ms,
+        max_trips,
+        min_margin_ppm: 10_000,
+        slow: None,
+    }
+}
+
+fn errors(n: u64) -> Counts {
+    Counts {
+        requests: n,
+        errors: n,
+        ..Counts::default()
+    }
+}
+
+fn record(store: &FakeStore, key: &str) -> Record {
+    Record::decode(&store.value(key).expect("a record")).expect("a valid record")
+}
+
+fn trips(report: &TickReport) -> usize {
+    report
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Tripped { .. }))
+        .count()
+}
+
+#[test]
+fn workers_share_one_window_and_the_trip_is_reported_once() {
+    let specs = [spec(60_000, 3)];
+    let store = FakeStore::default();
+    let workers: Vec<Aggregator> = (0..3).map(|_| Aggregator::new(&specs, "p", 42)).collect();
+    // 3 × 8 = 24 failing requests: no worker alone reaches minRequests 20.
+    for w in &workers {
+        w.observe(0, &errors(8));
+    }
+    let reports: Vec<TickReport> = workers
+        .iter()
+        .map(|w| w.tick(&specs, &store, 10_000))
+        .collect();
+    assert_eq!(reports.iter().map(trips).collect::<Vec<_>>(), [0, 0, 1]);
+    assert_eq!(reports[2].open, [Some(true)]);
+    // The others learn it on their next tick.
+    assert_eq!(workers[0].tick(&specs, &store, 11_000).open, [Some(true)]);
+    let r = record(&store, "subset_router.p.guard.v2");
+    assert_eq!(r.trips, 1);
+    assert_eq!(r.totals, errors(24));
+    assert_eq!(r.state, GuardState::Open { until_ms: 70_000 });
+    // Bounded keys: the load marker and one per guard.
+    assert_eq!(
+        store.keys(),
+        ["subset_router.p.guard.v2", "subset_router.p.load"]
+    );
+}
+
+#[test]
+fn a_lost_swap_is_retried_and_counts_that_never_land_wait_for_the_next_tick() {
+    let specs = [spec(60_000, 3)];
+    let store = FakeStore::default();
+    let w = Aggregator::new(&specs, "p", 42);
+    w.tick(&specs, &store, 1_000); // joins, creates the record
+    w.observe(0, &errors(5));
+    store.lose_next.set(2);
+    w.tick(&specs, &store, 2_000);
+    assert_eq!(record(&store, "subset_router.p.guard.v2").totals, errors(5));
+    w.observe(0, &errors(3));
+    store.lose_next.set(ATTEMPTS);
+    let report = w.tick(&specs, &store, 3_000);
+    assert_eq!(report.open, [Some(false)]);
+    assert_eq!(w.pending(0), errors(3));
+    w.tick(&specs, &store, 4_000);
+    assert_eq!(w.pending(0), Counts::default());
+    assert_eq!(record(&store, "subset_router.p.guard.v2").totals, errors(8));
+}
+
+#[test]
+fn a_failing_host_keeps_the_counts() {
+    let specs = [spec(60_000, 3)];
+    let store = FakeStore::default();
+    let w = Aggregator::new(&specs, "p", 42);
+    w.observe(0, &errors(4));
+    store.broken.set(true);
+    let report = w.tick(&specs, &store, 1_000);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(w.load(), 0, "not joined yet");
+    store.broken.set(false);
+    w.tick(&specs, &store, 2_000);
+    assert_eq!(record(&store, "subset_router.p.guard.v2").totals, errors(4));
+}
+
+#[test]
+fn nothing_is_written_when_nothing_changed() {
+    let specs = [spec(60_000, 3)];
+    let store = FakeStore::default();
+    let w = Aggregator::new(&specs, "p", 42);
+    w.tick(&specs, &store, 1_000);
+    let sets = store.sets.get();
+    for t in 2..10 {
+        w.tick(&specs, &store, t * 1000);
+    }
+    assert_eq!(store.sets.get(), sets);
+}
+
+#[test]
+fn a_new_configuration_resets_every_guard() {
+    let specs = [spec(60_000, 1)];
+    let store = FakeStore::default();
+    let key = "subset_router.p.guard.v2";
+    let a = Aggregator::new(&specs, "p", 0xA);
+    a.observe(0, &errors(20));
+    assert_eq!(trips(&a.tick(&specs, &store, 1_000)), 1);
+    assert_eq!(record(&store, key).state, GuardState::Latched);
+    // Another worker of the same configuration joins the latched guard.
+    let a2 = Aggregator::new(&specs, "p", 0xA);
+    assert_eq!(a2.tick(&specs, &store, 2_000).open, [Some(true)]);
+    // Configuration B (say, new weights): a new load, a fresh guard.
+    let b = Aggregator::new(&specs, "p", 0xB);
+    assert_eq!(b.tick(&specs, &store, 3_000).open, [Some(false)]);
+    assert_eq!(b.load(), a.load() + 1);
+    assert_eq!(record(&store, key).state, GuardState::Closed);
+    // A worker still running A leaves B's guard alone; its counts no longer matter.
+    a.observe(0, &errors(100));
+    assert_eq!(a.tick(&specs, &store, 4_000).open, [None]);
+    assert_eq!(record(&store, key).totals, Counts::default());
+    // B trips it; then A again (A → B → A): reset again, although A's hash was seen before.
+    b.observe(0, &errors(20));
+    assert_eq!(trips(&b.tick(&specs, &store, 5_000)), 1);
+    let a_again = Aggregator::new(&specs, "p", 0xA);
+    assert_eq!(a_again.tick(&specs, &store, 6_000).open, [Some(false)]);
+    assert_eq!(record(&store, key).load, b.load() + 1);
+}
+
+#[test]
+fn plugins_do_not_share_guards() {
+    let specs = [spec(60_000, 3)];
+    let store = FakeStore::default();
+    let p = Aggregator::new(&specs, "p", 1);
+    let q = Aggregator::new(&specs, "q", 1);
+    p.observe(0, &errors(20));
+    assert_eq!(trips(&p.tick(&specs, &store, 1_000)), 1);
+    assert_eq!(q.tick(&specs, &store, 1_000).open, [Some(false)]);
+}
+
+/// A store through which one worker's swap can be overtaken by other workers' whole ticks
+/// (the interleavings real workers produce), plus injected mismatches.
+struct Interleaved<'a> {
+    inner: &'a FakeStore,
+    others: &'a [Aggregator],
+    specs: &'a [GuardSpec],
+    now_ms: u64,
+    /// Per `set`: which other worker ticks first (`None`: nobody).
+    script: RefCell<std::vec::IntoIter<Option<usize>>>,
+    events: &'a RefCell<Vec<Event>>,
+    depth: Cell<u32>,
+}
+
+impl SharedStore for Interleaved<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.inner.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<CasOutcome, HostError> {
+        let next = self.script.borrow_mut().next().flatten();
+        if let (Some(other), 0) = (next, self.depth.get()) {
+            if let Some(worker) = self.others.get(other) {
+                self.depth.set(1);
+                let report = worker.tick(self.specs, self, self.now_ms);
+                self.events.borrow_mut().extend(report.events);
+                self.depth.set(0);
+            }
+        }
+        self.inner.set(key, value, cas)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Worker observes requests (all failing or all fine).
+    Observe {
+        worker: usize,
+        requests: u64,
+        failing: bool,
+    },
+    /// Worker ticks; its writes may be overtaken as scripted; the clock moves by `advance_ms`.
+    Tick {
+        worker: usize,
+        advance_ms: u64,
+        overtakers: Vec<Option<usize>>,
+        lose: usize,
+    },
+}
+
+fn op(workers: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..workers, 1u64..15, any::<bool>()).prop_map(|(worker, requests, failing)| Op::Observe {
+            worker,
+            requests,
+            failing
+        }),
+        (
+            0..workers,
+            0u64..1500,
+            prop::collection::vec(prop::option::of(0..workers), 0..6),
+            0usize..3
+        )
+            .prop_map(|(worker, advance_ms, overtakers, lose)| Op::Tick {
+                worker,
+                advance_ms,
+                overtakers,
+                lose
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// N workers, random traffic, random tick interleavings (a worker's swap overtaken by
+    /// others' ticks) and injected mismatches: every request and error observed ends up in the
+    /// proxy-wide totals exactly once, every trip and close is reported by exactly one worker,
+    /// and a breach that all workers' traffic makes trips the guard.
+    #[test]
+    fn counts_are_conserved_and_each_breach_trips_exactly_once(
+        (workers, ops) in (2usize..=5).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 1..80))),
+        cooldown_s in 1u64..5,
+        max_trips in 1u32..4,
+    ) {
+        let specs = [spec(cooldown_s * 1000, max_trips)];
+        let store = FakeStore::default();
+        let pool: Vec<Aggregator> = (0..workers).map(|_| Aggregator::new(&specs, "p", 9)).collect();
+        let events = RefCell::new(Vec::new());
+        let mut observed = Counts::default();
+        let mut now_ms = 1_000_000u64;
+        for op in ops {
+            match op {
+                Op::Observe { worker, requests, failing } => {
+                    let c = Counts { requests, errors: if failing { requests } else { 0 }, ..Counts::default() };
+                    pool[worker].observe(0, &c);
+                    observed.add(&c);
+                }
+                Op::Tick { worker, advance_ms, overtakers, lose } => {
+                    now_ms += advance_ms;
+                    store.lose_next.set(lose);
+                    let through = Interleaved {
+                        inner: &store,
+                        others: &pool,
+                        specs: &specs,
+                        now_ms,
+                        script: RefCell::new(overtakers.into_iter()),
+                        events: &events,
+                        depth: Cell::new(0),
+                    };
+                    let report = pool[worker].tick(&specs, &through, now_ms);
+                    events.borrow_mut().extend(report.events);
+                }
+            }
+        }
+        // Drain: every worker ticks until nothing is pending (no more injected losses).
+        store.lose_next.set(0);
+        for _ in 0..3 {
+            for w in &pool {
+                let report = w.tick(&specs, &store, now_ms);
+                events.borrow_mut().extend(report.events);
+            }
+        }
+        for w in &pool {
+            prop_assert_eq!(w.pending(0), Counts::default());
+        }
+        let r = record(&store, "subset_router.p.guard.v2");
+        prop_assert_eq!(r.totals, observed);
+        let events = events.into_inner();
+        let tripped = events.iter().filter(|e| matches!(e, Event::Tripped { .. })).count();
+        let closed = events.iter().filter(|e| matches!(e, Event::Closed { .. })).count();
+        prop_assert_eq!(tripped as u32, r.trips, "every trip reported once: {:?}", events);
+        let still_open = u32::from(r.is_open());
+        prop_assert_eq!(closed as u32 + still_open, r.trips, "every close reported once");
+        // Trips are numbered 1, 2, 3… in the order they were reported.
+        let numbers: Vec<u32> = events.iter().filter_map(|e| match e {
+            Event::Tripped { trip, .. } => Some(trip.trip),
+            _ => None,
+        }).collect();
+        prop_assert_eq!(numbers, (1..=r.trips).collect::<Vec<_>>());
+        prop_assert!(r.trips <= max_trips);
+    }
+
+    /// A breach seen by no single worker but by all of them together trips the guard once.
+    #[test]
+    fn a_breach_spread_over_workers_trips_once(
+        workers in 2usize..=6,
+        per_worker in 4u64..12,
+        order in prop::collection::vec(0usize..6, 6..20),
+    ) {
+        let specs = [spec(600_000, 3)];
+        let store = FakeStore::default();
+        let pool: Vec<Aggregator> = (0..workers).map(|_| Aggregator::new(&specs, "p", 9)).collect();
+        for w in &pool {
+            w.observe(0, &errors(per_worker));
+        }
+        let mut reported = 0;
+        for (i, w) in order.iter().copied().chain(0..workers).enumerate() {
+            let report = pool[w % workers].tick(&specs, &store, 1_000_000 + i as u64 * 10);
+            reported += trips(&report);
+        }
+        let expected = usize::from(per_worker * workers as u64 >= 20);
+        prop_assert_eq!(reported, expected);
+    }
+}
