@@ -52,7 +52,7 @@ ISTIO = os.path.join(ROOT, "examples", "istio")
 CRD_NAME = "istio-crds.yaml"
 GATEWAY_API_CRD_NAME = "envoy-gateway-crds.yaml"  # also holds Gateway API v1.6.1 Gateway and HTTPRoute
 CEL_TABLE = {**cel_rules.ISTIO, **cel_rules.GATEWAY_API}
-VARIANTS = {"sidecar": "", "gateway": "gateway", "waypoint": "waypoint"}
+VARIANTS = {"sidecar": "", "gateway": "gateway", "waypoint": "waypoint", "progressive": "progressive"}
 GATEWAY_API_KINDS = ("Gateway", "HTTPRoute")
 
 
@@ -268,6 +268,23 @@ class IstioManifests(unittest.TestCase):
         self.assertEqual(problems, [], "\n".join(problems))
         self.assertEqual(len(pins), len(VARIANTS), "every WasmPlugin pins its image")
         oci_digests.check_pins(self, [ISTIO], "examples/istio")
+
+    def test_20_progressive_variant_ramps_and_guards_the_canary(self):
+        """examples/istio/progressive: the ramp and guard of examples/progressive in the mesh."""
+        wp = self.one("WasmPlugin", "progressive")
+        config = wp["spec"]["pluginConfig"]
+        status, stderr = crd_schema.validate_plugin_config(config)
+        self.assertEqual(status, 0, stderr)
+        canary = [r for r in config["rules"] if "split" in r["route"]]
+        self.assertEqual(len(canary), 1)
+        ramp = canary[0]["route"]["ramp"]
+        self.assertEqual(ramp["subset"], "v2")
+        self.assertEqual([g["subset"] for g in config["guards"]], ["v2"])
+        with open(os.path.join(ROOT, "examples", "progressive", "config.json"), encoding="utf-8") as f:
+            plain = json.load(f)
+        plain_canary = [r for r in plain["rules"] if "split" in r["route"]][0]
+        self.assertEqual(ramp, plain_canary["route"]["ramp"], "same ramp as examples/progressive")
+        self.assertEqual(config["guards"], plain["guards"], "same guards as examples/progressive")
 
 
 if __name__ == "__main__":
