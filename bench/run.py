@@ -55,10 +55,12 @@ CONFIGS = {
     "A": "native: header match + weighted_clusters 90/10",
     "B": "subset-router: debug rule + random 90/10",
     "B2": "subset-router: 20 rules, sticky 90/10, subset+response headers",
+    "B3": "subset-router: B + sticky, a ramp and a guard on v2 (progressive delivery)",
+    "N": "subset-router native (dynamic module): B's configuration",
     "W": "Wasm floor: sets one header",
     "C": "floor: straight to v1, no filter",
 }
-RATIOS = [("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("W", "A"), ("A", "C")]
+RATIOS = [("N", "A"), ("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("B3", "B"), ("W", "A"), ("A", "C")]
 
 
 def log(msg):
@@ -135,11 +137,15 @@ class Envoy:
         self.log_path = os.path.join(work, f"{name}.log")
         cmd = [binary, "-c", self.config, "--concurrency", str(concurrency),
                "--disable-hot-restart", "-l", "warning"]
+        env = dict(os.environ)
+        if os.environ.get("NATIVE_SO"):
+            # The native build (N): Envoy loads lib<name>.so from this directory.
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = os.path.dirname(os.environ["NATIVE_SO"])
         if cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         self.pid = self.proc.pid  # taskset execs envoy in place: same PID
 
     def wait_ready(self, timeout=60):
@@ -258,13 +264,13 @@ def sanity_check(name, port, strict=True):
     _, _, dbg = http_get(base, {"user-agent": "debug"})
     _, _, spoofed = http_get(base, {"x-upstream-cluster": "v2", "user-agent": "x"})
     v2 = counts.get("v2", 0)
-    expect_split = name in ("A", "B", "B2")
+    expect_split = name in ("A", "B", "B2", "N")
     problems = []
     if expect_split and not (10 <= v2 <= 80):
         problems.append(f"split v2={v2}/400, expected ~40")
     if not expect_split and v2:
         problems.append(f"v2={v2}, expected none")
-    if name in ("A", "B", "B2") and dbg != b"v2":
+    if name in ("A", "B", "B2", "N") and dbg != b"v2":
         problems.append(f"user-agent: debug went to {dbg!r}")
     if name == "B2" and None in routed_hdr:
         problems.append("x-routed-subset missing")
@@ -514,7 +520,7 @@ def main():
                     help="upstream server: bench-upstream (default; cheap, so the front Envoy is the "
                          "bottleneck) or an Envoy with direct_response (bench/envoy/upstream.yaml)")
     ap.add_argument("--upstream-bin", default=os.environ.get("UPSTREAM_BIN"))
-    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,B,B2,W,C"))
+    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,N,B,B2,B3,W,C"))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 10)))
     ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 2)))
     ap.add_argument("--fixed-secs", type=float, default=float(os.environ.get("FIXED_SECS", 2)))
@@ -578,7 +584,8 @@ def main():
 
     v1_port, v2_port = free_port(), free_port()
     plugin = {n: json.dumps(json.dumps(json.load(open(os.path.join(HERE, "config", f"{n}.json")))))
-              for n in ("B", "B2")}
+              for n in ("B", "B2", "B3")}
+    plugin["N"] = plugin["B"]
     subst = {}
     for n in CONFIGS:
         subst[n] = {"FRONT_PORT": free_port(), "V1_PORT": v1_port, "V2_PORT": v2_port,
@@ -586,7 +593,8 @@ def main():
                     "PLUGIN_CONFIG": plugin.get(n, '""')}
     for n, (base, wasm) in extras.items():
         subst[n] = dict(subst[base], FRONT_PORT=free_port(), WASM=wasm)
-    template = {n: extras[n][0] if n in extras else n for n in CONFIGS}
+    # B3 runs B's Envoy with its own plugin config.
+    template = {n: extras[n][0] if n in extras else ("B" if n == "B3" else n) for n in CONFIGS}
 
     envoys = {}
     try:
@@ -632,6 +640,8 @@ def main():
             rounds.append(res)
 
         counters = {n: envoys[n].stats("wasmcustom") for n in names if template[n] in ("B", "B2")}
+        if "N" in names:
+            counters["N"] = envoys["N"].stats("dynamicmodulescustom")
         for n in names:
             envoys[n].stop()
         memory = None if args.no_memory else memory_per_worker(args, subst, work)

