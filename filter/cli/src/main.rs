@@ -6,6 +6,7 @@
 //! subset-router simulate CONFIG [--requests N] [-H 'name: value']... [--sticky-keys K]
 //!                               [--source-ip IP] [--at TIME] [--seed S]
 //! subset-router schedule CONFIG
+//! subset-router set-weights FILE --rule RULE SUBSET=WEIGHT... [--dry-run]
 //! subset-router schema
 //! ```
 //!
@@ -22,13 +23,15 @@ use subset_router_core::router::StickyKey;
 use subset_router_core::time::{format_rfc3339, parse_rfc3339, UnixMs};
 use subset_router_core::{load, Router, WyRand};
 
+mod locate;
 mod schedule;
+mod set_weights;
 
 #[derive(Parser)]
 #[command(
     name = "subset-router",
     version,
-    about = "Validate and simulate subset-router plugin configurations with the filter's own code",
+    about = "Validate, simulate and change subset-router plugin configurations with the filter's own code",
     after_help = "CONFIG may be - for standard input.\n\
                   Exit status: 0 success, 1 invalid or unreadable configuration, 2 usage error."
 )]
@@ -53,6 +56,9 @@ enum Command {
         #[arg(value_name = "CONFIG")]
         config: String,
     },
+    /// Change one split's weights in the file that holds the configuration (plugin JSON, Envoy
+    /// config, Istio WasmPlugin, EnvoyExtensionPolicy): validated, then replaced atomically
+    SetWeights(set_weights::SetWeightsArgs),
     /// Print the JSON Schema of the configuration
     Schema,
 }
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         Command::Validate { configs } => validate(&configs),
         Command::Simulate(args) => simulate(&args),
         Command::Schedule { config } => schedule::run(&config),
+        Command::SetWeights(args) => set_weights::run(&args),
         Command::Schema => schema(),
     }
 }

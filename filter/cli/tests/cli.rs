@@ -54,6 +54,7 @@ fn help_is_printed_without_an_error_and_exits_0() {
         &["validate", "--help"],
         &["simulate", "-h"],
         &["schedule", "--help"],
+        &["set-weights", "-h"],
         &["schema", "--help"],
     ] {
         let out = run(args);
@@ -86,6 +87,8 @@ fn usage_errors_exit_2() {
         &["simulate", &config, "--at", "tomorrow"],
         &["simulate", &config, "--at", "2026-12-01T10:00:00"],
         &["schedule"],
+        &["set-weights", &config, "--rule", "canary"],
+        &["set-weights", &config, "--rule", "canary", "v2"],
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
