@@ -3,12 +3,14 @@
 # dist/libsubset_router.so with filter/native/smoke/envoy.yaml and checks, with curl, the
 # counters at 0 before the first request, a debug rule, the 90/10 split, a forged routing
 # header, the response header, and that an invalid configuration fails `envoy --mode validate`
-# with its `path: reason` line.
+# with its `path: reason` line. Then runs progressive.sh (ramps and guards in a real Envoy, about
+# 40 s; PROGRESSIVE=0 skips it).
 #
 #   filter/native/smoke/smoke.sh            (builds the .so and fetches Envoy if needed)
 #   SO=dist/libsubset_router.so ENVOY=/path/to/envoy filter/native/smoke/smoke.sh
 #
-# Uses 127.0.0.1 ports 18000 (front), 18001 (admin), 18011, 18012. Prints `N passed, N failed`.
+# Uses 127.0.0.1 ports 18000 (front), 18001 (admin), 18011, 18012 (progressive.sh: 181xx).
+# Prints `N passed, N failed`.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/lib.sh
@@ -107,4 +109,10 @@ check "canary counters count 2201 split decisions" [ "$total" -eq 2201 ]
 check "host_call_failed = 0" [ "$(stat subset_router.host_call_failed)" = 0 ]
 
 echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+[ "$failed" -eq 0 ] || exit 1
+
+if [ "${PROGRESSIVE:-1}" != 0 ]; then
+  kill "$envoy_pid" 2>/dev/null && wait "$envoy_pid" 2>/dev/null
+  envoy_pid=
+  SO="$SO" ENVOY="$ENVOY" "$HERE/progressive.sh"
+fi

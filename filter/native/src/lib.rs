@@ -8,8 +8,12 @@
 //! * [`ffi`]: the only `unsafe` code — the ABI types, the `extern "C"` declarations of the Envoy
 //!   callbacks this module calls, the exported `envoy_dynamic_module_on_*` event hooks, and
 //!   small safe handles over the raw pointers Envoy passes to a hook.
-//! * [`module`]: the safe side — configuration load and counter definition, and the
-//!   `RequestHost` / `ResponseHost` / `Counters` / `Log` implementations over those handles.
+//! * [`module`]: the safe side — configuration load, counter and gauge definition, the stream
+//!   hooks and the once-a-second tick, and the core's host traits over those handles.
+//! * [`process`]: the clocks and the process-wide shared data (proxy-wasm's shared-data CAS
+//!   rules) that the guards merge every worker's counts into.
+//! * [`ticker`]: the thread that has Envoy run each configuration's tick on the main thread
+//!   once a second (the ABI's per-configuration scheduler).
 //!
 //! Envoy configuration (the module file is found as `lib<name>.so` in
 //! `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`):
@@ -25,9 +29,16 @@
 //!       value: '{"rules": [...], "default": {"subset": "v1"}}'
 //! ```
 //!
-//! Counters are defined when a configuration is accepted (all at 0 before the first request);
-//! Envoy shows them under its `dynamicmodulescustom.` prefix, e.g.
-//! `dynamicmodulescustom.subset_router.spoofed_header_removed`.
+//! Counters and gauges are defined when a configuration is accepted (all at their value before
+//! the first request); Envoy shows them under its `dynamicmodulescustom.` prefix, e.g.
+//! `dynamicmodulescustom.subset_router.spoofed_header_removed`,
+//! `dynamicmodulescustom.subset_router.rule.canary.ramp_ppm`,
+//! `dynamicmodulescustom.subset_router.guard.v2.tripped`.
+//!
+//! Ramps and guards behave as in the proxy-wasm build: one configuration is one core `Filter`
+//! shared by every worker thread, ticked once a second on the main thread; guard observations
+//! of every worker merge into process-wide shared data, so each proxy decides from its own
+//! traffic, all workers together.
 
 #![deny(unsafe_code)]
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
@@ -46,6 +57,8 @@
 
 pub mod ffi;
 pub mod module;
+pub mod process;
+pub mod ticker;
 
 pub use ffi::ABI_VERSION;
 pub use module::FILTER_NAME;

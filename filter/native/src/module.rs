@@ -1,25 +1,55 @@
-//! The safe side of the module: configuration load, and the core's host traits over the
-//! [`crate::ffi`] handles. Every per-request decision and bookkeeping step is
-//! [`subset_router_core::adapter::Filter`]'s; this only translates.
+//! The safe side of the module: configuration load, the per-stream hooks and the
+//! once-a-second tick, and the core's host traits over the [`crate::ffi`] handles. Every
+//! per-request decision and bookkeeping step is [`subset_router_core::adapter::Filter`]'s; this
+//! only translates.
+//!
+//! # Ticks
+//!
+//! Ramps move and guard counts merge in [`Filter::on_tick`], once a second. One configuration is
+//! one [`Filter`] shared by every worker thread (its counts and live state are atomics), so one
+//! tick per configuration and second covers the traffic of the whole proxy — no per-worker tick
+//! is needed. Two things can run it:
+//!
+//! * normally the configuration's [`Ticker`]: Envoy's per-configuration scheduler runs it on the
+//!   main thread every second (see [`crate::ticker`]), whether traffic flows or not;
+//! * as a fallback, the request path ("lazy" ticks): when no tick has run for [`LAZY_STALLED_MS`]
+//!   (main thread blocked) — or, without a ticker (`--mode validate`, or Envoy gave no scheduler /
+//!   no thread could be started), for [`TICK_MS`] — the first request to notice claims the tick
+//!   with a compare-and-swap on the last-tick timestamp and runs it before its own decision.
+//!   The trade-off of lazy ticks: with no traffic nothing moves (gauges stay, a guard's cooldown
+//!   ends in its record only when the next request arrives — which is the first moment it
+//!   matters, as only a request can be diverted), and the request that ticks pays for the merge
+//!   (microseconds).
+//!
+//! Two ticks never run at once (a `try_lock`: a tick that finds another running is skipped).
 
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
-use subset_router_core::adapter::{counter_names, Filter, Served, Verdict};
+use subset_router_core::adapter::{counter_names, gauge_names, Filter, Served, Verdict};
 use subset_router_core::host::{
-    Counters, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
+    Counters, Gauges, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
 };
 use subset_router_core::request::{parse_peer_address, HeaderSource};
 use subset_router_core::rng::WyRand;
 
 use crate::ffi::{self, ConfigHandle, FilterHandle, HeaderMap, LogLevel, StatsHandle};
+use crate::process::{self, NativeClock, SharedData};
+use crate::ticker::Ticker;
 
-/// The `filter_name` this module answers to (Envoy config `filter_name: subset_router`).
+/// The `filter_name` this module answers to (Envoy config `filter_name: subset_router`). Also
+/// the plugin name of the shared guard keys (`subset_router.subset_router.guard.<subset>`).
 pub const FILTER_NAME: &str = "subset_router";
 
 /// Response-code details of a local reply sent by the filter (Envoy's `%RESPONSE_CODE_DETAILS%`).
 const LOCAL_REPLY_DETAILS: &[u8] = b"subset_router_forged_routing_header";
+
+/// Lazy ticks without a ticker: at most once a second, as the ticker would.
+pub const TICK_MS: u64 = 1000;
+/// Lazy ticks with a ticker: only when it has missed a few seconds.
+pub const LAZY_STALLED_MS: u64 = 3000;
 
 /// One accepted configuration, shared (read-only, `Sync`) by every stream on every worker.
 #[derive(Debug)]
@@ -27,6 +57,65 @@ pub struct FilterConfig {
     filter: Filter,
     /// Envoy's counter id per core counter index (the order of [`counter_names`]).
     counter_ids: Vec<usize>,
+    /// Envoy's gauge id per core gauge index (the order of [`gauge_names`]).
+    gauge_ids: Vec<usize>,
+    /// The process-wide shared data the guards merge into.
+    store: &'static SharedData,
+    /// Monotonic milliseconds + 1 of the last tick (0: never).
+    last_tick: AtomicU64,
+    /// How old the last tick must be for a request to run one.
+    lazy_after_ms: u64,
+    /// Held while a tick runs.
+    ticking: Mutex<()>,
+    /// `None` once stopped, or when there is none.
+    ticker: Mutex<Option<Ticker>>,
+}
+
+impl FilterConfig {
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Whether a ticker thread runs for this configuration.
+    pub fn has_ticker(&self) -> bool {
+        self.ticker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Runs the tick now, unless one is already running.
+    fn tick(&self, stats: &(impl Counters + Gauges)) {
+        let _running = match self.ticking.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        self.filter
+            .on_tick(self.store, &NativeClock, stats, stats, &EnvoyLog);
+    }
+
+    /// The request path's fallback tick (see the module notes).
+    fn tick_lazily(&self, stats: &(impl Counters + Gauges)) {
+        let now = process::monotonic_ms();
+        let last = self.last_tick.load(Ordering::Relaxed);
+        if last != 0 && now < (last - 1).saturating_add(self.lazy_after_ms) {
+            return;
+        }
+        // One claimant per period, whatever the number of workers noticing at once.
+        if self
+            .last_tick
+            .compare_exchange(
+                last,
+                now.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.tick(stats);
+        }
+    }
 }
 
 /// Per-stream state: the configuration and what the request path left for the response.
@@ -45,7 +134,33 @@ impl StreamFilter {
     }
 }
 
-/// `on_http_filter_config_new`: validates the JSON configuration and defines every counter.
+/// Defines one stat per name with `define`; logs and returns `None` on the first refusal.
+fn define_all(
+    kind: &str,
+    names: &[String],
+    define: impl Fn(&str) -> Result<usize, u32>,
+) -> Option<Vec<usize>> {
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        match define(name) {
+            Ok(id) => ids.push(id),
+            Err(code) => {
+                ffi::log(
+                    LogLevel::Error,
+                    &format!(
+                        "subset-router: could not define {kind} {name} (metrics result {code}); \
+                         configuration rejected"
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(ids)
+}
+
+/// `on_http_filter_config_new`: validates the JSON configuration, defines every counter and
+/// gauge, evaluates the ramps at the current time and starts the configuration's ticker.
 /// `None` (after logging why at error level) makes Envoy reject the configuration.
 pub fn new_config(handle: &ConfigHandle<'_>, name: &[u8], json: &[u8]) -> Option<FilterConfig> {
     if name != FILTER_NAME.as_bytes() {
@@ -79,49 +194,120 @@ pub fn new_config(handle: &ConfigHandle<'_>, name: &[u8], json: &[u8]) -> Option
         }
     };
     // Defined now, while Envoy still allows it (it freezes stat creation once this hook
-    // returns), so every counter exists at 0 before the first request.
-    let names = counter_names(&router);
-    let mut counter_ids = Vec::with_capacity(names.len());
-    for name in &names {
-        match handle.define_counter(name) {
-            Ok(id) => counter_ids.push(id),
-            Err(code) => {
+    // returns), so every counter and gauge exists at 0 before the first request.
+    let counter_ids = define_all("counter", &counter_names(&router), |n| {
+        handle.define_counter(n)
+    })?;
+    let gauge_ids = define_all("gauge", &gauge_names(&router), |n| handle.define_gauge(n))?;
+    let (ramps, guards) = (router.ramps().len(), router.guards().len());
+    let rules = router.rule_names().count().saturating_sub(1);
+
+    let filter = Filter::for_plugin(router, FILTER_NAME);
+    let stats = ConfigStats {
+        handle,
+        counters: &counter_ids,
+        gauges: &gauge_ids,
+    };
+    // Ramps at their share now (the first requests already get it), every gauge at its value.
+    // Touches no shared state: only a tick joins the proxy-wide guard state.
+    filter.start(&NativeClock, &stats, &stats, &EnvoyLog);
+
+    // No thread for `envoy --mode validate`, which never runs the main loop.
+    let ticker = if ffi::is_validation_mode() {
+        None
+    } else {
+        match handle.scheduler().map(Ticker::spawn) {
+            Some(Ok(ticker)) => Some(ticker),
+            failure => {
+                let why = match failure {
+                    Some(Err(e)) => format!("no thread for the ticker ({e})"),
+                    _ => "Envoy gave no configuration scheduler".to_owned(),
+                };
                 ffi::log(
-                    LogLevel::Error,
+                    LogLevel::Warn,
                     &format!(
-                        "subset-router: could not define counter {name} (metrics result {code}); \
-                         configuration rejected"
+                        "subset-router: {why}: ramps and guards tick from the request path \
+                         instead (at most once a second, only while requests arrive)"
                     ),
                 );
-                return None;
+                None
             }
         }
-    }
+    };
+    let lazy_after_ms = if ticker.is_some() {
+        LAZY_STALLED_MS
+    } else {
+        TICK_MS
+    };
     ffi::log(
         LogLevel::Info,
         &format!(
-            "subset-router: configuration accepted: {} rule(s) + default, {} counter(s)",
-            router.rule_names().count().saturating_sub(1),
-            counter_ids.len()
+            "subset-router: configuration accepted: {rules} rule(s) + default, {} counter(s), \
+             {} gauge(s), {ramps} ramp(s), {guards} guard(s); ticks {}",
+            counter_ids.len(),
+            gauge_ids.len(),
+            if ticker.is_some() {
+                "once a second on the main thread"
+            } else {
+                "from the request path"
+            }
         ),
     );
     Some(FilterConfig {
-        filter: Filter::new(router),
+        filter,
         counter_ids,
+        gauge_ids,
+        store: process::shared_data(),
+        // The configuration starts ticked: `start` just evaluated the ramps.
+        last_tick: AtomicU64::new(process::monotonic_ms().saturating_add(1)),
+        lazy_after_ms,
+        ticking: Mutex::new(()),
+        ticker: Mutex::new(ticker),
     })
+}
+
+/// `on_http_filter_config_destroy`: stops the ticker (joined).
+pub fn config_destroyed(config: &FilterConfig) {
+    let ticker = config
+        .ticker
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    if let Some(ticker) = ticker {
+        ticker.stop();
+    }
+}
+
+/// `on_http_filter_config_scheduled` (main thread, once a second).
+pub fn on_scheduled_tick(config: &FilterConfig, handle: &ConfigHandle<'_>) {
+    config
+        .last_tick
+        .store(process::monotonic_ms().saturating_add(1), Ordering::Relaxed);
+    config.tick(&ConfigStats {
+        handle,
+        counters: &config.counter_ids,
+        gauges: &config.gauge_ids,
+    });
 }
 
 /// `on_http_filter_request_headers`.
 pub fn on_request_headers(stream: &mut StreamFilter, handle: &mut FilterHandle<'_>) -> Verdict {
     let config = &*stream.config;
-    let counters = EnvoyCounters {
+    let stats = StreamStats {
         stats: handle.stats(),
-        ids: &config.counter_ids,
+        counters: &config.counter_ids,
+        gauges: &config.gauge_ids,
     };
+    // Before the decision, so that it sees a guard that has just closed.
+    config.tick_lazily(&stats);
     let verdict = with_rng(|rng| {
-        config
-            .filter
-            .on_request_headers(&mut EnvoyRequest { handle }, rng, &counters, &EnvoyLog)
+        config.filter.on_request(
+            &mut EnvoyRequest { handle },
+            rng,
+            &stats,
+            &EnvoyLog,
+            &NativeClock,
+        )
     });
     if let Verdict::Continue(served) = verdict {
         stream.served = served;
@@ -129,19 +315,28 @@ pub fn on_request_headers(stream: &mut StreamFilter, handle: &mut FilterHandle<'
     verdict
 }
 
-/// `on_http_filter_response_headers`.
-pub fn on_response_headers(stream: &StreamFilter, handle: &mut FilterHandle<'_>) {
+/// `on_http_filter_response_headers`: names the serving subset, and for a guarded request reads
+/// `:status` once and counts the outcome.
+pub fn on_response_headers(stream: &mut StreamFilter, handle: &mut FilterHandle<'_>) {
     let config = &*stream.config;
-    let counters = EnvoyCounters {
+    let stats = StreamStats {
         stats: handle.stats(),
-        ids: &config.counter_ids,
+        counters: &config.counter_ids,
+        gauges: &config.gauge_ids,
     };
-    config.filter.on_response_headers(
-        stream.served,
+    config.filter.on_response(
+        &mut stream.served,
         &mut EnvoyResponse { handle },
-        &counters,
+        &stats,
         &EnvoyLog,
+        &NativeClock,
     );
+}
+
+/// `on_http_filter_stream_complete` (and `on_http_filter_destroy`): a guarded request that never
+/// got response headers counts as an error. Idempotent.
+pub fn on_stream_done(stream: &mut StreamFilter) {
+    stream.config.filter.on_stream_done(&mut stream.served);
 }
 
 fn failed(call: HostCall) -> HostError {
@@ -220,18 +415,61 @@ impl ResponseHost for EnvoyResponse<'_, '_> {
             Err(failed(HostCall::SetResponseHeader))
         }
     }
+
+    /// No `:status` (or an unparsable one) leaves the response unobserved, as in the Wasm build.
+    fn response_status(&mut self) -> Result<Option<u32>, HostError> {
+        Ok(self
+            .handle
+            .with_header(HeaderMap::Response, b":status", |value| {
+                value.and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+            }))
+    }
 }
 
-struct EnvoyCounters<'a, 'hook> {
+/// Counters and gauges from a stream's hook.
+struct StreamStats<'a, 'hook> {
     stats: StatsHandle<'hook>,
-    ids: &'a [usize],
+    counters: &'a [usize],
+    gauges: &'a [usize],
 }
 
-impl Counters for EnvoyCounters<'_, '_> {
+impl Counters for StreamStats<'_, '_> {
     fn increment(&self, counter: usize, by: u64) {
-        if let Some(&id) = self.ids.get(counter) {
+        if let Some(&id) = self.counters.get(counter) {
             // A failed increment is dropped: counting never fails a request.
             let _ = self.stats.increment(id, by);
+        }
+    }
+}
+
+impl Gauges for StreamStats<'_, '_> {
+    fn set_gauge(&self, gauge: usize, value: u64) {
+        if let Some(&id) = self.gauges.get(gauge) {
+            // A failed write only leaves the gauge stale until the next tick.
+            let _ = self.stats.set_gauge(id, value);
+        }
+    }
+}
+
+/// Counters and gauges from a configuration hook (load, main-thread tick): no stream needed.
+struct ConfigStats<'a, 'h> {
+    handle: &'a ConfigHandle<'h>,
+    counters: &'a [usize],
+    gauges: &'a [usize],
+}
+
+impl Counters for ConfigStats<'_, '_> {
+    fn increment(&self, counter: usize, by: u64) {
+        if let Some(&id) = self.counters.get(counter) {
+            let _ = self.handle.increment_counter(id, by);
+        }
+    }
+}
+
+impl Gauges for ConfigStats<'_, '_> {
+    fn set_gauge(&self, gauge: usize, value: u64) {
+        if let Some(&id) = self.gauges.get(gauge) {
+            let _ = self.handle.set_gauge(id, value);
         }
     }
 }
@@ -241,6 +479,10 @@ struct EnvoyLog;
 impl Log for EnvoyLog {
     fn warn(&self, message: &str) {
         ffi::log(LogLevel::Warn, message);
+    }
+
+    fn info(&self, message: &str) {
+        ffi::log(LogLevel::Info, message);
     }
 }
 

@@ -4,12 +4,15 @@
 
 use std::cell::RefCell;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::{
-    AttributeId, EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterEnvoyPtr, HeaderType,
-    LogLevelAbi, MetricsResult, ModuleBuffer, ModuleHttpHeader, ATTRIBUTE_ID_SOURCE_ADDRESS,
-    HEADER_TYPE_REQUEST_HEADER, HEADER_TYPE_RESPONSE_HEADER,
+    AttributeId, ConfigSchedulerPtr, EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr,
+    FilterEnvoyPtr, HeaderType, LogLevelAbi, MetricsResult, ModuleBuffer, ModuleHttpHeader,
+    ATTRIBUTE_ID_SOURCE_ADDRESS, HEADER_TYPE_REQUEST_HEADER, HEADER_TYPE_RESPONSE_HEADER,
 };
+use crate::process::{SharedData, TEST_STORE};
 
 pub type Headers = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -28,6 +31,28 @@ pub struct FakeEnvoy {
     pub route_cache_clears: u32,
     pub sent: Option<(u32, Vec<u8>, Vec<u8>)>,
     pub logs: Vec<(u32, String)>,
+    /// Defined gauges, by id.
+    pub gauges: Vec<(String, u64)>,
+    /// Config-level metric calls (no stream): counter increments and gauge sets.
+    pub config_metric_calls: u32,
+    /// Stream-level gauge sets.
+    pub stream_gauge_sets: u32,
+    /// `envoy --mode validate`.
+    pub validation_mode: bool,
+    /// `config_scheduler_new` answers null.
+    pub no_scheduler: bool,
+    /// Every scheduler handed out, in order.
+    pub schedulers: Vec<FakeScheduler>,
+    /// `get_header` answers as for a missing header map (false, zero values).
+    pub refuse_get_header: bool,
+}
+
+/// What a test sees of one scheduler: commits can come from the module's ticker thread, so
+/// they are counted outside the thread-local fake.
+#[derive(Debug, Clone, Default)]
+pub struct FakeScheduler {
+    pub commits: Arc<AtomicU64>,
+    pub deleted: Arc<AtomicBool>,
 }
 
 impl FakeEnvoy {
@@ -36,6 +61,10 @@ impl FakeEnvoy {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| *v)
+    }
+
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        self.gauges.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
     pub fn header(map: &Headers, name: &str) -> Vec<String> {
@@ -50,8 +79,11 @@ thread_local! {
     pub static FAKE: RefCell<FakeEnvoy> = RefCell::new(FakeEnvoy::default());
 }
 
-/// Resets the fake and runs `f` on it.
+/// Resets the fake and runs `f` on it. Also gives the configurations this thread creates a
+/// shared-data store of their own, and resets the clock skew.
 pub fn setup(f: impl FnOnce(&mut FakeEnvoy)) {
+    TEST_STORE.with(|s| s.set(Some(Box::leak(Box::default()) as &'static SharedData)));
+    crate::process::SKEW_MS.with(|s| s.set(0));
     FAKE.with(|fake| {
         let mut fake = fake.borrow_mut();
         *fake = FakeEnvoy::default();
@@ -241,4 +273,184 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         }
         None => false,
     })
+}
+
+fn set_gauge(id: usize, value: u64) -> MetricsResult {
+    FAKE.with(|fake| match fake.borrow_mut().gauges.get_mut(id) {
+        Some((_, v)) => {
+            *v = value;
+            0
+        }
+        None => 1,
+    })
+}
+
+fn increment_counter(id: usize, value: u64) -> MetricsResult {
+    FAKE.with(|fake| match fake.borrow_mut().counters.get_mut(id) {
+        Some((_, v)) => {
+            *v += value;
+            0
+        }
+        None => 1,
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    name: ModuleBuffer,
+    _label_names: *mut ModuleBuffer,
+    label_names_length: usize,
+    gauge_id_ptr: *mut usize,
+) -> MetricsResult {
+    assert_eq!(label_names_length, 0);
+    let name = String::from_utf8_lossy(&bytes(name)).into_owned();
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        if fake.frozen {
+            return 3;
+        }
+        fake.gauges.push((name, 0));
+        // SAFETY: the module passes a valid out-pointer.
+        unsafe { *gauge_id_ptr = fake.gauges.len() - 1 };
+        0
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_set_gauge(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    id: usize,
+    _label_values: *mut ModuleBuffer,
+    label_values_length: usize,
+    value: u64,
+) -> MetricsResult {
+    assert_eq!(label_values_length, 0);
+    FAKE.with(|fake| fake.borrow_mut().stream_gauge_sets += 1);
+    set_gauge(id, value)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    id: usize,
+    _label_values: *mut ModuleBuffer,
+    label_values_length: usize,
+    value: u64,
+) -> MetricsResult {
+    assert_eq!(label_values_length, 0);
+    FAKE.with(|fake| fake.borrow_mut().config_metric_calls += 1);
+    set_gauge(id, value)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    id: usize,
+    _label_values: *mut ModuleBuffer,
+    label_values_length: usize,
+    value: u64,
+) -> MetricsResult {
+    assert_eq!(label_values_length, 0);
+    FAKE.with(|fake| fake.borrow_mut().config_metric_calls += 1);
+    increment_counter(id, value)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_get_header(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    header_type: HeaderType,
+    key: ModuleBuffer,
+    result_buffer: *mut EnvoyBuffer,
+    index: usize,
+    optional_size: *mut usize,
+) -> bool {
+    let key = bytes(key);
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        let refuse = fake.refuse_get_header;
+        // As Envoy's getHeaderValueImpl: the number of values (also when out of range), and
+        // false with a null buffer for a missing map, a missing key or an index out of range.
+        let values: Vec<Vec<u8>> = with_map(&mut fake, header_type, |map| {
+            map.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(&key))
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+        .filter(|_| !refuse)
+        .unwrap_or_default();
+        let (found, ptr, length) = match values.get(index) {
+            // Leaked: the module reads the bytes after this call (tests only).
+            Some(v) => {
+                let v: &'static [u8] = Box::leak(v.clone().into_boxed_slice());
+                (true, v.as_ptr().cast(), v.len())
+            }
+            None => (false, std::ptr::null(), 0),
+        };
+        // SAFETY: the module passes a valid result pointer; the size pointer may be null.
+        unsafe {
+            *result_buffer = EnvoyBuffer { ptr, length };
+            if !optional_size.is_null() {
+                *optional_size = values.len();
+            }
+        }
+        found
+    })
+}
+
+/// The fake's scheduler object (Envoy's is a C++ object behind the same opaque pointer).
+struct SchedulerBox(FakeScheduler);
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+) -> ConfigSchedulerPtr {
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        if fake.no_scheduler {
+            return std::ptr::null_mut();
+        }
+        let scheduler = FakeScheduler::default();
+        fake.schedulers.push(scheduler.clone());
+        Box::into_raw(Box::new(SchedulerBox(scheduler))).cast()
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+    scheduler_module_ptr: ConfigSchedulerPtr,
+    _event_id: u64,
+) {
+    assert!(
+        !scheduler_module_ptr.is_null(),
+        "commit on a null scheduler"
+    );
+    // SAFETY: a live pointer from `config_scheduler_new` (any thread).
+    let scheduler = unsafe { &*scheduler_module_ptr.cast::<SchedulerBox>() };
+    assert!(
+        !scheduler.0.deleted.load(Ordering::SeqCst),
+        "commit after delete"
+    );
+    scheduler.0.commits.fetch_add(1, Ordering::SeqCst);
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+    scheduler_module_ptr: ConfigSchedulerPtr,
+) {
+    assert!(
+        !scheduler_module_ptr.is_null(),
+        "delete of a null scheduler"
+    );
+    // SAFETY: a pointer from `config_scheduler_new`, deleted once.
+    let scheduler = unsafe { Box::from_raw(scheduler_module_ptr.cast::<SchedulerBox>()) };
+    assert!(
+        !scheduler.0.deleted.swap(true, Ordering::SeqCst),
+        "deleted twice"
+    );
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_is_validation_mode() -> bool {
+    FAKE.with(|fake| fake.borrow().validation_mode)
 }

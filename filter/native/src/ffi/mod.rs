@@ -13,6 +13,15 @@
 //! signatures below the v0.2.0 ones; a real Envoy 1.40.0 loads and drives this module
 //! (`filter/native/smoke/`).
 //!
+//! The callbacks added for ramps and guards — gauges (`http_filter_config_define_gauge`,
+//! `http_filter_set_gauge`), the config-level metric setters (`http_filter_config_set_gauge`,
+//! `http_filter_config_increment_counter`), the per-configuration scheduler
+//! (`http_filter_config_scheduler_{new,commit,delete}` with the optional hook
+//! `on_http_filter_config_scheduled`), `http_get_header` and `is_validation_mode` — have the same
+//! signatures in every 1.38–1.40-dev snapshot read (the `dio`, `wbpcode`, `ElvinEfendi` and
+//! `mmorel-35` forks); the Envoy 1.40.0 binary exports every callback declared here and looks up
+//! every hook exported here (`readelf --dyn-syms`, `strings`).
+//!
 //! Rules of this module:
 //! * no Rust panic ever unwinds into Envoy: every hook runs under [`guard`] (the release build
 //!   of the `.so` uses `panic = "unwind"` so that a panic can be caught; see
@@ -130,6 +139,10 @@ type FilterConfigModulePtr = *const c_void;
 type FilterEnvoyPtr = *mut c_void;
 /// `envoy_dynamic_module_type_http_filter_module_ptr` (`const void*`).
 type FilterModulePtr = *const c_void;
+/// `envoy_dynamic_module_type_http_filter_config_scheduler_module_ptr` (`void*`): an Envoy-owned
+/// `DynamicModuleHttpFilterConfigScheduler` (a weak reference to the filter configuration and
+/// its main-thread dispatcher), created by `..._config_scheduler_new`, freed by `..._delete`.
+type ConfigSchedulerPtr = *mut c_void;
 
 // ------------------------------------------------------------------------------------------
 // Callbacks implemented by Envoy (exported by the envoy binary; resolved when Envoy dlopens
@@ -157,6 +170,56 @@ extern "C" {
         value: u64,
     ) -> MetricsResult;
 
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        gauge_id_ptr: *mut usize,
+    ) -> MetricsResult;
+
+    fn envoy_dynamic_module_callback_http_filter_set_gauge(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    // The config-level metric setters need no stream: usable in `on_http_filter_config_new`
+    // and in `on_http_filter_config_scheduled` (main thread).
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    ) -> ConfigSchedulerPtr;
+
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler_module_ptr: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler_module_ptr: ConfigSchedulerPtr,
+    );
+
+    /// Main thread only (Envoy reports a bug and answers false elsewhere).
+    fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
+
     fn envoy_dynamic_module_callback_http_get_headers_size(
         filter_envoy_ptr: FilterEnvoyPtr,
         header_type: HeaderType,
@@ -166,6 +229,15 @@ extern "C" {
         filter_envoy_ptr: FilterEnvoyPtr,
         header_type: HeaderType,
         result_headers: *mut EnvoyHttpHeader,
+    ) -> bool;
+
+    fn envoy_dynamic_module_callback_http_get_header(
+        filter_envoy_ptr: FilterEnvoyPtr,
+        header_type: HeaderType,
+        key: ModuleBuffer,
+        result_buffer: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
     ) -> bool;
 
     fn envoy_dynamic_module_callback_http_set_header(
@@ -273,6 +345,112 @@ impl ConfigHandle<'_> {
             Err(result)
         }
     }
+
+    /// Defines a gauge without labels (Envoy's import mode `Accumulate`); returns its id, or
+    /// Envoy's `metrics_result` code. Like counters, only while the configuration is being
+    /// created: Envoy freezes stat creation when `on_http_filter_config_new` returns.
+    pub fn define_gauge(&self, name: &str) -> Result<usize, u32> {
+        let mut id: usize = 0;
+        // SAFETY: as in `define_counter`: the running hook's config pointer, a name readable
+        // for the call (copied by Envoy), no labels (null, 0), a valid out-pointer.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                self.raw,
+                module_buffer(name.as_bytes()),
+                ptr::null_mut(),
+                0,
+                &mut id,
+            )
+        };
+        if result == METRICS_RESULT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(result)
+        }
+    }
+
+    /// Adds `by` to counter `id` without a stream (configuration load, main-thread tick).
+    pub fn increment_counter(&self, id: usize, by: u64) -> bool {
+        // SAFETY: the running hook's config pointer; no labels (null, 0), as defined.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.raw,
+                id,
+                ptr::null_mut(),
+                0,
+                by,
+            )
+        };
+        result == METRICS_RESULT_SUCCESS
+    }
+
+    /// Sets gauge `id` without a stream (configuration load, main-thread tick).
+    pub fn set_gauge(&self, id: usize, value: u64) -> bool {
+        // SAFETY: the running hook's config pointer; no labels (null, 0), as defined.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                self.raw,
+                id,
+                ptr::null_mut(),
+                0,
+                value,
+            )
+        };
+        result == METRICS_RESULT_SUCCESS
+    }
+
+    /// A scheduler that runs `envoy_dynamic_module_on_http_filter_config_scheduled` for this
+    /// configuration on Envoy's main thread; `None` if Envoy gives none.
+    pub fn scheduler(&self) -> Option<ConfigScheduler> {
+        // SAFETY: the running hook's config pointer. Envoy allocates a scheduler holding a
+        // weak reference to the configuration; ownership passes to the returned value.
+        let raw =
+            unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.raw) };
+        // Not `then_some`: that would build (and drop, i.e. delete) a scheduler for null too.
+        (!raw.is_null()).then(|| ConfigScheduler { raw })
+    }
+}
+
+/// Whether Envoy runs with `--mode validate` (main thread only: call it from
+/// `on_http_filter_config_new`).
+pub fn is_validation_mode() -> bool {
+    // SAFETY: no arguments; called on the main thread, as Envoy requires.
+    unsafe { envoy_dynamic_module_callback_is_validation_mode() }
+}
+
+/// Event id of the once-a-second tick ([`ConfigScheduler::commit`]).
+pub const TICK_EVENT: u64 = 1;
+
+/// Envoy's per-configuration scheduler, owned: freed (`..._scheduler_delete`) on drop.
+///
+/// `commit` may be called from any thread (Envoy posts the event to the main thread's
+/// dispatcher); once the configuration is gone it is a no-op, as the scheduler only holds a weak
+/// reference to it. The scheduler itself must outlive every `commit`, which ownership ensures.
+#[derive(Debug)]
+pub struct ConfigScheduler {
+    raw: ConfigSchedulerPtr,
+}
+
+// SAFETY: the pointer is an Envoy heap object used only through `commit` (documented by the ABI
+// as callable from any thread, including module-owned ones) and `delete` (once, in `Drop`);
+// nothing else dereferences it.
+unsafe impl Send for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Asks Envoy to run `on_http_filter_config_scheduled(.., event_id)` on the main thread.
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: `raw` is a live scheduler from `..._scheduler_new` (freed only in `drop`).
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.raw, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `..._scheduler_new` and is deleted exactly once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.raw) }
+    }
 }
 
 /// Which header map of the stream.
@@ -353,6 +531,37 @@ impl<'hook> FilterHandle<'hook> {
             })
             .collect();
         Some(f(&pairs))
+    }
+
+    /// Runs `f` over the first value of header `name`, `None` when there is none. Envoy answers
+    /// a missing header and a missing header map alike (false, zero values), so both are `None`.
+    pub fn with_header<R>(
+        &mut self,
+        map: HeaderMap,
+        name: &[u8],
+        f: impl for<'s> FnOnce(Option<&'s [u8]>) -> R,
+    ) -> R {
+        let mut result = EnvoyBuffer {
+            ptr: ptr::null(),
+            length: 0,
+        };
+        // SAFETY: `raw` is the filter pointer of the running hook; the key is readable for the
+        // call; `result` is a valid out-pointer (the ABI requires a non-null one; the size
+        // out-pointer is optional).
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_header(
+                self.raw,
+                map.abi(),
+                module_buffer(name),
+                &mut result,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        // SAFETY: Envoy keeps the value readable until the end of the hook unless a header
+        // setter is called; `self` is borrowed mutably while `f` runs, so none can be.
+        let value = found.then(|| unsafe { envoy_bytes(result.ptr, result.length) });
+        f(value)
     }
 
     /// Sets a header (replacing every value), or removes every value when `value` is `None`.
@@ -441,6 +650,22 @@ impl StatsHandle<'_> {
         };
         result == METRICS_RESULT_SUCCESS
     }
+
+    /// Sets gauge `id` (from [`ConfigHandle::define_gauge`]).
+    pub fn set_gauge(&self, id: usize, value: u64) -> bool {
+        // SAFETY: `raw` is the filter pointer of the running hook; no labels (null, 0), as
+        // the gauge was defined without labels.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_set_gauge(
+                self.raw,
+                id,
+                ptr::null_mut(),
+                0,
+                value,
+            )
+        };
+        result == METRICS_RESULT_SUCCESS
+    }
 }
 
 /// Runs a hook body; a panic becomes `fallback()` instead of unwinding into Envoy.
@@ -497,7 +722,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     )
 }
 
-/// The configuration is gone from Envoy: release our reference (streams keep their own).
+/// The configuration is gone from Envoy: stop its ticker (joined, so that no module thread
+/// outlives the configuration: Envoy may unload the module right after this hook), then release
+/// our reference (streams keep their own).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     filter_config_ptr: FilterConfigModulePtr,
@@ -507,7 +734,48 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     }
     // SAFETY: a non-null config pointer is one `Arc::into_raw` returned from
     // `on_http_filter_config_new`, and Envoy destroys each configuration once.
-    drop(unsafe { Arc::from_raw(filter_config_ptr.cast::<FilterConfig>()) });
+    let config = unsafe { Arc::from_raw(filter_config_ptr.cast::<FilterConfig>()) };
+    guard(|| module::config_destroyed(&config), || ());
+    drop(config);
+}
+
+/// The configuration behind Envoy's in-module config pointer, borrowed for one hook.
+fn config_ref<'a>(filter_config_ptr: FilterConfigModulePtr) -> Option<&'a FilterConfig> {
+    // SAFETY: non-null in-module config pointers are `Arc<FilterConfig>`s from
+    // `on_http_filter_config_new`, alive until `on_http_filter_config_destroy`, which Envoy calls
+    // from the configuration's destructor; Envoy runs a config hook only while it holds the
+    // configuration. Only shared access: `FilterConfig` is `Sync`.
+    unsafe { filter_config_ptr.cast::<FilterConfig>().as_ref() }
+}
+
+/// Main thread: an event committed by the configuration's ticker ([`ConfigScheduler`]), once a
+/// second: ramps move, guard counts merge, gauges follow.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    filter_config_ptr: FilterConfigModulePtr,
+    event_id: u64,
+) {
+    guard(
+        || {
+            let Some(config) = config_ref(filter_config_ptr) else {
+                return;
+            };
+            if event_id == TICK_EVENT {
+                let handle = ConfigHandle {
+                    raw: filter_config_envoy_ptr,
+                    _hook: PhantomData,
+                };
+                module::on_scheduled_tick(config, &handle);
+            }
+        },
+        || {
+            log(
+                LogLevel::Error,
+                "subset-router: internal error in the once-a-second tick",
+            )
+        },
+    )
 }
 
 /// Worker thread: a new stream. Null closes the stream.
@@ -598,6 +866,24 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     )
 }
 
+/// The stream is over (called for every stream, reset ones included, before the access logs
+/// and before `on_http_filter_destroy`): a guarded request without response headers counts as
+/// an error.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _filter_envoy_ptr: FilterEnvoyPtr,
+    filter_module_ptr: FilterModulePtr,
+) {
+    guard(
+        || {
+            if let Some(stream) = stream(filter_module_ptr) {
+                module::on_stream_done(stream);
+            }
+        },
+        || (),
+    )
+}
+
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr: FilterModulePtr) {
     if filter_module_ptr.is_null() {
@@ -605,7 +891,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr:
     }
     // SAFETY: a non-null stream pointer is the `Box` from `on_http_filter_new`; Envoy destroys
     // each stream filter once, after its last hook.
-    drop(unsafe { Box::from_raw(filter_module_ptr.cast::<StreamFilter>().cast_mut()) });
+    let mut stream = unsafe { Box::from_raw(filter_module_ptr.cast::<StreamFilter>().cast_mut()) };
+    // Normally already done by `stream_complete`; idempotent.
+    guard(|| module::on_stream_done(&mut stream), || ());
+    drop(stream);
 }
 
 #[no_mangle]
@@ -640,13 +929,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _filter_module_ptr: FilterModulePtr,
 ) -> TrailersStatus {
     TRAILERS_STATUS_CONTINUE
-}
-
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _filter_envoy_ptr: FilterEnvoyPtr,
-    _filter_module_ptr: FilterModulePtr,
-) {
 }
 
 #[no_mangle]
@@ -731,6 +1013,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _filter_envoy_ptr: FilterEnvoyPtr,
     _filter_module_ptr: FilterModulePtr,
 ) {
+}
+
+/// The configuration behind a pointer `on_http_filter_config_new` returned (unit tests).
+#[cfg(test)]
+pub(crate) fn config_of<'a>(filter_config_ptr: FilterConfigModulePtr) -> &'a FilterConfig {
+    config_ref(filter_config_ptr).expect("a configuration pointer")
 }
 
 #[cfg(test)]

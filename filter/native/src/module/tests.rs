@@ -284,3 +284,418 @@ fn a_stream_keeps_its_config_alive_after_config_destroy() {
         )
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ramps and guards: gauges, ticks (the main-thread ticker and the lazy fallback), observation of
+// `:status` and of streams that end without response headers.
+// ---------------------------------------------------------------------------------------------
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::ffi::{
+    config_of, envoy_dynamic_module_on_http_filter_config_scheduled as config_scheduled,
+    envoy_dynamic_module_on_http_filter_stream_complete as stream_complete, TICK_EVENT,
+};
+use crate::process::SKEW_MS;
+use subset_router_core::time::format_rfc3339;
+
+/// A 60-second ramp of v2 from 10% to 50% that started 30 s ago (now at 30%).
+fn ramp_config() -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    format!(
+        r#"{{"rules": [{{"name": "canary", "route": {{
+             "split": [{{"subset": "v1", "weight": 90}}, {{"subset": "v2", "weight": 10}}],
+             "ramp": {{"subset": "v2", "toPercent": 50, "start": "{}", "durationSeconds": 60}}}}}}],
+           "default": {{"subset": "v1"}}}}"#,
+        format_rfc3339(now_ms - 30_000)
+    )
+}
+
+const GUARDED: &str = r#"{
+  "responseHeader": "x-routed-subset",
+  "rules": [
+    {"name": "debug", "match": {"headers": [{"name": "user-agent", "exact": "debug"}]},
+     "route": {"subset": "v2"}},
+    {"name": "canary", "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}]}}
+  ],
+  "default": {"subset": "v1"},
+  "guards": [{"subset": "v2", "maxErrorPercent": 20, "minRequests": 20, "windowSeconds": 5,
+              "cooldownSeconds": 5}]
+}"#;
+
+/// How a test's upstream answers: `Some(status)`, or `None` for a stream that ends without
+/// response headers.
+type Upstream = fn(&str) -> Option<u32>;
+
+fn v2_fails(subset: &str) -> Option<u32> {
+    Some(if subset == "v2" { 503 } else { 200 })
+}
+
+fn all_ok(_: &str) -> Option<u32> {
+    Some(200)
+}
+
+/// One stream through every hook Envoy calls: request headers, response headers (if the
+/// upstream answers), stream complete, destroy. Returns the decided subset.
+fn serve(config: *const c_void, request: &[(&str, &str)], upstream: Upstream) -> String {
+    FAKE_RESET_STREAM(request, Some("192.0.2.1:1"));
+    let stream = filter_new(config, envoy_ptr());
+    assert_eq!(request_headers(envoy_ptr(), stream, true), 0);
+    let subset = inspect(|f| FakeEnvoy::header(&f.request, "x-upstream-cluster"))
+        .pop()
+        .unwrap();
+    if let Some(status) = upstream(&subset) {
+        crate::ffi::fake::FAKE
+            .with(|f| f.borrow_mut().response = headers(&[(":status", &status.to_string())]));
+        response_headers(envoy_ptr(), stream, false);
+    }
+    stream_complete(envoy_ptr(), stream);
+    filter_destroy(stream);
+    subset
+}
+
+fn serve_many(config: *const c_void, n: usize, upstream: Upstream) -> (usize, usize) {
+    let mut v2 = 0;
+    for _ in 0..n {
+        if serve(config, &[(":path", "/")], upstream) == "v2" {
+            v2 += 1;
+        }
+    }
+    (n - v2, v2)
+}
+
+fn tick(config: *const c_void) {
+    config_scheduled(envoy_ptr(), config, TICK_EVENT);
+}
+
+fn skew(ms: u64) {
+    SKEW_MS.with(|s| s.set(s.get() + ms));
+}
+
+fn counter(name: &str) -> u64 {
+    inspect(|f| f.counter(name)).unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+fn gauge(name: &str) -> u64 {
+    inspect(|f| f.gauge(name)).unwrap_or_else(|| panic!("no gauge {name}"))
+}
+
+fn logs_with(level: u32, text: &str) -> Vec<String> {
+    inspect(|f| {
+        f.logs
+            .iter()
+            .filter(|(l, m)| *l == level && m.contains(text))
+            .map(|(_, m)| m.clone())
+            .collect()
+    })
+}
+
+#[test]
+fn gauges_are_defined_at_load_and_the_ramp_starts_at_its_current_share() {
+    setup(|_| {});
+    let json = ramp_config();
+    let config = load("subset_router", &json);
+    assert!(!config.is_null());
+    let router = subset_router_core::load(json.as_bytes()).unwrap();
+    inspect(|fake| {
+        let names: Vec<_> = fake.gauges.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, subset_router_core::adapter::gauge_names(&router));
+        assert_eq!(names, ["subset_router.rule.canary.ramp_ppm"]);
+    });
+    // 30 s into 60 s from 10% to 50%: 30%, set by the config-level setter (no stream yet).
+    let ppm = gauge("subset_router.rule.canary.ramp_ppm");
+    assert!((299_000..=302_000).contains(&ppm), "ramp_ppm {ppm}");
+    assert!(inspect(|f| f.config_metric_calls) >= 1);
+    assert_eq!(
+        logs_with(
+            2,
+            "1 gauge(s), 1 ramp(s), 0 guard(s); ticks once a second on the main thread"
+        )
+        .len(),
+        1
+    );
+    config_destroy(config);
+}
+
+#[test]
+fn guard_gauges_and_counters_exist_at_zero_before_the_first_request() {
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    inspect(|fake| {
+        assert_eq!(fake.gauges, [("subset_router.guard.v2.open".to_owned(), 0)]);
+        for what in ["tripped", "diverted", "undivertable"] {
+            assert_eq!(
+                fake.counter(&format!("subset_router.guard.v2.{what}")),
+                Some(0)
+            );
+        }
+    });
+    config_destroy(config);
+}
+
+#[test]
+fn frozen_gauges_reject_the_configuration() {
+    setup(|fake| fake.frozen = true);
+    assert!(load("subset_router", GUARDED).is_null());
+    assert!(!logs_with(4, "could not define counter").is_empty());
+}
+
+#[test]
+fn the_ticker_commits_every_period_and_stops_with_its_configuration() {
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    assert!(config_of(config).has_ticker());
+    let scheduler = inspect(|f| f.schedulers.clone());
+    assert_eq!(scheduler.len(), 1, "one scheduler per configuration");
+    let scheduler = &scheduler[0];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scheduler.commits.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "the ticker does not commit");
+        std::thread::sleep(crate::ticker::PERIOD);
+    }
+    // Destroy joins the thread, which frees the scheduler after its last commit.
+    config_destroy(config);
+    assert!(scheduler.deleted.load(Ordering::SeqCst));
+    let after = scheduler.commits.load(Ordering::SeqCst);
+    std::thread::sleep(crate::ticker::PERIOD * 3);
+    assert_eq!(scheduler.commits.load(Ordering::SeqCst), after);
+}
+
+#[test]
+fn validate_mode_starts_no_ticker() {
+    setup(|fake| fake.validation_mode = true);
+    let config = load("subset_router", GUARDED);
+    assert!(!config.is_null());
+    assert!(!config_of(config).has_ticker());
+    assert!(inspect(|f| f.schedulers.is_empty()));
+    assert_eq!(logs_with(2, "ticks from the request path").len(), 1);
+    config_destroy(config);
+}
+
+#[test]
+fn main_thread_ticks_move_the_ramp_and_its_share() {
+    setup(|_| {});
+    let config = load("subset_router", &ramp_config());
+    // +20 s: 30 + 40 * 20/60 = 43.3%.
+    skew(20_000);
+    tick(config);
+    let ppm = gauge("subset_router.rule.canary.ramp_ppm");
+    assert!((432_000..=436_000).contains(&ppm), "ramp_ppm {ppm}");
+    let (_, v2) = serve_many(config, 2000, all_ok);
+    assert!((780..=960).contains(&v2), "v2 got {v2} of 2000 at 43%");
+    assert_eq!(
+        counter("subset_router.rule.canary.subset.v1")
+            + counter("subset_router.rule.canary.subset.v2"),
+        2000
+    );
+    // Past the end: exactly toPercent.
+    skew(60_000);
+    tick(config);
+    assert_eq!(gauge("subset_router.rule.canary.ramp_ppm"), 500_000);
+    config_destroy(config);
+}
+
+#[test]
+fn guard_trips_on_5xx_diverts_split_requests_only_and_closes_after_the_cooldown() {
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    let (_, v2) = serve_many(config, 100, v2_fails);
+    assert!(v2 > 20, "v2 got {v2}");
+    // Observed in memory on the response path; merged by the tick.
+    let pending = config_of(config).filter().aggregator().pending(0);
+    assert_eq!((pending.requests, pending.errors), (v2 as u64, v2 as u64));
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 0);
+    tick(config);
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 1);
+    assert_eq!(gauge("subset_router.guard.v2.open"), 1);
+    let trips = logs_with(3, "v2");
+    assert_eq!(trips.len(), 1, "one warning per trip: {trips:?}");
+
+    // Open: no split request reaches v2, each one that would have is diverted.
+    let (v1, v2) = serve_many(config, 200, v2_fails);
+    assert_eq!((v1, v2), (200, 0));
+    let diverted = counter("subset_router.guard.v2.diverted");
+    assert!((60..=140).contains(&diverted), "diverted {diverted}");
+    // The fixed debug route still reaches v2 (and is not observed).
+    assert_eq!(
+        serve(config, &[(":path", "/"), ("user-agent", "debug")], v2_fails),
+        "v2"
+    );
+    assert_eq!(
+        config_of(config).filter().aggregator().pending(0).requests,
+        0
+    );
+
+    // A second tick on another "worker" changes nothing: a trip is counted once.
+    tick(config);
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 1);
+
+    // After the 5 s cooldown the guard closes (info log) and v2 gets requests again.
+    skew(5_500);
+    tick(config);
+    assert_eq!(gauge("subset_router.guard.v2.open"), 0);
+    assert_eq!(
+        logs_with(2, "v2")
+            .iter()
+            .filter(|m| m.contains("clos"))
+            .count(),
+        1
+    );
+    let (_, v2) = serve_many(config, 100, all_ok);
+    assert!(v2 > 20, "v2 got {v2} after the close");
+    config_destroy(config);
+}
+
+#[test]
+fn a_stream_that_ends_without_response_headers_counts_as_an_error_once() {
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    // No response headers: stream_complete counts the error; destroy does not count it again.
+    let (_, v2) = serve_many(config, 60, |_| None);
+    let pending = config_of(config).filter().aggregator().pending(0);
+    assert_eq!((pending.requests, pending.errors), (v2 as u64, v2 as u64));
+    // A stream destroyed without stream_complete (defensive path) is counted by destroy.
+    let mut counted = 0;
+    while counted == 0 {
+        FAKE_RESET_STREAM(&[(":path", "/")], Some("192.0.2.1:1"));
+        let stream = filter_new(config, envoy_ptr());
+        request_headers(envoy_ptr(), stream, true);
+        let subset = inspect(|f| FakeEnvoy::header(&f.request, "x-upstream-cluster"));
+        filter_destroy(stream);
+        if subset == ["v2"] {
+            counted = 1;
+        }
+    }
+    let pending = config_of(config).filter().aggregator().pending(0);
+    assert_eq!(pending.errors, v2 as u64 + 1);
+    tick(config);
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 1);
+    config_destroy(config);
+}
+
+#[test]
+fn a_5xx_only_counts_for_guarded_split_requests_and_2xx_never_trips() {
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    let (_, v2) = serve_many(config, 100, all_ok);
+    let pending = config_of(config).filter().aggregator().pending(0);
+    assert_eq!((pending.requests, pending.errors), (v2 as u64, 0));
+    tick(config);
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 0);
+    assert_eq!(gauge("subset_router.guard.v2.open"), 0);
+    config_destroy(config);
+}
+
+#[test]
+fn a_response_without_a_readable_status_is_not_observed() {
+    // Envoy answers a missing `:status` and a missing header map alike: no status, the outcome
+    // is unknown, so the request is not counted (as in the Wasm build), and nothing failed.
+    setup(|fake| fake.refuse_get_header = true);
+    let config = load("subset_router", GUARDED);
+    serve_many(config, 40, v2_fails);
+    assert_eq!(
+        config_of(config).filter().aggregator().pending(0).requests,
+        0
+    );
+    assert_eq!(counter("subset_router.host_call_failed"), 0);
+    config_destroy(config);
+
+    // An unparsable `:status` likewise: unknown outcome, not counted.
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    let mut v2 = 0;
+    while v2 < 5 {
+        FAKE_RESET_STREAM(&[(":path", "/")], Some("192.0.2.1:1"));
+        let stream = filter_new(config, envoy_ptr());
+        request_headers(envoy_ptr(), stream, true);
+        if inspect(|f| FakeEnvoy::header(&f.request, "x-upstream-cluster")) == ["v2"] {
+            v2 += 1;
+        }
+        crate::ffi::fake::FAKE.with(|f| f.borrow_mut().response = headers(&[(":status", "5xx")]));
+        response_headers(envoy_ptr(), stream, false);
+        stream_complete(envoy_ptr(), stream);
+        filter_destroy(stream);
+    }
+    assert_eq!(
+        config_of(config).filter().aggregator().pending(0).requests,
+        0
+    );
+    config_destroy(config);
+}
+
+#[test]
+fn without_a_scheduler_the_request_path_ticks_at_most_once_a_second() {
+    setup(|fake| fake.no_scheduler = true);
+    let config = load("subset_router", GUARDED);
+    assert!(!config_of(config).has_ticker());
+    assert_eq!(
+        logs_with(3, "Envoy gave no configuration scheduler").len(),
+        1
+    );
+    let started = Instant::now();
+    serve_many(config, 100, v2_fails);
+    let ticks = inspect(|f| f.stream_gauge_sets);
+    let elapsed_s = started.elapsed().as_secs() as u32;
+    assert!(
+        ticks <= elapsed_s + 1,
+        "{ticks} lazy ticks in {elapsed_s} s"
+    );
+    assert_eq!(
+        counter("subset_router.guard.v2.tripped"),
+        0,
+        "not merged yet"
+    );
+    // A second later the next request ticks first: the guard trips, and that very request is
+    // already diverted.
+    skew(1_100);
+    assert_eq!(serve(config, &[(":path", "/")], v2_fails), "v1");
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 1);
+    assert_eq!(gauge("subset_router.guard.v2.open"), 1);
+    // The cooldown ends in the record at the first request after it.
+    skew(5_500);
+    serve(config, &[(":path", "/")], all_ok);
+    assert_eq!(gauge("subset_router.guard.v2.open"), 0);
+    config_destroy(config);
+}
+
+#[test]
+fn with_a_ticker_the_request_path_ticks_only_when_the_ticker_stalls() {
+    setup(|_| {});
+    let config = load("subset_router", GUARDED);
+    serve_many(config, 50, v2_fails);
+    skew(1_500);
+    serve_many(config, 5, v2_fails);
+    assert_eq!(inspect(|f| f.stream_gauge_sets), 0, "the ticker's job");
+    skew(super::LAZY_STALLED_MS);
+    serve(config, &[(":path", "/")], v2_fails);
+    assert_eq!(
+        inspect(|f| f.stream_gauge_sets),
+        1,
+        "stalled ticker: one lazy tick"
+    );
+    assert_eq!(counter("subset_router.guard.v2.tripped"), 1);
+    config_destroy(config);
+}
+
+#[test]
+fn a_new_configuration_resets_the_guard() {
+    setup(|_| {});
+    let first = load("subset_router", GUARDED);
+    serve_many(first, 100, v2_fails);
+    tick(first);
+    assert_eq!(gauge("subset_router.guard.v2.open"), 1);
+    config_destroy(first);
+    // Same process store, changed configuration (a new threshold): a fresh guard.
+    let changed = GUARDED.replace("\"maxErrorPercent\": 20", "\"maxErrorPercent\": 30");
+    let second = load("subset_router", &changed);
+    tick(second);
+    let open = inspect(|f| f.gauges.last().map(|(_, v)| *v));
+    assert_eq!(open, Some(0));
+    let (_, v2) = serve_many(second, 100, all_ok);
+    assert!(v2 > 20, "v2 reachable again: {v2}");
+    config_destroy(second);
+}
