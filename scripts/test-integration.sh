@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the integration suite (package subset-router-integration, in tests/) against the
-# built filter in a real Envoy, once per build.
+# Run the integration suites (package subset-router-integration, in tests/) against the
+# built filter in a real Envoy, once per build: the rollout scenarios (--test rollouts) and
+# progressive delivery, ramps and canary guards at --concurrency 2 (--test progressive).
 #
 #   scripts/test-integration.sh [cargo test filter args...]
 #
@@ -28,9 +29,12 @@ rc=0
 summary=()
 for build in "${builds[@]}"; do
   log "FILTER=$build ENVOY_RUNTIME=$ENVOY_RUNTIME ENVOY_IMAGE=${ENVOY_IMAGE:-<unset>} ENVOY_BIN=$ENVOY_BIN"
-  # The rollout scenarios only; the reliability suite (--test reliability) is make test-reliability.
-  log "cargo test -p $PKG --release --lib --test rollouts $* -- --test-threads=1 --nocapture"
-  if FILTER="$build" cargo test -p "$PKG" --release --lib --test rollouts "$@" -- --test-threads=1 --nocapture; then
+  # Rollouts and progressive delivery; the reliability suite (--test reliability) is make
+  # test-reliability. --no-fail-fast: a failing suite does not keep the other from running.
+  # A scenario filter goes to both suites: one that matches none of a suite's scenarios prints
+  # SKIPPED for it (a failure under CI=true).
+  log "cargo test -p $PKG --release --no-fail-fast --lib --test rollouts --test progressive $* -- --test-threads=1 --nocapture"
+  if FILTER="$build" cargo test -p "$PKG" --release --no-fail-fast --lib --test rollouts --test progressive "$@" -- --test-threads=1 --nocapture; then
     summary+=("integration suite ($build build, $ENVOY_RUNTIME): PASS")
   else
     summary+=("integration suite ($build build, $ENVOY_RUNTIME): FAIL")

@@ -376,6 +376,24 @@ pub fn render(
     plugin_json: &str,
     ecds: bool,
 ) -> String {
+    let opts = LaunchOptions {
+        ecds,
+        ..LaunchOptions::default()
+    };
+    render_with(env, ports, run_dir, plugin_json, &opts)
+}
+
+/// [`render`] with a launch's options: ECDS delivery and each upstream's behaviour
+/// ([`LaunchOptions::upstreams`]; the others answer 200 at once).
+pub fn render_with(
+    env: &Env,
+    ports: &Ports,
+    run_dir: &str,
+    plugin_json: &str,
+    opts: &LaunchOptions,
+) -> String {
+    let ecds = opts.ecds;
+    let behaviour = |cluster: &str| opts.upstreams.iter().find(|u| u.cluster == cluster);
     let subset_of = |cluster: &str| cluster.strip_prefix("color-").unwrap_or(cluster).to_string();
     let spec = envoy_config::Spec {
         comment: vec![
@@ -409,6 +427,8 @@ pub fn render(
                 cluster: cluster.to_string(),
                 subset: subset_of(cluster),
                 port: *port,
+                status: behaviour(cluster).and_then(|u| u.status),
+                delay_ms: behaviour(cluster).and_then(|u| u.delay_ms),
             })
             .collect(),
         echo_headers: vec![
@@ -448,6 +468,39 @@ pub struct LaunchOptions {
     pub ecds: bool,
     /// `--concurrency` (default 1; 2 makes two VMs / worker threads share the traffic).
     pub concurrency: Option<u32>,
+    /// Upstreams that do not answer 200 at once (a failing or slow version, for the canary
+    /// guard); every cluster not named here behaves as always.
+    pub upstreams: Vec<UpstreamBehaviour>,
+}
+
+/// How one upstream cluster of [`CLUSTERS`] answers in a launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamBehaviour {
+    pub cluster: String,
+    /// Response status (`None`: 200); body and `x-served-by` stay the subset's.
+    pub status: Option<u16>,
+    /// Answer after this many milliseconds (`None`: at once).
+    pub delay_ms: Option<u64>,
+}
+
+impl UpstreamBehaviour {
+    /// `cluster` answers `status`.
+    pub fn failing(cluster: &str, status: u16) -> Self {
+        Self {
+            cluster: cluster.into(),
+            status: Some(status),
+            delay_ms: None,
+        }
+    }
+
+    /// `cluster` answers 200 after `delay_ms`.
+    pub fn slow(cluster: &str, delay_ms: u64) -> Self {
+        Self {
+            cluster: cluster.into(),
+            status: None,
+            delay_ms: Some(delay_ms),
+        }
+    }
 }
 
 /// A scenario directory written and ready to validate or run.
@@ -469,7 +522,17 @@ impl Envoy {
     /// Writes the scenario directory (config, plugin JSON, a copy of the wasm), validates
     /// the config with `envoy --mode validate`, and starts Envoy. Waits for admin `/ready`.
     pub fn start(env: &Env, name: &str, plugin_json: &str) -> Result<Envoy, String> {
-        let (mut envoy, validation) = Envoy::launch(env, name, plugin_json)?;
+        Envoy::start_with(env, name, plugin_json, &LaunchOptions::default())
+    }
+
+    /// [`Envoy::start`] with the extras of [`LaunchOptions`].
+    pub fn start_with(
+        env: &Env,
+        name: &str,
+        plugin_json: &str,
+        opts: &LaunchOptions,
+    ) -> Result<Envoy, String> {
+        let (mut envoy, validation) = Envoy::launch_with(env, name, plugin_json, opts)?;
         if !validation.ok {
             return Err(format!(
                 "`envoy --mode validate` rejected {}: {}\n--- validate output (excerpt) ---\n{}",
@@ -516,6 +579,9 @@ impl Envoy {
         plugin_json: &str,
         opts: &LaunchOptions,
     ) -> Result<Prepared, String> {
+        if let Some(u) = opts.upstreams.iter().find(|u| !CLUSTERS.contains(&u.cluster.as_str())) {
+            return Err(format!("no upstream cluster {:?} (clusters: {CLUSTERS:?})", u.cluster));
+        }
         let ports = allocate_ports()?;
         let dir = env.work_dir.join(format!("{name}-{}", ports.base));
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -529,8 +595,8 @@ impl Envoy {
             Runtime::Native => host_dir.clone(),
         };
         // `--mode validate` runs natively (host paths) when a binary is known.
-        let host_cfg = render(env, &ports, &host_dir, plugin_json, opts.ecds);
-        let cfg_for_run = render(env, &ports, &run_dir, plugin_json, opts.ecds);
+        let host_cfg = render_with(env, &ports, &host_dir, plugin_json, opts);
+        let cfg_for_run = render_with(env, &ports, &run_dir, plugin_json, opts);
         fs::write(dir.join("envoy.yaml"), &cfg_for_run).map_err(|e| e.to_string())?;
         fs::write(dir.join("envoy.host.yaml"), &host_cfg).map_err(|e| e.to_string())?;
         if opts.ecds {
@@ -961,6 +1027,27 @@ mod tests {
             assert_eq!(out.contains("dynamic_module_config"), build.name() == "native");
             assert_eq!(out.matches("direct_response").count(), CLUSTERS.len());
         }
+    }
+
+    #[test]
+    fn a_launch_chooses_each_upstreams_behaviour() {
+        let ports = allocate_ports().unwrap();
+        let env = Env {
+            runtime: Runtime::Native,
+            build: FilterBuild::Native("/x/libsubset_router.so".into()),
+            envoy_bin: None,
+            hardened: false,
+            work_dir: "/tmp".into(),
+        };
+        let opts = LaunchOptions {
+            upstreams: vec![UpstreamBehaviour::failing("v2", 503), UpstreamBehaviour::slow("v3", 300)],
+            ..LaunchOptions::default()
+        };
+        let out = render_with(&env, &ports, "/run", r#"{"default":{"subset":"v1"}}"#, &opts);
+        assert_eq!(out.matches("direct_response: { status: 503,").count(), 1);
+        assert!(out.contains("status: 503, body: { inline_string: \"v2\\n\" }"));
+        assert_eq!(out.matches("fixed_delay: 0.300s").count(), 1);
+        assert_eq!(out.matches("direct_response: { status: 200,").count(), CLUSTERS.len() - 1);
     }
 
     #[test]

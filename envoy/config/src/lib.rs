@@ -9,7 +9,9 @@
 //!   `clusterHeader` (404 for an unknown cluster: never confused with a fail-closed 503 or an
 //!   upstream failure), or a final route to a fallback cluster;
 //! * one upstream per cluster, served by a `direct_response` listener in the same Envoy that
-//!   answers its subset name (and, for the suites, echoes the routing headers it received);
+//!   answers its subset name (and, for the suites, echoes the routing headers it received) —
+//!   with 200 at once, or, for the canary-guard tests, another status and/or after a fixed
+//!   delay ([`Upstream::status`], [`Upstream::delay_ms`]);
 //! * optionally: the filter delivered by file-based ECDS (as Istio delivers WasmPlugin
 //!   updates), raised header limits for hostile-request tests, `stats_tags` so that
 //!   `/stats/prometheus` labels decisions by `rule` and `subset`.
@@ -81,12 +83,19 @@ pub const ECDS_NAME: &str = "subset_router";
 pub const ECDS_FILE: &str = "subset_router.yaml";
 
 /// One upstream: a cluster and the listener that serves it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Upstream {
     pub cluster: String,
     /// What it answers (its subset name).
     pub subset: String,
     pub port: u16,
+    /// The `direct_response` status; `None`: 200. A failing version for the canary guard's
+    /// tests (`Some(503)`): the body and headers stay those of a healthy answer.
+    pub status: Option<u16>,
+    /// Answer only after this many milliseconds: an `envoy.filters.http.fault` filter with a
+    /// fixed delay on every request, before the router of this upstream's listener. `None`: at
+    /// once (no fault filter).
+    pub delay_ms: Option<u64>,
 }
 
 /// A `host:port` address.
@@ -327,10 +336,11 @@ fn upstream_listener(out: &mut String, spec: &Spec, upstream: &Upstream) {
     let _ = writeln!(
         out,
         "          route_config:\n            virtual_hosts:\n            - name: {}\n              domains: [\"*\"]\n              \
-         routes:\n              - match: {{ prefix: \"/\" }}\n                direct_response: {{ status: 200, body: {{ inline_string: {} }} }}\n                \
+         routes:\n              - match: {{ prefix: \"/\" }}\n                direct_response: {{ status: {}, body: {{ inline_string: {} }} }}\n                \
          response_headers_to_add:\n                - header: {{ key: x-served-by, value: {} }}\n                \
          - header: {{ key: x-served-cluster, value: {} }}",
         q(&upstream.subset),
+        upstream.status.unwrap_or(200),
         q(&format!("{}\n", upstream.subset)),
         q(&upstream.subset),
         q(&upstream.cluster)
@@ -344,21 +354,51 @@ fn upstream_listener(out: &mut String, spec: &Spec, upstream: &Upstream) {
         );
     }
     out.push_str("          http_filters:\n");
+    if let Some(ms) = upstream.delay_ms {
+        delay_filter(out, "          ", ms);
+    }
     router_filter(out, "          ");
+}
+
+/// `envoy.filters.http.fault` delaying every request by `ms` (a slow version, for the canary
+/// guard's latency trigger). It must come before the router, which sends the direct response.
+fn delay_filter(out: &mut String, indent: &str, ms: u64) {
+    let _ = writeln!(out, "{indent}- name: envoy.filters.http.fault");
+    let _ = writeln!(out, "{indent}  typed_config:");
+    let _ = writeln!(
+        out,
+        "{indent}    \"@type\": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+    );
+    let _ = writeln!(
+        out,
+        "{indent}    delay: {{ fixed_delay: {}.{:03}s, percentage: {{ numerator: 100, denominator: HUNDRED }} }}",
+        ms / 1000,
+        ms % 1000
+    );
 }
 
 /// `stats_config.stats_tags`: `…subset_router.rule.<rule>.subset.<subset>` becomes the family
 /// `…subset_router.rule.subset` with labels `rule` and `subset` (and `…rule.<rule>.ramp_ppm`
-/// becomes `…rule.ramp_ppm{rule}`); the guard stats get `subset`. Envoy matches every regex
-/// against the full stat name, removes its first capture group from the name and takes the
-/// second as the tag value.
+/// becomes `…rule.ramp_ppm{rule}`); the guard stats `…guard.<subset>.<what>` become
+/// `…guard.<what>{subset}`. Envoy matches every regex against the full stat name, removes its
+/// first capture group from the name and takes the second as the tag value.
+///
+/// Rule names are one stat segment (`[A-Za-z0-9_-]`), but subset names may hold dots
+/// (`v2.1-rc.1`): the subset is everything after `.subset.` to the end, and everything between
+/// `.guard.` and the last segment (the counter or gauge name), never just up to the next dot.
+///
+/// And Envoy's ECDS stats `extension_config_discovery.http_filter.<resource>.<what>` become
+/// `extension_config_discovery.http_filter.<what>{ecds_name}` (`config_fail` counts rejected
+/// filter configurations): one family for alerts, whatever the resource is called (Istio names
+/// a WasmPlugin's `<namespace>.<name>`, dots included).
 fn stats_tags(out: &mut String, build: &Build) {
     let prefix = regex_escape(build.stat_prefix());
     out.push_str("stats_config:\n  stats_tags:\n");
     for (tag, regex) in [
         ("rule", format!(r"^{prefix}subset_router\.rule\.(([^.]+)\.)")),
-        ("subset", format!(r"^{prefix}subset_router\.rule\.[^.]+\.subset(\.([^.]+))$")),
-        ("subset", format!(r"^{prefix}subset_router\.guard\.(([^.]+)\.)")),
+        ("subset", format!(r"^{prefix}subset_router\.rule\.[^.]+\.subset(\.(.+))$")),
+        ("subset", format!(r"^{prefix}subset_router\.guard\.((.+)\.)[^.]+$")),
+        ("ecds_name", r"^extension_config_discovery\.http_filter\.((.+)\.)[^.]+$".to_string()),
     ] {
         let _ = writeln!(out, "  - tag_name: {tag}\n    regex: {}", q(&regex));
     }

@@ -60,6 +60,7 @@ impl PluginRoutes {
                 cluster: cluster.clone(),
                 subset: subset.clone(),
                 port,
+                ..Upstream::default()
             })
             .collect();
         spec.header_routes = self.subset_header.as_ref().map(|header| {

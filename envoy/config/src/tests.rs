@@ -95,3 +95,114 @@ fn a_pretty_config_is_a_literal_block_and_anything_odd_is_quoted() {
     assert_eq!(yaml::block_or_quoted("{\"a\":\"\u{1}\"\n}", 2), "\"{\\\"a\\\":\\\"\\x01\\\"\\n}\"");
     assert_eq!(yaml::block_or_quoted("{}", 2), "\"{}\"");
 }
+
+#[test]
+fn an_upstream_can_fail_or_answer_late_and_the_others_are_unchanged() {
+    let mut s = spec(Build::Native, Delivery::Inline);
+    let healthy = render(&s);
+    // Today's behaviour by default: 200 at once, no fault filter anywhere.
+    assert_eq!(healthy.matches("direct_response: { status: 200,").count(), s.upstreams.len());
+    assert!(!healthy.contains("envoy.filters.http.fault"));
+
+    let (failing, slow) = (s.upstreams[1].cluster.clone(), s.upstreams[2].cluster.clone());
+    s.upstreams[1].status = Some(503);
+    s.upstreams[2].delay_ms = Some(1300);
+    let yaml = render(&s);
+    let listener = |cluster: &str| {
+        let from = yaml.find(&format!("- name: \"upstream_{cluster}\"")).unwrap();
+        let len = yaml[from + 1..].find("\n  - name: ").or_else(|| yaml[from..].find("\n  clusters:")).unwrap();
+        yaml[from..from + 1 + len].to_string()
+    };
+    let failing = listener(&failing);
+    assert!(failing.contains("direct_response: { status: 503, body: { inline_string: \"v3\\n\" } }"), "{failing}");
+    assert!(failing.contains("key: x-served-by, value: \"v3\""));
+    assert!(!failing.contains("fault"));
+    let slow = listener(&slow);
+    assert!(slow.contains("direct_response: { status: 200,"));
+    let fault = slow.find("- name: envoy.filters.http.fault").unwrap();
+    assert!(fault < slow.find("- name: envoy.filters.http.router").unwrap(), "fault filter before the router");
+    assert!(slow.contains(
+        "delay: { fixed_delay: 1.300s, percentage: { numerator: 100, denominator: HUNDRED } }"
+    ));
+    // Only that listener is slowed, and only the one fails.
+    assert_eq!(yaml.matches("envoy.filters.http.fault").count(), 1);
+    assert_eq!(yaml.matches("status: 503").count(), 1);
+    // The front listener and the clusters are as before.
+    assert_eq!(yaml.split("  - name: \"upstream_").next(), healthy.split("  - name: \"upstream_").next());
+    assert_eq!(yaml.split("  clusters:\n").nth(1), healthy.split("  clusters:\n").nth(1));
+}
+
+/// Envoy's tag extraction over one stat name with the `stats_tags` of a rendered config: every
+/// regex is matched against the full name; its first capture group is cut from the name and its
+/// second (else the first) is the tag value. Returns the tag-extracted name and the tags.
+fn extract_tags(yaml: &str, stat: &str) -> (String, Vec<(String, String)>) {
+    let section = yaml.split("stats_config:\n  stats_tags:\n").nth(1).expect("stats_tags rendered");
+    let mut tags = Vec::new();
+    let mut cut: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        let Some(tag) = line.strip_prefix("  - tag_name: ") else { break };
+        let quoted = lines.next().unwrap().strip_prefix("    regex: ").unwrap();
+        // `q` writes a JSON-style string: `\\` for a backslash, no other escape in a regex here.
+        let re = quoted.trim_matches('"').replace(r"\\", r"\");
+        let re = regex::Regex::new(&re).unwrap();
+        if let Some(c) = re.captures(stat) {
+            let remove = c.get(1).expect("a first capture group");
+            tags.push((tag.to_string(), c.get(2).unwrap_or(remove).as_str().to_string()));
+            cut.push(remove.range());
+        }
+    }
+    let name = stat
+        .char_indices()
+        .filter(|(i, _)| !cut.iter().any(|r| r.contains(i)))
+        .map(|(_, ch)| ch)
+        .collect();
+    tags.sort();
+    (name, tags)
+}
+
+#[test]
+fn stats_tags_label_every_subset_router_stat_of_either_build_dotted_subsets_included() {
+    for build in [Build::Wasm { file: "/f.wasm".into() }, Build::Native] {
+        let mut s = spec(build.clone(), Delivery::Inline);
+        s.stats_tags = true;
+        let yaml = render(&s);
+        let p = build.stat_prefix();
+        let t = |k: &str, v: &str| (k.to_string(), v.to_string());
+        // (stat under `<prefix>subset_router.`, name after extraction, tags)
+        let cases = [
+            ("rule.canary.subset.v2", "rule.subset", vec![t("rule", "canary"), t("subset", "v2")]),
+            ("rule.default.subset.v1", "rule.subset", vec![t("rule", "default"), t("subset", "v1")]),
+            // Subset names may hold dots; rule names may not.
+            ("rule.canary.subset.v2.1-rc.3", "rule.subset", vec![t("rule", "canary"), t("subset", "v2.1-rc.3")]),
+            ("rule.subset.subset.v1", "rule.subset", vec![t("rule", "subset"), t("subset", "v1")]),
+            ("rule.ramp_ppm.subset.x", "rule.subset", vec![t("rule", "ramp_ppm"), t("subset", "x")]),
+            ("rule.canary.ramp_ppm", "rule.ramp_ppm", vec![t("rule", "canary")]),
+            ("guard.v2.tripped", "guard.tripped", vec![t("subset", "v2")]),
+            ("guard.v2.1-rc.3.diverted", "guard.diverted", vec![t("subset", "v2.1-rc.3")]),
+            ("guard.a.b.c.undivertable", "guard.undivertable", vec![t("subset", "a.b.c")]),
+            ("guard.v2.open", "guard.open", vec![t("subset", "v2")]),
+            ("spoofed_header_removed", "spoofed_header_removed", vec![]),
+            ("sticky_key_missing", "sticky_key_missing", vec![]),
+            ("host_call_failed", "host_call_failed", vec![]),
+        ];
+        for (stat, name, tags) in cases {
+            let (stat, name) = (format!("{p}subset_router.{stat}"), format!("{p}subset_router.{name}"));
+            assert_eq!(extract_tags(&yaml, &stat), (name, tags), "{stat} ({})", build.name());
+        }
+        // ECDS stats of any HTTP filter resource: one family labelled with the resource name.
+        for (stat, name, resource) in [
+            ("extension_config_discovery.http_filter.subset_router.config_fail", "extension_config_discovery.http_filter.config_fail", "subset_router"),
+            ("extension_config_discovery.http_filter.istio-system.subset-router.config_reload", "extension_config_discovery.http_filter.config_reload", "istio-system.subset-router"),
+        ] {
+            assert_eq!(extract_tags(&yaml, stat), (name.to_string(), vec![t("ecds_name", resource)]), "{stat}");
+        }
+        // The other build's names, and Envoy's own stats, are left alone.
+        let other = if p == "wasmcustom." { "dynamicmodulescustom." } else { "wasmcustom." };
+        for stat in [format!("{other}subset_router.rule.canary.subset.v2"), "wasm.subset_router.vm_reload".into()] {
+            assert_eq!(extract_tags(&yaml, &stat), (stat.clone(), vec![]), "{stat}");
+        }
+    }
+    // Off unless asked for.
+    assert!(!render(&spec(Build::Native, Delivery::Inline)).contains("stats_config"));
+}
