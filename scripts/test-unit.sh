@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Host unit tests and clippy for the filter crates, with rustup's toolchain.
 #   scripts/test-unit.sh
-# Clippy covers every crate of filter/ -- the core, the CLI and both adapters (the proxy-wasm
+# Clippy covers every crate of filter/ and the Envoy-config renderer -- the core, the CLI, both adapters (the proxy-wasm
 # adapter compiles for the host too, so its FFI module and host calls are linted) -- with
 # -D warnings and each crate's own deny list. A missing clippy fails under CI=true.
 set -euo pipefail
@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 host_env
 log "host toolchain: $(command -v cargo) ($(cargo --version)), $(rustc --version)"
-pkgs=(-p subset-router-core -p subset-router-cli -p subset-router-wasm)
+pkgs=(-p subset-router-core -p subset-router-cli -p subset-router-wasm -p subset-router-envoy-config)
 # The native adapter joins once its crate is in the workspace.
 if cargo metadata -q --no-deps --format-version 1 | grep '"name":"subset-router-native"' >/dev/null; then
   pkgs+=(-p subset-router-native)
