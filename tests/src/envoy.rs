@@ -438,6 +438,7 @@ pub fn render_with(
         front_flags: true,
         hardened: env.hardened,
         stats_tags: true,
+        filter_routes: opts.filter_routes.clone(),
     };
     envoy_config::render(&spec)
 }
@@ -471,6 +472,9 @@ pub struct LaunchOptions {
     /// Upstreams that do not answer 200 at once (a failing or slow version, for the canary
     /// guard); every cluster not named here behaves as always.
     pub upstreams: Vec<UpstreamBehaviour>,
+    /// `Some(routes)`: the filter disabled at the listener and enabled only on these routes
+    /// (Envoy Gateway's shape for a policy attached to routes; see envoy_config::Spec).
+    pub filter_routes: Option<Vec<String>>,
 }
 
 /// How one upstream cluster of [`CLUSTERS`] answers in a launch.

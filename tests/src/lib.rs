@@ -8,6 +8,8 @@ pub mod envoy;
 pub mod http;
 /// Raw requests, a keep-alive load generator and RSS (reliability suite).
 pub mod load;
+/// `/stats/prometheus`: fetch, parse, compare the filter's labelled families.
+pub mod prometheus;
 pub mod report;
 
 pub use envoy::{Env, Envoy, Runtime};

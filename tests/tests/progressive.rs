@@ -82,6 +82,7 @@ impl Ctx<'_> {
             ecds,
             concurrency: Some(CONCURRENCY),
             upstreams,
+            ..LaunchOptions::default()
         };
         let e = Envoy::start_with(self.env, name, plugin, &opts)?;
         println!(

@@ -526,7 +526,8 @@ fn istio_subset_header(cx: &mut Ctx) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// 7. Stats: counters equal requests, per rule and subset; spoofing; sticky key missing
+// 7. Stats: counters equal requests, per rule and subset; spoofing; sticky key missing; the
+//    same numbers as labelled families in /stats/prometheus (a dotted subset and a guard too)
 // ---------------------------------------------------------------------------------------
 fn stats(cx: &mut Ctx) -> Result<(), String> {
     let plugin = r#"{
@@ -537,10 +538,16 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
          "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}],
                    "stickyBy": {"header": "x-user-id"}}},
         {"name": "canary", "match": {"pathPrefix": "/app", "methods": ["GET"]},
-         "route": {"split": [{"subset": "v1", "weight": 70}, {"subset": "v2", "weight": 30}]}}
+         "route": {"split": [{"subset": "v1", "weight": 70}, {"subset": "v2", "weight": 30}]}},
+        {"name": "dotted", "match": {"pathPrefix": "/dotted"},
+         "route": {"split": [{"subset": "v1.0-rc.1", "weight": 1}]}}
       ],
+      "guards": [{"subset": "v1.0-rc.1", "maxErrorPercent": 50}],
       "default": {"subset": "v3"}
     }"#;
+    // `dotted`: a subset name with dots (allowed; rule names are one stat segment) must still
+    // be one `subset` label in /stats/prometheus, for the decisions and the guard stats. No
+    // cluster has that name: Envoy answers 404 (NC), which the guard does not count as an error.
     let envoy = cx.start("stats", plugin)?;
     let mut c = envoy.client();
     let ex = Expect::default();
@@ -563,6 +570,15 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
     let sticky_nokey = send_same(&mut c, 50, &ex, "/sticky/x", &[]);
     let canary = send_same(&mut c, 500, &ex, "/app/home", &[]);
     let dflt = send_same(&mut c, 100, &ex, "/other", &[]);
+    let dotted_n = 40;
+    let mut dotted_codes: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..dotted_n {
+        let k = match c.get("/dotted", &[]) {
+            Ok(r) => format!("{} {}", r.status, r.header("x-front-flags").unwrap_or("-")),
+            Err(e) => format!("error {e}"),
+        };
+        *dotted_codes.entry(k).or_default() += 1;
+    }
     // Spoofing: a client names a cluster no rule selects. It must never get there, the
     // header must be replaced (upstream sees only the filter's value) and counted.
     let spoof_canary = send_same(
@@ -594,6 +610,12 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
     );
     cx.all_to("7 stats: default route", &dflt, "v3");
     cx.all_to("7 stats: debug rule", &debug, "v2");
+    cx.row(
+        "7 stats: dotted subset v1.0-rc.1 (no such cluster)",
+        &format!("{dotted_n} x 404 NC"),
+        &codes_str(&dotted_codes),
+        dotted_codes.get("404 NC").copied() == Some(dotted_n) && dotted_codes.len() == 1,
+    );
 
     let mut st = ExpectedStats::default();
     st.rule_tally("debug", &debug)
@@ -603,6 +625,7 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
         .rule_tally("canary", &spoof_canary)
         .rule_tally("default", &dflt)
         .rule_tally("default", &spoof_default)
+        .rule("dotted", "v1.0-rc.1", dotted_n)
         .spoofed(spoof_all.total)
         .sticky_missing(sticky_nokey.total);
     let errors = debug.errors + sticky.errors + sticky_nokey.errors + canary.errors + dflt.errors;
@@ -615,7 +638,145 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
         );
     }
     cx.stats(&envoy, "7 stats: counters = requests sent", &st, true);
+    stats_prometheus(cx, &envoy, plugin, &st, &["v1.0-rc.1"]);
     Ok(())
+}
+
+fn codes_str(codes: &BTreeMap<String, u64>) -> String {
+    codes
+        .iter()
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stats scenario through admin `/stats/prometheus`, where the config's `stats_tags` make
+/// the decisions one family labelled `rule` and `subset` (`subset_router_rule_subset` for the
+/// Wasm build, `envoy_dynamicmodulescustom_subset_router_rule_subset` for the dynamic module)
+/// and the guard stats one family each labelled `subset`. Two rows: every `{rule, subset}`
+/// the config declares (0 included) equals the requests sent, and no other name of the filter
+/// is printed (a regex that missed a stat leaves a name per rule and subset); the guard
+/// families, `spoofed_header_removed` and `sticky_key_missing` are labelled and exact.
+fn stats_prometheus(
+    cx: &mut Ctx,
+    envoy: &Envoy,
+    plugin: &str,
+    st: &ExpectedStats,
+    guarded: &[&str],
+) {
+    let p = prometheus::filter_prefix(cx.env.build.stat_prefix());
+    let scrape = match prometheus::scrape(envoy) {
+        Ok(s) => s,
+        Err(e) => {
+            cx.row("7 stats: /stats/prometheus", "a parsable scrape", &e, false);
+            return;
+        }
+    };
+    let decisions = format!("{p}subset_router_rule_subset");
+    let mut expected: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for counter in report::declared_counters(plugin).unwrap_or_default() {
+        if let Some((rule, subset)) = counter
+            .strip_prefix("subset_router.rule.")
+            .and_then(|r| r.split_once(".subset."))
+        {
+            let n = st.0.get(&counter).copied().unwrap_or(0);
+            expected.insert(vec![rule.to_string(), subset.to_string()], n);
+        }
+    }
+    let families: Vec<String> = [
+        "rule_subset",
+        "rule_ramp_ppm",
+        "guard_tripped",
+        "guard_diverted",
+        "guard_undivertable",
+        "guard_open",
+        "spoofed_header_removed",
+        "sticky_key_missing",
+        "host_call_failed",
+    ]
+    .iter()
+    .map(|f| format!("{p}subset_router_{f}"))
+    .collect();
+    let family_refs: Vec<&str> = families.iter().map(String::as_str).collect();
+    let leftovers = prometheus::unlabelled_leftovers(&scrape, &p, &family_refs);
+    let compared = prometheus::compare_family(&scrape, &decisions, &["rule", "subset"], &expected);
+    let pass = compared.is_ok() && leftovers.is_empty();
+    let observed = match (&compared, leftovers.is_empty()) {
+        (Ok(m), true) => format!("equal: {m}; no other {p}subset_router_* name"),
+        (Ok(_), false) => format!("names left unlabelled: {leftovers:?}"),
+        (Err(e), _) => format!("MISMATCH: {e}; unlabelled names: {leftovers:?}"),
+    };
+    let exp = expected
+        .iter()
+        .map(|(k, v)| format!("{}/{}={v}", k[0], k[1]))
+        .collect::<Vec<_>>()
+        .join(" ");
+    cx.row(
+        "7 stats: /stats/prometheus {rule,subset} = requests sent",
+        &format!("{decisions}{{rule,subset}}: {exp}"),
+        &observed,
+        pass,
+    );
+
+    // Guard stats labelled `subset` (dotted names whole), and the unlabelled totals.
+    let mut problems = Vec::new();
+    for what in ["tripped", "diverted", "undivertable", "open"] {
+        let family = format!("{p}subset_router_guard_{what}");
+        let want: BTreeMap<Vec<String>, u64> =
+            guarded.iter().map(|s| (vec![s.to_string()], 0)).collect();
+        if let Err(e) = prometheus::compare_family(&scrape, &family, &["subset"], &want) {
+            problems.push(e);
+        }
+    }
+    for (what, n) in [
+        (
+            "spoofed_header_removed",
+            "subset_router.spoofed_header_removed",
+        ),
+        ("sticky_key_missing", "subset_router.sticky_key_missing"),
+        ("host_call_failed", "subset_router.host_call_failed"),
+    ] {
+        let family = format!("{p}subset_router_{what}");
+        let want = st.0.get(n).copied().unwrap_or(0) as f64;
+        match scrape.value(&family, &[]) {
+            Some(v) if v == want => {}
+            got => problems.push(format!("{family}{{}} {got:?}, expected {want}")),
+        }
+    }
+    for (family, kind) in [
+        (decisions.clone(), "counter"),
+        (format!("{p}subset_router_guard_open"), "gauge"),
+    ] {
+        if scrape.types.get(&family).map(String::as_str) != Some(kind) {
+            problems.push(format!(
+                "# TYPE {family} {:?}, expected {kind}",
+                scrape.types.get(&family)
+            ));
+        }
+    }
+    let spoofed =
+        st.0.get("subset_router.spoofed_header_removed")
+            .copied()
+            .unwrap_or(0);
+    let missing =
+        st.0.get("subset_router.sticky_key_missing")
+            .copied()
+            .unwrap_or(0);
+    cx.row(
+        "7 stats: /stats/prometheus guard + totals",
+        &format!(
+            "{p}subset_router_guard_{{tripped,diverted,undivertable,open}}{{subset=\"{}\"}}=0 \
+             (counter/gauge), spoofed_header_removed={spoofed} sticky_key_missing={missing} \
+             host_call_failed=0",
+            guarded.join("|")
+        ),
+        &if problems.is_empty() {
+            "equal".to_string()
+        } else {
+            format!("MISMATCH: {}", problems.join("; "))
+        },
+        problems.is_empty(),
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# examples/observability checked offline and against real Envoys (make test-observability).
+#
+#   scripts/test-observability.sh
+#
+#   static   promtool check rules rules.yaml; promtool check config prometheus.yml;
+#            promtool test rules tests.yaml (every alert firing and not firing); the unit
+#            tests of the two checkers below (tests/observability/test_tools.py); the README's
+#            Istio bootstrap snippet holds the renderer's stats_tags (check_readme_tags.py)
+#   scrape   per build (FILTER=wasm|native|both, default both): the suite's Envoy 1.40 with
+#            examples/progressive/config.json delivered by ECDS, sticky / keyless / debug /
+#            forged-header traffic, an invalid config pushed through ECDS (rejected);
+#            /stats/prometheus before and after saved under .cache/test-observability/
+#            (tests/src/bin/observability-scrape.rs, which also checks the labelled families
+#            against the requests it sent)
+#   series   tests/observability/check_series.py: every series name and label the rules and
+#            the dashboard use is in those scrapes, both builds covered by every expression,
+#            the dashboard's PromQL valid
+#   replay   tests/observability/replay_rules.py: the real scrapes as promtool input series;
+#            `promtool test rules` asserts the recording rules' values and the alerts the
+#            traffic triggers (config rejected) on them
+#
+# Prerequisites: promtool (from PATH, or PROMTOOL=; else extracted from Debian's `prometheus`
+# package into .cache/prometheus-deb without installing its service; `apt_ensure prometheus`
+# as the last resort), python3 with PyYAML (else a venv under .cache/venv-examples), the
+# native envoy (scripts/envoy-native.sh) or Docker (ENVOY_RUNTIME), the filter builds (made
+# when missing). Exit 1 if any step failed; a build not scraped (FILTER=wasm|native) is
+# reported as SKIPPED, and is a failure under CI=true.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+OBS="$ROOT/examples/observability"
+OUT="$CACHE_DIR/test-observability"
+mkdir -p "$OUT"
+ci() { [[ "${CI:-}" =~ ^([Tt][Rr][Uu][Ee]|1)$ ]]; }
+rc=0
+summary=()
+pass() { summary+=("$1: PASS${2:+ ($2)}"); }
+fail() { summary+=("$1: FAIL${2:+ ($2)}"); rc=1; }
+
+# ---- prerequisites ----
+find_promtool() {
+  if [ -n "${PROMTOOL:-}" ]; then echo "$PROMTOOL"; return; fi
+  if command -v promtool >/dev/null 2>&1; then command -v promtool; return; fi
+  local extracted="$CACHE_DIR/prometheus-deb/usr/bin/promtool"
+  if [ ! -x "$extracted" ] && command -v apt-get >/dev/null 2>&1; then
+    # promtool ships only inside Debian's `prometheus` package, whose install would also
+    # enable a Prometheus server: take the binary out of the .deb instead.
+    local tmp; tmp="$(mktemp -d)"
+    if ! (cd "$tmp" && apt-get download prometheus >&2 2>/dev/null); then
+      log "apt-get download prometheus failed: apt-get update, then again"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+      export APT_UPDATED=1
+      (cd "$tmp" && apt-get download prometheus >&2) || true
+    fi
+    local deb; deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -n1 || true)"
+    if [ -n "$deb" ]; then
+      log "extracting promtool from $(basename "$deb") into $CACHE_DIR/prometheus-deb"
+      dpkg-deb -x "$deb" "$CACHE_DIR/prometheus-deb"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ -x "$extracted" ]; then echo "$extracted"; return; fi
+  apt_ensure prometheus
+  command -v promtool
+}
+PROMTOOL="$(find_promtool)"
+[ -x "$PROMTOOL" ] || die "no promtool"
+export PROMTOOL
+log "promtool: $PROMTOOL ($("$PROMTOOL" --version 2>&1 | head -n1))"
+
+PY=python3
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  VENV="$CACHE_DIR/venv-examples"
+  if ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_ensure python3-venv
+    log "creating $VENV: pip install jsonschema pyyaml"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml >&2
+  fi
+  PY="$VENV/bin/python"
+fi
+
+# step NAME CMD...: runs it with its output indented; PASS/FAIL with the last line.
+step() {
+  local name="$1"; shift
+  log "== $name: $*"
+  local log_file="$OUT/$name.log" status=0
+  set +e
+  "$@" 2>&1 | tee "$log_file" | sed -u "s/^/  [$name] /"
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" = 0 ]; then pass "$name" "$(grep -v "^[[:space:]]*$" "$log_file" | tail -n1 | cut -c1-150)"
+  else fail "$name" "see $log_file"; fi
+  return 0
+}
+
+# ---- static: rules, config, unit tests ----
+step check-rules "$PROMTOOL" check rules "$OBS/rules.yaml"
+step check-config "$PROMTOOL" check config "$OBS/prometheus.yml"
+step test-rules "$PROMTOOL" test rules "$OBS/tests.yaml"
+step checker-tests env -C "$ROOT/tests/observability" "$PY" -m unittest -q test_tools
+step readme-tags "$PY" tests/observability/check_readme_tags.py README.md examples/progressive/envoy.yaml
+
+# ---- scrape: each build in a real Envoy ----
+mapfile -t builds < <(filter_builds)
+envoy_env
+( host_env; cargo build --release -q -p subset-router-integration --bin observability-scrape )
+SCRAPE_BIN="$ROOT/target/release/observability-scrape"
+scrape_args=()
+replay_args=()
+for b in "${builds[@]}"; do
+  rm -f "$OUT/$b.prom" "$OUT/$b.before.prom"
+  step "scrape-$b" env FILTER="$b" WASM="${WASM:-$ROOT/dist/subset_router.wasm}" \
+    NATIVE_SO="${NATIVE_SO:-$ROOT/dist/libsubset_router.so}" \
+    "$SCRAPE_BIN" "$OUT/$b.prom" --before "$OUT/$b.before.prom"
+  if [ -s "$OUT/$b.prom" ] && [ -s "$OUT/$b.before.prom" ]; then
+    scrape_args+=(--scrape "$b=$OUT/$b.prom")
+    replay_args+=(--scrape "$b=$OUT/$b.before.prom,$OUT/$b.prom")
+  fi
+done
+for b in wasm native; do
+  if [[ " ${builds[*]} " != *" $b "* ]]; then
+    if ci; then fail "scrape-$b" "not run (FILTER=${FILTER:-both}), CI=true"
+    else summary+=("scrape-$b: SKIPPED (FILTER=${FILTER:-both}): the $b build's names are not checked"); fi
+  fi
+done
+
+# ---- series and replay ----
+if [ "${#scrape_args[@]}" -gt 0 ]; then
+  step series "$PY" tests/observability/check_series.py --rules "$OBS/rules.yaml" \
+    --dashboard "$OBS/dashboard.json" --promtool "$PROMTOOL" "${scrape_args[@]}"
+  step replay-generate "$PY" tests/observability/replay_rules.py --rules "$OBS/rules.yaml" \
+    "${replay_args[@]}" -o "$OUT/replay-tests.yaml"
+  step replay "$PROMTOOL" test rules "$OUT/replay-tests.yaml"
+else
+  fail series "no scrape"
+fi
+
+echo
+for line in "${summary[@]}"; do log "$line"; done
+log "observability: $([ "$rc" = 0 ] && echo PASS || echo FAIL)"
+exit "$rc"
