@@ -137,10 +137,7 @@ class Envoy:
         self.log_path = os.path.join(work, f"{name}.log")
         cmd = [binary, "-c", self.config, "--concurrency", str(concurrency),
                "--disable-hot-restart", "-l", "warning"]
-        env = dict(os.environ)
-        if os.environ.get("NATIVE_SO"):
-            # The native build (N): Envoy loads lib<name>.so from this directory.
-            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = os.path.dirname(os.environ["NATIVE_SO"])
+        env = envoy_env()
         if cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.logf = open(self.log_path, "w")
@@ -213,9 +210,18 @@ class Upstream:
         self.logf.close()
 
 
+def envoy_env():
+    """The environment Envoy runs in: for the native build (N), the directory Envoy loads
+    lib<name>.so from."""
+    env = dict(os.environ)
+    if os.environ.get("NATIVE_SO"):
+        env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = os.path.dirname(os.environ["NATIVE_SO"])
+    return env
+
+
 def validate(binary, config):
     r = subprocess.run([binary, "--mode", "validate", "-c", config, "-l", "error"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=envoy_env())
     if r.returncode != 0:
         raise SystemExit(f"envoy --mode validate {config} failed:\n{r.stdout}\n{r.stderr}")
 

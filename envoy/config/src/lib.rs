@@ -142,7 +142,15 @@ pub struct Spec {
     pub hardened: bool,
     /// `stats_tags`: the decision counters as one family labelled `rule` and `subset`.
     pub stats_tags: bool,
+    /// `Some(routes)`: the filter is disabled at the listener and enabled only on these routes
+    /// (`typed_per_filter_config`) — the shape Envoy Gateway renders for a policy that targets
+    /// routes rather than the Gateway. A header route is named by its header value, the final
+    /// route by [`FINAL_ROUTE`]. `None`: the filter runs on every route.
+    pub filter_routes: Option<Vec<String>>,
 }
+
+/// The name of the final (`cluster_header` or fallback) route in [`Spec::filter_routes`].
+pub const FINAL_ROUTE: &str = "final";
 
 /// Header limits of a [`Spec::hardened`] config.
 pub const MAX_REQUEST_HEADERS_KB: u32 = 96;
@@ -245,6 +253,7 @@ fn front_listener(out: &mut String, spec: &Spec) {
                 q(value),
                 q(cluster)
             );
+            enable_on_route(out, spec, value);
         }
     }
     if let Some(header) = &spec.cluster_header {
@@ -256,12 +265,14 @@ fn front_listener(out: &mut String, spec: &Spec) {
              failure.\n                  cluster_not_found_response_code: NOT_FOUND",
             q(header)
         );
+        enable_on_route(out, spec, FINAL_ROUTE);
     } else if let Some(cluster) = &spec.fallback_cluster {
         let _ = writeln!(
             out,
             "              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {} }}",
             q(cluster)
         );
+        enable_on_route(out, spec, FINAL_ROUTE);
     }
     if spec.front_flags {
         out.push_str("              response_headers_to_add:\n              - header: { key: x-front-flags, value: \"%RESPONSE_FLAGS%\" }\n");
@@ -270,6 +281,9 @@ fn front_listener(out: &mut String, spec: &Spec) {
     match &spec.delivery {
         Delivery::Inline => {
             let _ = writeln!(out, "          - name: {}", filter_name(&spec.build));
+            if spec.filter_routes.is_some() {
+                out.push_str("            disabled: true\n");
+            }
             out.push_str("            typed_config:\n");
             filter_typed_config(out, 14, &spec.build, &spec.plugin_json);
         }
@@ -286,6 +300,22 @@ fn front_listener(out: &mut String, spec: &Spec) {
         }
     }
     router_filter(out, "          ");
+}
+
+/// `typed_per_filter_config` enabling the listener-disabled filter on one route.
+fn enable_on_route(out: &mut String, spec: &Spec, route: &str) {
+    if spec
+        .filter_routes
+        .as_ref()
+        .is_some_and(|routes| routes.iter().any(|r| r == route))
+    {
+        let _ = writeln!(
+            out,
+            "                typed_per_filter_config:\n                  {}:\n                    \
+             \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                    config: {{}}",
+            filter_name(&spec.build)
+        );
+    }
 }
 
 fn filter_name(build: &Build) -> &'static str {

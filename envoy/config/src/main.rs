@@ -145,6 +145,7 @@ fn plugin_spec(json: &str, build: Build, front: Addr, admin: Addr, upstream_port
         front_flags: false,
         hardened: false,
         stats_tags: true,
+        filter_routes: None,
     };
     routes.apply(&mut spec, upstream_port);
     Ok(spec)

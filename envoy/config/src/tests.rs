@@ -20,6 +20,7 @@ fn spec(build: Build, delivery: Delivery) -> Spec {
         front_flags: true,
         hardened: false,
         stats_tags: false,
+        filter_routes: None,
     };
     PluginRoutes::from_json(PLUGIN).unwrap().apply(&mut spec, 20000);
     spec
