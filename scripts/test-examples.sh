@@ -314,7 +314,10 @@ check_run() {
   local sig
   for sig in INT TERM; do
     set -m   # job control: the background run.sh gets SIGINT like a foreground one would
-    RUN_SECONDS=forever PORT="$port" ADMIN_PORT="$admin" REQUESTS=50 scripts/run.sh </dev/null >"$LOG_DIR/run-$sig.out" 2>&1 &
+    # env --default-signal: a shell started with SIGINT ignored (nohup, `cmd &` in a script)
+    # passes that on, and bash cannot trap a signal ignored at its start.
+    RUN_SECONDS=forever PORT="$port" ADMIN_PORT="$admin" REQUESTS=50 \
+      env --default-signal=INT,TERM scripts/run.sh </dev/null >"$LOG_DIR/run-$sig.out" 2>&1 &
     pid=$!
     set +m
     for _ in $(seq 1 240); do
@@ -324,6 +327,11 @@ check_run() {
     done
     grep -q 'Serving on' "$LOG_DIR/run-$sig.out" || { tail -n 20 "$LOG_DIR/run-$sig.out"; kill -TERM "$pid" 2>/dev/null; return 1; }
     kill -"$sig" "$pid"
+    for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      tail -n 10 "$LOG_DIR/run-$sig.out"; kill -KILL "$pid" 2>/dev/null
+      echo "run.sh still running 60 s after SIG$sig"; return 1
+    fi
     rc=0
     wait "$pid" || rc=$?
     [ "$rc" = 0 ] || { tail -n 10 "$LOG_DIR/run-$sig.out"; echo "run.sh exited $rc after SIG$sig"; return 1; }
