@@ -439,6 +439,7 @@ pub fn render_with(
         hardened: env.hardened,
         stats_tags: true,
         filter_routes: opts.filter_routes.clone(),
+        fail_header: None,
     };
     envoy_config::render(&spec)
 }

@@ -147,6 +147,9 @@ pub struct Spec {
     /// routes rather than the Gateway. A header route is named by its header value, the final
     /// route by [`FINAL_ROUTE`]. `None`: the filter runs on every route.
     pub filter_routes: Option<Vec<String>>,
+    /// `Some(header)`: each upstream answers 503 to a request whose `header` names its subset
+    /// (`x-fail: v2`), so a person can make one version fail and watch a guard trip.
+    pub fail_header: Option<String>,
 }
 
 /// The name of the final (`cluster_header` or fallback) route in [`Spec::filter_routes`].
@@ -366,10 +369,26 @@ fn upstream_listener(out: &mut String, spec: &Spec, upstream: &Upstream) {
     let _ = writeln!(
         out,
         "          route_config:\n            virtual_hosts:\n            - name: {}\n              domains: [\"*\"]\n              \
-         routes:\n              - match: {{ prefix: \"/\" }}\n                direct_response: {{ status: {}, body: {{ inline_string: {} }} }}\n                \
+         routes:",
+        q(&upstream.subset)
+    );
+    if let Some(header) = &spec.fail_header {
+        let _ = writeln!(
+            out,
+            "              - match: {{ prefix: \"/\", headers: [ {{ name: {}, string_match: {{ exact: {} }} }} ] }}\n                \
+             direct_response: {{ status: 503, body: {{ inline_string: {} }} }}\n                \
+             response_headers_to_add:\n                - header: {{ key: x-served-by, value: {} }}",
+            q(header),
+            q(&upstream.subset),
+            q(&format!("{} failing ({header})\n", upstream.subset)),
+            q(&upstream.subset)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "              - match: {{ prefix: \"/\" }}\n                direct_response: {{ status: {}, body: {{ inline_string: {} }} }}\n                \
          response_headers_to_add:\n                - header: {{ key: x-served-by, value: {} }}\n                \
          - header: {{ key: x-served-cluster, value: {} }}",
-        q(&upstream.subset),
         upstream.status.unwrap_or(200),
         q(&format!("{}\n", upstream.subset)),
         q(&upstream.subset),

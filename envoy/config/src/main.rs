@@ -130,6 +130,7 @@ fn plugin_spec(json: &str, build: Build, front: Addr, admin: Addr, upstream_port
     }
     comment.push("Upstreams: one direct_response listener per subset in this same Envoy, answering its name.".into());
     comment.push("stats_tags: /stats/prometheus labels the decisions by rule and subset.".into());
+    comment.push("`x-fail: <subset>` on a request makes that subset's upstream answer 503 (try a guard).".into());
     let mut spec = Spec {
         comment,
         admin,
@@ -146,6 +147,7 @@ fn plugin_spec(json: &str, build: Build, front: Addr, admin: Addr, upstream_port
         hardened: false,
         stats_tags: true,
         filter_routes: None,
+        fail_header: Some("x-fail".into()),
     };
     routes.apply(&mut spec, upstream_port);
     Ok(spec)

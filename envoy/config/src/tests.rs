@@ -21,6 +21,7 @@ fn spec(build: Build, delivery: Delivery) -> Spec {
         hardened: false,
         stats_tags: false,
         filter_routes: None,
+        fail_header: None,
     };
     PluginRoutes::from_json(PLUGIN).unwrap().apply(&mut spec, 20000);
     spec
@@ -206,4 +207,17 @@ fn stats_tags_label_every_subset_router_stat_of_either_build_dotted_subsets_incl
     }
     // Off unless asked for.
     assert!(!render(&spec(Build::Native, Delivery::Inline)).contains("stats_config"));
+}
+
+#[test]
+fn a_fail_header_makes_only_the_named_subsets_upstream_answer_503() {
+    let mut s = spec(Build::Native, Delivery::Inline);
+    s.fail_header = Some("x-fail".into());
+    let yaml = render(&s);
+    for subset in ["v1", "v2", "v3"] {
+        assert!(yaml.contains(&format!(
+            "headers: [ {{ name: \"x-fail\", string_match: {{ exact: \"{subset}\" }} }} ] }}\n                direct_response: {{ status: 503"
+        )));
+    }
+    assert_eq!(yaml.matches("status: 503").count(), s.upstreams.len());
 }
