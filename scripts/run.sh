@@ -194,6 +194,12 @@ if [ -z "$RUN_SECONDS" ] && [ ! -t 0 ]; then
   echo "stdin is not a terminal: stopping now (RUN_SECONDS=N serves N seconds; RUN_SECONDS=forever until Ctrl-C/SIGTERM)"
   exit 0
 fi
+if grep -qE '"(ramp|guards)"' "$CONFIG"; then
+  echo "Watch the ramp and the guard live, in another terminal (a trickle of users, one line a second):"
+  echo "  $(realpath --relative-to="$ROOT" "$DEMO") watch 127.0.0.1:$PORT $ADMIN              # the split moving with the ramp"
+  echo "  $(realpath --relative-to="$ROOT" "$DEMO") watch 127.0.0.1:$PORT $ADMIN --fail v2    # v2 answers 503: the guard trips"
+  echo
+fi
 if [ -z "$RUN_SECONDS" ] || [ "$RUN_SECONDS" = forever ]; then
   echo "Serving on localhost:$PORT (admin 127.0.0.1:$ADMIN_PORT). Press Ctrl-C to stop and clean up."
   deadline=0

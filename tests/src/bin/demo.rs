@@ -40,10 +40,14 @@ use subset_router_core::WyRand;
 use subset_router_it::http::{self, Client, Response};
 use subset_router_it::load::Conn;
 
+#[path = "demo/watch.rs"]
+mod watch;
+
 const USAGE: &str = "usage:
   subset-router-demo free-ports PORT...
   subset-router-demo wait-ready ADMIN_URL SECONDS
-  subset-router-demo burst CONFIG FRONT_HOST:PORT ADMIN_URL [--requests N] [--curl-host H]";
+  subset-router-demo burst CONFIG FRONT_HOST:PORT ADMIN_URL [--requests N] [--curl-host H]
+  subset-router-demo watch FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]";
 
 /// Requests per fixed-subset probe and in the sticky probe.
 const PROBE_REQUESTS: usize = 20;
@@ -100,6 +104,10 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
         "burst" => {
             let args = BurstArgs::parse(rest).map_err(Failure::Usage)?;
             Ok(burst(&args)?)
+        }
+        "watch" => {
+            let args = watch::WatchArgs::parse(rest).map_err(Failure::Usage)?;
+            watch::watch(&args)
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
