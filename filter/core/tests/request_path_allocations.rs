@@ -4,7 +4,6 @@
 //! progressive; a query parameter holding a real `%XX` escape is the one documented exception.
 //! (The header buffer is the host's: proxy-wasm hands it over already allocated.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
 
@@ -15,33 +14,8 @@ use subset_router_core::host::{
 use subset_router_core::request::{HeaderPairs, HeaderSource};
 use subset_router_core::rng::WyRand;
 
-struct Counting;
-
-thread_local! {
-    /// Only the measuring thread counts, into its own counter (the test harness runs tests on
-    /// several threads).
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+// The counting allocator is the `allocation-counter` crate's (thread-local counts), so the
+// core crate has no `unsafe` of its own, not even in tests.
 
 /// A host over a pre-encoded header map that allocates nothing itself.
 struct StaticHost<'a> {
@@ -117,13 +91,12 @@ fn allocations(config: &str, headers: &[(&str, &str)], n: usize) -> usize {
         filter.on_stream_done(&mut served);
     };
     run(&mut rng);
-    let before = ALLOCATIONS.with(Cell::get);
-    COUNTING.with(|c| c.set(true));
-    for _ in 0..n {
-        run(&mut rng);
-    }
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get) - before
+    let info = allocation_counter::measure(|| {
+        for _ in 0..n {
+            run(&mut rng);
+        }
+    });
+    usize::try_from(info.count_total).unwrap()
 }
 
 const B: &str = include_str!("../../../bench/config/B.json");
