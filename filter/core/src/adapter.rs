@@ -42,6 +42,30 @@ pub const FORGED_HEADER_REPLY: (u32, &str) = (
 /// decision slot ([`Router::slots`]), then `spoofed_header_removed`, `sticky_key_missing`,
 /// `host_call_failed`, then for each guard `subset_router.guard.<subset>.tripped`, `.diverted`
 /// and `.undivertable`. All exist, at 0, before the first request.
+/// Loads a configuration the way `on_configure` must, for both builds: each error logged at
+/// error level as `subset-router: invalid configuration: <path: reason>`, then one line saying
+/// the configuration was rejected — and, where the adapter knows (`previous`), whether an
+/// earlier configuration stays in effect.
+pub fn load_logged(json: &[u8], log: &impl Log, previous: Option<bool>) -> Option<Router> {
+    let errors = match crate::load(json) {
+        Ok(router) => return Some(router),
+        Err(errors) => errors,
+    };
+    for error in &errors {
+        log.error(&format!("subset-router: invalid configuration: {error}"));
+    }
+    let after = match previous {
+        Some(true) => "; the previous configuration stays in effect",
+        Some(false) => "; no configuration is active",
+        None => "",
+    };
+    log.error(&format!(
+        "subset-router: configuration rejected ({} error(s)){after}",
+        errors.len()
+    ));
+    None
+}
+
 pub fn counter_names(router: &Router) -> Vec<String> {
     router
         .slots()

@@ -151,6 +151,11 @@ pub trait Counters {
 pub trait Log {
     fn warn(&self, message: &str);
 
+    /// Errors (a rejected configuration). The default logs them as warnings.
+    fn error(&self, message: &str) {
+        self.warn(message);
+    }
+
     /// Informational messages (a guard closing). The default drops them.
     fn info(&self, message: &str) {
         let _ = message;

@@ -28,7 +28,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
-use subset_router_core::adapter::{counter_names, gauge_names, Filter, Served, Verdict};
+use subset_router_core::adapter::{
+    counter_names, gauge_names, load_logged, Filter, Served, Verdict,
+};
 use subset_router_core::host::{
     Counters, Gauges, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
 };
@@ -174,25 +176,8 @@ pub fn new_config(handle: &ConfigHandle<'_>, name: &[u8], json: &[u8]) -> Option
         );
         return None;
     }
-    let router = match subset_router_core::load(json) {
-        Ok(router) => router,
-        Err(errors) => {
-            for error in &errors {
-                ffi::log(
-                    LogLevel::Error,
-                    &format!("subset-router: invalid configuration: {error}"),
-                );
-            }
-            ffi::log(
-                LogLevel::Error,
-                &format!(
-                    "subset-router: configuration rejected ({} error(s))",
-                    errors.len()
-                ),
-            );
-            return None;
-        }
-    };
+    // Envoy keeps a previous configuration of its own; the module does not know of one.
+    let router = load_logged(json, &EnvoyLog, None)?;
     // Defined now, while Envoy still allows it (it freezes stat creation once this hook
     // returns), so every counter and gauge exists at 0 before the first request.
     let counter_ids = define_all("counter", &counter_names(&router), |n| {
@@ -479,6 +464,10 @@ struct EnvoyLog;
 impl Log for EnvoyLog {
     fn warn(&self, message: &str) {
         ffi::log(LogLevel::Warn, message);
+    }
+
+    fn error(&self, message: &str) {
+        ffi::log(LogLevel::Error, message);
     }
 
     fn info(&self, message: &str) {

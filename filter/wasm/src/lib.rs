@@ -29,7 +29,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-use subset_router_core::adapter::{counter_names, gauge_names, Filter, Served, Verdict};
+use subset_router_core::adapter::{
+    counter_names, gauge_names, load_logged, Filter, Served, Verdict,
+};
 use subset_router_core::host::{
     CasOutcome, Clock, Counters, Gauges, HostCall, HostError, Log, RequestHost, ResponseHost,
     RouteCache, SharedStore,
@@ -75,29 +77,8 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let json = ffi::plugin_configuration().unwrap_or_default();
-        let router = match subset_router_core::load(&json) {
-            Ok(router) => router,
-            Err(errors) => {
-                for error in &errors {
-                    ffi::log(
-                        ERROR,
-                        &format!("subset-router: invalid configuration: {error}"),
-                    );
-                }
-                ffi::log(
-                    ERROR,
-                    &format!(
-                        "subset-router: configuration rejected ({} error(s)); {}",
-                        errors.len(),
-                        if self.vm.is_some() {
-                            "the previous configuration stays in effect"
-                        } else {
-                            "no configuration is active"
-                        }
-                    ),
-                );
-                return false;
-            }
+        let Some(router) = load_logged(&json, &WasmHost, Some(self.vm.is_some())) else {
+            return false;
         };
         let defined = counter_names(&router)
             .iter()
@@ -397,6 +378,10 @@ impl ResponseHost for WasmHost {
 impl Log for WasmHost {
     fn warn(&self, message: &str) {
         ffi::log(WARN, message);
+    }
+
+    fn error(&self, message: &str) {
+        ffi::log(ERROR, message);
     }
 
     fn info(&self, message: &str) {

@@ -500,3 +500,24 @@ fn the_response_names_the_serving_subset() {
 }
 
 mod progressive;
+
+#[test]
+fn a_rejected_configuration_logs_each_error_then_what_stays_in_effect() {
+    let bad = br#"{"rules":[{"name":"a.b","route":{"subset":"v1"}}],"default":{"subset":"!"}}"#;
+    for (previous, tail) in [
+        (Some(true), "; the previous configuration stays in effect"),
+        (Some(false), "; no configuration is active"),
+        (None, ""),
+    ] {
+        let log = FakeLog::default();
+        assert!(load_logged(bad, &log, previous).is_none());
+        let lines = log.0.borrow();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("subset-router: invalid configuration: rules[0].name: "));
+        assert!(lines[1].starts_with("subset-router: invalid configuration: default.subset: "));
+        assert_eq!(lines[2], format!("subset-router: configuration rejected (2 error(s)){tail}"));
+    }
+    let log = FakeLog::default();
+    assert!(load_logged(CONFIG.as_bytes(), &log, None).is_some());
+    assert!(log.0.borrow().is_empty());
+}
