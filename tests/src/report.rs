@@ -82,6 +82,47 @@ impl Tally {
     }
 }
 
+/// One check's row: what was expected, what was observed, and whether they agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub expected: String,
+    pub observed: String,
+    pub pass: bool,
+}
+
+/// The split check of the rollout and compat suites: every subset's count within 4.5 binomial
+/// standard deviations of `n * w / sum(w)` (exact when the probability is 0 or 1), no response
+/// broke an invariant, and nothing landed outside the configured subsets.
+pub fn judge_split(t: &Tally, weights: &[(&str, u64)]) -> Judgement {
+    let sum: u64 = weights.iter().map(|(_, w)| w).sum();
+    let n = t.total;
+    let mut pass = t.errors == 0;
+    let mut exp = Vec::new();
+    for (s, w) in weights {
+        let p = *w as f64 / sum as f64;
+        let (lo, hi) = binomial_bounds(n, p);
+        let c = t.get(s);
+        pass &= c >= lo && c <= hi;
+        if lo == hi {
+            exp.push(format!("{s} {lo} exact"));
+        } else {
+            exp.push(format!("{s} {:.0}% [{lo}..{hi}]", 100.0 * p));
+        }
+    }
+    // Nothing may land outside the configured subsets.
+    let known: Vec<&str> = weights.iter().map(|(s, _)| *s).collect();
+    pass &= t.counts.keys().all(|k| known.contains(&k.as_str()));
+    let mut observed = t.describe(&known);
+    if let Some(e) = t.error_samples.first() {
+        observed.push_str(&format!(" -- first error: {e}"));
+    }
+    Judgement {
+        expected: format!("N={n}: {}", exp.join(" / ")),
+        observed,
+        pass,
+    }
+}
+
 /// What a correctly routed response looks like for a given plugin config.
 #[derive(Debug, Clone)]
 pub struct Expect {
@@ -337,6 +378,22 @@ impl ExpectedStats {
         }
         self
     }
+    /// `debug-ua/v2=100 default/v1=450 spoofed_header_removed=200`: the counters as the
+    /// check rows show them (`rule/subset`, other counters without `subset_router.`).
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let k = k.trim_start_matches("subset_router.");
+                let k = match k.strip_prefix("rule.") {
+                    Some(r) => r.replacen(".subset.", "/", 1),
+                    None => k.to_string(),
+                };
+                format!("{k}={v}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -427,6 +484,44 @@ mod tests {
         assert_eq!(binomial_bounds(2000, 1.0), (2000, 2000));
         assert!(within_binomial(1000, 2000, 0.5));
         assert!(!within_binomial(1, 2000, 0.0));
+    }
+
+    #[test]
+    fn judges_a_split_and_describes_what_it_saw() {
+        let mut t = Tally::default();
+        for _ in 0..1800 {
+            t.add("v1");
+        }
+        for _ in 0..200 {
+            t.add("v2");
+        }
+        let j = judge_split(&t, &[("v1", 90), ("v2", 10)]);
+        assert!(j.pass, "{j:?}");
+        assert_eq!(
+            j.expected,
+            "N=2000: v1 90% [1740..1860] / v2 10% [140..260]"
+        );
+        assert_eq!(j.observed, "v1 1800 (90.0%) / v2 200 (10.0%)");
+        // Exact when every request must reach one subset; nothing may land elsewhere.
+        let j = judge_split(&t, &[("v1", 1)]);
+        assert!(!j.pass);
+        assert_eq!(j.expected, "N=2000: v1 2000 exact");
+        t.error("no x-served-by".into());
+        let j = judge_split(&t, &[("v1", 90), ("v2", 10)]);
+        assert!(!j.pass);
+        assert!(j.observed.ends_with(" -- first error: no x-served-by"));
+    }
+
+    #[test]
+    fn describes_expected_counters_as_the_rows_show_them() {
+        let mut st = ExpectedStats::default();
+        st.rule("debug-ua", "v2", 100)
+            .rule("default", "v1", 3)
+            .spoofed(7);
+        assert_eq!(
+            st.describe(),
+            "debug-ua/v2=100 default/v1=3 spoofed_header_removed=7"
+        );
     }
 
     #[test]

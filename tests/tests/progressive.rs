@@ -28,12 +28,14 @@
 //! the measured figures; exits non-zero if any check failed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subset_router_core::request::OwnedRequest;
 use subset_router_core::WyRand;
 use subset_router_it::envoy::{LaunchOptions, UpstreamBehaviour};
 use subset_router_it::report::{compare_stats, split_namespace};
+use subset_router_it::suite::{Outcome, Suite, SuiteContext};
 use subset_router_it::*;
 
 #[path = "progressive/ramp.rs"]
@@ -76,6 +78,12 @@ struct Ctx<'a> {
     figures: Vec<(String, String)>,
     /// Requests sent by the scenarios (connection probes aside).
     requests: usize,
+}
+
+impl SuiteContext for Ctx<'_> {
+    fn scenario_failed(&mut self, scenario: &str, observed: &str) {
+        self.row(scenario, "", observed, false);
+    }
 }
 
 impl Ctx<'_> {
@@ -663,10 +671,6 @@ fn rule_of_path(e: &Ev) -> &'static str {
 // main
 // ---------------------------------------------------------------------------------------
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
-}
-
 type ScenarioFn = fn(&mut Ctx) -> Result<(), String>;
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -680,47 +684,24 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn main() {
-    let Some(selection) = subset_router_it::select_scenarios("progressive", SCENARIOS) else {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let Some(suite) = Suite::start("progressive", SCENARIOS, scratch) else {
         return;
     };
-    let t0 = Instant::now();
-    let env = match Env::from_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("subset-router progressive: cannot start: {e}");
-            std::process::exit(1);
-        }
-    };
-    let filter_len = std::fs::metadata(env.build.file()).map(|m| m.len()).unwrap_or(0);
-    println!("subset-router progressive-delivery suite ({} build, --concurrency {CONCURRENCY})", env.build.name());
-    println!("  {}", env.describe());
-    println!("  filter: {} ({filter_len} bytes)", env.build.file().display());
-    println!("  scratch: {}", env.work_dir.display());
-    println!(
-        "  scenarios: {}",
-        selection.run.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-    );
-
+    let env = suite.env();
     let mut table = Table::default();
     let mut cx = Ctx {
-        env: &env,
+        env,
         table: &mut table,
         failed: false,
         figures: Vec::new(),
         requests: 0,
     };
-    let mut timings = Vec::new();
-    for (name, f) in selection.run.iter().copied() {
-        println!("\n=== {name} ===");
-        let t = Instant::now();
-        if let Some(e) = subset_router_it::run_caught(|| f(&mut cx)) {
-            println!("    ERROR: {e}");
-            cx.row(name, "", &format!("ERROR: {}", first_line(&e)), false);
-        }
-        let d = t.elapsed();
-        println!("    ({name}: {:.1}s)", d.as_secs_f64());
-        timings.push((*name, d));
-    }
+    let title = format!(
+        "subset-router progressive-delivery suite ({} build, --concurrency {CONCURRENCY})",
+        env.build.name()
+    );
+    let timings = suite.run(&title, &mut cx);
     let failed = cx.failed;
     let requests = cx.requests;
     let figures = std::mem::take(&mut cx.figures);
@@ -735,29 +716,11 @@ fn main() {
     for (k, v) in &figures {
         println!("{k}: {v}");
     }
-    println!(
-        "{requests} requests; timings: {}; total {:.1}s",
-        timings
-            .iter()
-            .map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        t0.elapsed().as_secs_f64()
-    );
-    if !selection.not_run.is_empty() {
-        println!(
-            "not run (left out by the scenario filter): {}",
-            selection.not_run.join(", ")
-        );
-    }
-    let nfail = table.rows.iter().filter(|r| !r.pass).count();
-    println!(
-        "result: {} rows, {} failed -> {}",
-        table.rows.len(),
-        nfail,
-        if failed { "FAIL" } else { "PASS" }
-    );
-    if failed {
-        std::process::exit(1);
-    }
+    println!("{requests} requests; {timings}");
+    suite.finish(Outcome {
+        count: table.rows.len(),
+        unit: "rows",
+        failed: table.rows.iter().filter(|r| !r.pass).count(),
+        pass: !failed,
+    });
 }

@@ -23,10 +23,12 @@
 //! figures table; exits non-zero if any check failed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subset_router_it::envoy::{self, FilterBuild, LaunchOptions};
 use subset_router_it::load::{get_request, one_shot, rss_kib, Conn, Load, LoadSpec, FAILED};
+use subset_router_it::suite::{Outcome, Suite, SuiteContext};
 use subset_router_it::*;
 
 #[path = "reliability/forged_headers.rs"]
@@ -60,6 +62,12 @@ struct Ctx {
     failed: bool,
     requests: u64,
     request_failures: u64,
+}
+
+impl SuiteContext for Ctx {
+    fn scenario_failed(&mut self, scenario: &str, observed: &str) {
+        self.row(scenario, "", observed, false);
+    }
 }
 
 impl Ctx {
@@ -144,10 +152,6 @@ fn render(head: [&str; 4], rows: &[[String; 4]]) -> String {
     out
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
-}
-
 /// Sum of the filter's decision counters (`subset_router.rule.*`) in a stats map.
 fn decisions(stats: &BTreeMap<String, u64>) -> u64 {
     stats
@@ -204,59 +208,25 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn main() {
-    let Some(selection) = subset_router_it::select_scenarios("reliability", SCENARIOS) else {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let Some(suite) = Suite::start("reliability", SCENARIOS, scratch) else {
         return;
     };
-    let selected = &selection.run;
-
-    let t0 = Instant::now();
-    let env = match Env::from_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("subset-router reliability: cannot start: {e}");
-            std::process::exit(1);
-        }
-    };
-    let hardened = env.with_hardened();
-    println!("subset-router reliability suite ({} build)", env.build.name());
-    println!("  {}", env.describe());
-    println!(
-        "  filter: {} ({} bytes)",
-        env.build.file().display(),
-        std::fs::metadata(env.build.file()).map(|m| m.len()).unwrap_or(0)
-    );
-    println!("  scratch: {}", env.work_dir.display());
-    println!(
-        "  scenarios: {}",
-        selected
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-
+    let env = suite.env();
     let mut cx = Ctx {
-        env,
-        hardened,
+        env: env.clone(),
+        hardened: env.with_hardened(),
         rows: Vec::new(),
         figures: Vec::new(),
         failed: false,
         requests: 0,
         request_failures: 0,
     };
-    let mut timings = Vec::new();
-    for (name, f) in selected.iter().copied() {
-        println!("\n=== {name} ===");
-        let t = Instant::now();
-        let msg = subset_router_it::run_caught(|| f(&mut cx));
-        if let Some(e) = msg {
-            println!("    ERROR: {e}");
-            cx.row(name, "", &format!("ERROR: {}", first_line(&e)), false);
-        }
-        let d = t.elapsed();
-        println!("    ({name}: {:.1}s)", d.as_secs_f64());
-        timings.push((*name, d));
-    }
+    let title = format!(
+        "subset-router reliability suite ({} build)",
+        env.build.name()
+    );
+    let timings = suite.run(&title, &mut cx);
 
     println!(
         "\n=== subset-router reliability: checks ({} runtime) ===\n",
@@ -289,29 +259,11 @@ fn main() {
             cols.get(2).unwrap_or(&"")
         );
     }
-    println!(
-        "\ntimings: {}; total {:.1}s",
-        timings
-            .iter()
-            .map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        t0.elapsed().as_secs_f64()
-    );
-    if !selection.not_run.is_empty() {
-        println!(
-            "not run (left out by the scenario filter): {}",
-            selection.not_run.join(", ")
-        );
-    }
-    let nfail = cx.rows.iter().filter(|r| r[3] != "PASS").count();
-    println!(
-        "result: {} checks, {} failed -> {}",
-        cx.rows.len(),
-        nfail,
-        if cx.failed { "FAIL" } else { "PASS" }
-    );
-    if cx.failed {
-        std::process::exit(1);
-    }
+    println!("\n{timings}");
+    suite.finish(Outcome {
+        count: cx.rows.len(),
+        unit: "checks",
+        failed: cx.rows.iter().filter(|r| r[3] != "PASS").count(),
+        pass: !cx.failed,
+    });
 }

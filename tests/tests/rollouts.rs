@@ -9,8 +9,11 @@
 //! `--list` lists them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use subset_router_it::report::compare_stats;
+use subset_router_it::report::{compare_stats, judge_split};
+use subset_router_it::scenarios::{send_sticky_ids, DebugRequests, DebugRouting};
+use subset_router_it::suite::{first_line, Outcome, Suite, SuiteContext};
 use subset_router_it::*;
 
 /// Requests per statistical measurement.
@@ -21,6 +24,12 @@ struct Ctx<'a> {
     table: &'a mut Table,
     failed: bool,
     stats_prefix: BTreeSet<&'static str>,
+}
+
+impl SuiteContext for Ctx<'_> {
+    fn scenario_failed(&mut self, scenario: &str, observed: &str) {
+        self.row(scenario, "", observed, false);
+    }
 }
 
 impl Ctx<'_> {
@@ -53,32 +62,11 @@ impl Ctx<'_> {
         Ok(e)
     }
 
-    /// Split check: every subset's count within 4.5 sd of `n * w / sum(w)` (exact when the
-    /// probability is 0 or 1), and no response broke an invariant.
+    /// Split check ([`judge_split`]): every subset's count within 4.5 sd of `n * w / sum(w)`
+    /// (exact when the probability is 0 or 1), and no response broke an invariant.
     fn split(&mut self, label: &str, t: &Tally, weights: &[(&str, u64)]) {
-        let sum: u64 = weights.iter().map(|(_, w)| w).sum();
-        let n = t.total;
-        let mut pass = t.errors == 0;
-        let mut exp = Vec::new();
-        for (s, w) in weights {
-            let p = *w as f64 / sum as f64;
-            let (lo, hi) = binomial_bounds(n, p);
-            let c = t.get(s);
-            pass &= c >= lo && c <= hi;
-            if lo == hi {
-                exp.push(format!("{s} {lo} exact"));
-            } else {
-                exp.push(format!("{s} {:.0}% [{lo}..{hi}]", 100.0 * p));
-            }
-        }
-        // Nothing may land outside the configured subsets.
-        let known: Vec<&str> = weights.iter().map(|(s, _)| *s).collect();
-        pass &= t.counts.keys().all(|k| known.contains(&k.as_str()));
-        let mut obs = t.describe(&known);
-        if let Some(e) = t.error_samples.first() {
-            obs.push_str(&format!(" -- first error: {e}"));
-        }
-        self.row(label, &format!("N={n}: {}", exp.join(" / ")), &obs, pass);
+        let j = judge_split(t, weights);
+        self.row(label, &j.expected, &j.observed, j.pass);
     }
 
     /// Exact check: every request to `subset`.
@@ -92,45 +80,28 @@ impl Ctx<'_> {
         let res = envoy
             .raw_stats()
             .and_then(|p| compare_stats(&p, &expected.0));
-        let exp_str = || {
-            expected
-                .0
-                .iter()
-                .map(|(k, v)| {
-                    let k = k.trim_start_matches("subset_router.");
-                    let k = match k.strip_prefix("rule.") {
-                        Some(r) => r.replacen(".subset.", "/", 1),
-                        None => k.to_string(),
-                    };
-                    format!("{k}={v}")
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         match res {
             Ok(prefix) => {
                 self.stats_prefix.insert(prefix);
                 if show {
                     self.row(
                         label,
-                        &exp_str(),
+                        &expected.describe(),
                         &format!("equal (printed as {prefix}subset_router.*)"),
                         true,
                     );
                 } else {
-                    println!("    stats ok: {}", exp_str());
+                    println!("    stats ok: {}", expected.describe());
                 }
             }
-            Err(e) => self.row(label, &exp_str(), &format!("MISMATCH: {e}"), false),
+            Err(e) => self.row(
+                label,
+                &expected.describe(),
+                &format!("MISMATCH: {e}"),
+                false,
+            ),
         }
     }
-}
-
-fn hdr(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn split_json(weights: &[(&str, u64)]) -> String {
@@ -204,69 +175,23 @@ fn debug_routing(cx: &mut Ctx) -> Result<(), String> {
         response_header: Some("x-routed-subset".into()),
         ..Expect::default()
     };
-
-    // Gateway API traffic-shifting guide: user-agent debug -> v2, everyone else -> v1.
-    let ua = send(&mut c, 200, &ex, |i| {
-        let name = if i % 2 == 0 {
-            "user-agent"
-        } else {
-            "User-Agent"
-        };
-        ("/".into(), hdr(&[(name, "debug")]))
-    });
-    cx.all_to("2 debug: user-agent: debug", &ua, "v2");
-    let others = send(&mut c, 300, &ex, |i| match i % 3 {
-        0 => ("/".into(), vec![]),
-        1 => ("/".into(), hdr(&[("user-agent", "Mozilla/5.0")])),
-        _ => ("/".into(), hdr(&[("user-agent", "debugger")])),
-    });
-    cx.all_to("2 debug: no/other user-agent", &others, "v1");
-
-    let cookie = send(&mut c, 100, &ex, |i| {
-        let v = if i % 2 == 0 {
-            "session=abc; canary=always; theme=dark"
-        } else {
-            "canary=always"
-        };
-        ("/".into(), hdr(&[("cookie", v)]))
-    });
-    cx.all_to("2 debug: cookie canary=always", &cookie, "v2");
-    let cookie_no = send(&mut c, 100, &ex, |i| {
-        let v = if i % 2 == 0 {
-            "canary=never"
-        } else {
-            "notcanary=always; x=canary"
-        };
-        ("/".into(), hdr(&[("cookie", v)]))
-    });
-    cx.all_to("2 debug: other cookies", &cookie_no, "v1");
-
-    let query = send(&mut c, 100, &ex, |i| {
-        let p = if i % 2 == 0 {
-            "/?debug=1"
-        } else {
-            "/search?q=shoes&debug=%31"
-        };
-        (p.into(), vec![])
-    });
-    cx.all_to("2 debug: query debug=1 (also %31)", &query, "v3");
-    let query_no = send(&mut c, 100, &ex, |i| {
-        let p = if i % 2 == 0 {
-            "/?debug=0"
-        } else {
-            "/?nodebug=1"
-        };
-        (p.into(), vec![])
-    });
-    cx.all_to("2 debug: query debug=0 / other param", &query_no, "v1");
-
+    let sent = DebugRouting::send(
+        &mut c,
+        &ex,
+        &DebugRequests {
+            user_agent: 200,
+            other_user_agents: 300,
+            cookie: 100,
+            other_cookies: 100,
+            query: 100,
+            other_queries: 100,
+        },
+    );
+    for (check, t, subset) in sent.checks("v3") {
+        cx.all_to(&format!("2 debug: {check}"), t, subset);
+    }
     let mut st = ExpectedStats::default();
-    st.rule_tally("debug-ua", &ua)
-        .rule_tally("debug-cookie", &cookie)
-        .rule_tally("debug-query", &query)
-        .rule_tally("default", &others)
-        .rule_tally("default", &cookie_no)
-        .rule_tally("default", &query_no);
+    sent.add_expected(&mut st);
     cx.stats(&envoy, "2 debug: stats", &st, false);
     Ok(())
 }
@@ -390,24 +315,8 @@ fn sticky_round(
         response_header: Some("x-routed-subset".into()),
         ..Expect::default()
     };
-    let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
-    let mut all = Tally::default();
-    for round in 0..REPEAT {
-        for id in 0..IDS {
-            let uid = format!("user-{id:04}");
-            let t = send_same(
-                &mut c,
-                1,
-                &ex,
-                &format!("/cart?r={round}"),
-                &[("x-user-id", &uid)],
-            );
-            for s in t.counts.keys() {
-                seen.entry(id).or_default().insert(s.clone());
-            }
-            all.merge(&t);
-        }
-    }
+    let sticky = send_sticky_ids(&mut c, &ex, "/cart", IDS, REPEAT);
+    let (seen, all) = (sticky.subsets, sticky.all);
     let inconsistent = seen.values().filter(|s| s.len() != 1).count();
     let map: BTreeMap<u64, String> = seen
         .iter()
@@ -564,7 +473,7 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
     let sticky = send(&mut c, 300, &ex, |i| {
         (
             "/sticky".into(),
-            hdr(&[("x-user-id", &format!("u{}", i % 100))]),
+            owned_headers(&[("x-user-id", &format!("u{}", i % 100))]),
         )
     });
     let sticky_nokey = send_same(&mut c, 50, &ex, "/sticky/x", &[]);
@@ -851,10 +760,6 @@ fn invalid_config(cx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
-}
-
 type ScenarioFn = fn(&mut Ctx) -> Result<(), String>;
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -872,53 +777,23 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn main() {
-    let Some(selection) = subset_router_it::select_scenarios("integration", SCENARIOS) else {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let Some(suite) = Suite::start("integration", SCENARIOS, scratch) else {
         return;
     };
-    let selected = &selection.run;
-
-    let t0 = Instant::now();
-    let env = match Env::from_env(std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("subset-router integration: cannot start: {e}");
-            std::process::exit(1);
-        }
-    };
-    let filter_len = std::fs::metadata(env.build.file()).map(|m| m.len()).unwrap_or(0);
-    println!("subset-router integration suite ({} build)", env.build.name());
-    println!("  {}", env.describe());
-    println!("  filter: {} ({filter_len} bytes)", env.build.file().display());
-    println!("  scratch: {}", env.work_dir.display());
-    println!(
-        "  scenarios: {}",
-        selected
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-
+    let env = suite.env();
     let mut table = Table::default();
     let mut cx = Ctx {
-        env: &env,
+        env,
         table: &mut table,
         failed: false,
         stats_prefix: BTreeSet::new(),
     };
-    let mut timings = Vec::new();
-    for (name, f) in selected.iter().copied() {
-        println!("\n=== {name} ===");
-        let t = Instant::now();
-        let msg = subset_router_it::run_caught(|| f(&mut cx));
-        if let Some(e) = msg {
-            println!("    ERROR: {e}");
-            cx.row(name, "", &format!("ERROR: {}", first_line(&e)), false);
-        }
-        let d = t.elapsed();
-        println!("    ({name}: {:.1}s)", d.as_secs_f64());
-        timings.push((*name, d));
-    }
+    let title = format!(
+        "subset-router integration suite ({} build)",
+        env.build.name()
+    );
+    let timings = suite.run(&title, &mut cx);
     let failed = cx.failed;
     let prefixes: Vec<_> = cx
         .stats_prefix
@@ -932,35 +807,17 @@ fn main() {
     );
     print!("{}", table.render());
     println!();
-    println!(
-        "timings: {}; total {:.1}s",
-        timings
-            .iter()
-            .map(|(n, d)| format!("{n} {:.1}s", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        t0.elapsed().as_secs_f64()
-    );
+    println!("{timings}");
     if !prefixes.is_empty() {
         println!(
             "filter counters appear in admin /stats as: {}",
             prefixes.join(", ")
         );
     }
-    if !selection.not_run.is_empty() {
-        println!(
-            "not run (left out by the scenario filter): {}",
-            selection.not_run.join(", ")
-        );
-    }
-    let nfail = table.rows.iter().filter(|r| !r.pass).count();
-    println!(
-        "result: {} rows, {} failed -> {}",
-        table.rows.len(),
-        nfail,
-        if failed { "FAIL" } else { "PASS" }
-    );
-    if failed {
-        std::process::exit(1);
-    }
+    suite.finish(Outcome {
+        count: table.rows.len(),
+        unit: "rows",
+        failed: table.rows.iter().filter(|r| !r.pass).count(),
+        pass: !failed,
+    });
 }

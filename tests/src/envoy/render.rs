@@ -1,0 +1,156 @@
+//! A scenario's Envoy config, from the project's renderer (envoy/config).
+
+use super::{Env, LaunchOptions, Ports, ECDS_DIR};
+
+/// The Envoy config of one scenario, from the project's renderer (envoy/config): the filter
+/// under test in front of one upstream listener per cluster of [`CLUSTERS`]; `x-subset`
+/// routes for v1..v3 (the Istio way), then `cluster_header: x-upstream-cluster` (404 when the
+/// cluster does not exist, `x-front-flags` saying NC); each upstream echoes the routing
+/// headers it received (`x-echo-cluster-header`, `x-echo-subset-header`).
+pub fn render(env: &Env, ports: &Ports, run_dir: &str, plugin_json: &str, ecds: bool) -> String {
+    let opts = LaunchOptions {
+        ecds,
+        ..LaunchOptions::default()
+    };
+    render_with(env, ports, run_dir, plugin_json, &opts)
+}
+
+/// [`render`] with a launch's options: ECDS delivery and each upstream's behaviour
+/// ([`LaunchOptions::upstreams`]; the others answer 200 at once).
+pub fn render_with(
+    env: &Env,
+    ports: &Ports,
+    run_dir: &str,
+    plugin_json: &str,
+    opts: &LaunchOptions,
+) -> String {
+    let ecds = opts.ecds;
+    let behaviour = |cluster: &str| opts.upstreams.iter().find(|u| u.cluster == cluster);
+    let subset_of = |cluster: &str| {
+        cluster
+            .strip_prefix("color-")
+            .unwrap_or(cluster)
+            .to_string()
+    };
+    let spec = envoy_config::Spec {
+        comment: vec![
+            "subset-router integration suite: one scenario's Envoy (rendered by envoy/config)."
+                .into(),
+        ],
+        admin: envoy_config::Addr::new("127.0.0.1", ports.admin),
+        front: envoy_config::Addr::new("0.0.0.0", ports.front),
+        build: env.build.render_build(run_dir),
+        plugin_json: plugin_json.to_owned(),
+        delivery: if ecds {
+            envoy_config::Delivery::Ecds {
+                dir: format!("{run_dir}/{ECDS_DIR}"),
+            }
+        } else {
+            envoy_config::Delivery::Inline
+        },
+        header_routes: Some((
+            "x-subset".into(),
+            ["v1", "v2", "v3"]
+                .iter()
+                .map(|s| (s.to_string(), s.to_string()))
+                .collect(),
+        )),
+        cluster_header: Some("x-upstream-cluster".into()),
+        fallback_cluster: None,
+        upstreams: ports
+            .upstream
+            .iter()
+            .map(|(cluster, port)| envoy_config::Upstream {
+                cluster: cluster.to_string(),
+                subset: subset_of(cluster),
+                port: *port,
+                status: behaviour(cluster).and_then(|u| u.status),
+                delay_ms: behaviour(cluster).and_then(|u| u.delay_ms),
+            })
+            .collect(),
+        echo_headers: vec![
+            ("x-echo-cluster-header".into(), "x-upstream-cluster".into()),
+            ("x-echo-subset-header".into(), "x-subset".into()),
+        ],
+        front_flags: true,
+        hardened: env.hardened,
+        stats_tags: true,
+        filter_routes: opts.filter_routes.clone(),
+        fail_header: None,
+    };
+    envoy_config::render(&spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envoy::ports::allocate_ports;
+    use crate::envoy::{FilterBuild, Runtime, UpstreamBehaviour, CLUSTERS};
+
+    #[test]
+    fn renders_the_filter_under_test_for_each_build() {
+        let ports = allocate_ports().unwrap();
+        for build in [
+            FilterBuild::Wasm("/x/subset_router.wasm".into()),
+            FilterBuild::Native("/x/libsubset_router.so".into()),
+        ] {
+            let env = Env {
+                runtime: Runtime::Native,
+                build: build.clone(),
+                envoy_bin: None,
+                hardened: false,
+                work_dir: "/tmp".into(),
+            };
+            let out = render(
+                &env,
+                &ports,
+                "/run",
+                r#"{"default":{"subset":"v1"}}"#,
+                false,
+            );
+            assert!(out.contains(r#"value: "{\"default\":{\"subset\":\"v1\"}}""#));
+            assert_eq!(
+                out.contains("/run/subset_router.wasm"),
+                build.name() == "wasm"
+            );
+            assert_eq!(
+                out.contains("dynamic_module_config"),
+                build.name() == "native"
+            );
+            assert_eq!(out.matches("direct_response").count(), CLUSTERS.len());
+        }
+    }
+
+    #[test]
+    fn a_launch_chooses_each_upstreams_behaviour() {
+        let ports = allocate_ports().unwrap();
+        let env = Env {
+            runtime: Runtime::Native,
+            build: FilterBuild::Native("/x/libsubset_router.so".into()),
+            envoy_bin: None,
+            hardened: false,
+            work_dir: "/tmp".into(),
+        };
+        let opts = LaunchOptions {
+            upstreams: vec![
+                UpstreamBehaviour::failing("v2", 503),
+                UpstreamBehaviour::slow("v3", 300),
+            ],
+            ..LaunchOptions::default()
+        };
+        let out = render_with(
+            &env,
+            &ports,
+            "/run",
+            r#"{"default":{"subset":"v1"}}"#,
+            &opts,
+        );
+        assert_eq!(out.matches("direct_response: { status: 503,").count(), 1);
+        assert!(out.contains("status: 503, body: { inline_string: \"v2\\n\" }"));
+        assert_eq!(out.matches("fixed_delay: 0.300s").count(), 1);
+        assert_eq!(
+            out.matches("direct_response: { status: 200,").count(),
+            CLUSTERS.len() - 1
+        );
+    }
+}
