@@ -9,16 +9,18 @@ A build may bring its own plugin configuration (NAME=PATH.wasm@CONFIG.json), to 
 configuration costs with the same module.
 
 Every build runs in its own front Envoy (--concurrency 1, pinned to FRONT_CPU) with the same
-Envoy and plugin configuration (bench/envoy/<config>.yaml, bench/config/<config>.json); the
-upstream and the closed-loop load (wrk, bench/requests.txt) are those of bench/run.py. The builds
-are measured in short closed-loop windows that alternate (A B A B …, the order flipping each
-round), so that the drift of a shared machine (other tenants, steal time: Envoy's CPU µs/request
-moves by ±20% over a minute here) hits both sides of each pair alike. Reported: for each build
+Envoy and plugin configuration: bench/run.py's configuration <config> (its Envoy config rendered
+by envoy-config bench, envoy/config; bench/config/<config>.json); the upstream and the
+closed-loop load (wrk, bench/requests.txt) are those of bench/run.py. The builds are measured in
+short closed-loop windows that alternate (A B A B …, the order flipping each round), so that the
+drift of a shared machine (other tenants, steal time: Envoy's CPU µs/request moves by ±20% over
+a minute here) hits both sides of each pair alike. Reported: for each build
 against the first, the median and min–max over rounds of the paired CPU µs/request difference
 and ratio, and of the throughput ratio; and the front CPU's steal time.
 
-Environment as for bench/run.py (ENVOY_BIN, LOADGEN, UPSTREAM_BIN, FRONT_CPU, LOAD_CPU); the
-`.wasm` files are given, nothing is built.
+Environment as for bench/run.py (ENVOY_BIN, UPSTREAM_BIN, ENVOY_CONFIG_BIN, FRONT_CPU, LOAD_CPU);
+the `.wasm` files are given, nothing is built (ENVOY_CONFIG_BIN defaults to
+target/release/envoy-config: cargo build --release -p subset-router-envoy-config).
 """
 
 import argparse
@@ -46,11 +48,14 @@ def steal_ticks(cpu):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builds", nargs="+", metavar="NAME=PATH.wasm")
-    ap.add_argument("--config", default="B", help="B, B2 or W (Envoy + plugin configuration)")
+    ap.add_argument("--config", default="B", choices=("B", "B2", "W"),
+                    help="the Envoy + plugin configuration of bench/run.py the builds run in")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--secs", type=float, default=1.5, help="closed-loop window per build per round")
     ap.add_argument("--envoy", default=os.environ.get("ENVOY_BIN"))
     ap.add_argument("--upstream-bin", default=os.environ.get("UPSTREAM_BIN"))
+    ap.add_argument("--envoy-config", default=bench.DEFAULT_ENVOY_CONFIG,
+                    help="the envoy-config binary (env ENVOY_CONFIG_BIN)")
     ap.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     ap.add_argument("--connections", type=int, default=int(os.environ.get("CONNS", 16)))
     ap.add_argument("--front-cpu", default=os.environ.get("FRONT_CPU", "0"))
@@ -59,6 +64,7 @@ def main():
     args = ap.parse_args()
     args.front_cpu = None if args.front_cpu in ("", "none") else args.front_cpu
     args.load_cpu = None if args.load_cpu in ("", "none") else args.load_cpu
+    shape = bench.SHAPES[args.config]
     builds = []
     configs = {}
     for spec in args.builds:
@@ -66,31 +72,30 @@ def main():
         path, _, config = path.partition("@")
         if not name or not os.path.exists(path) or (config and not os.path.exists(config)):
             raise SystemExit(f"{spec!r}: want NAME=/path/to.wasm[@/path/to/config.json] (existing files)")
+        if config and shape == "W":
+            raise SystemExit(f"{spec!r}: the Wasm floor (--config W) takes no plugin configuration")
         builds.append((name, os.path.abspath(path)))
         if config:
             with open(config) as f:
-                configs[name] = json.dumps(json.dumps(json.load(f)))
+                json.load(f)  # a broken file fails here, not as an Envoy that will not start
+            configs[name] = os.path.abspath(config)
     if len(builds) < 2:
         raise SystemExit("give at least two builds")
     if not args.envoy or not args.upstream_bin:
         raise SystemExit("ENVOY_BIN and UPSTREAM_BIN must be set (bench/run.sh sets them)")
 
-    work = tempfile.mkdtemp(prefix="subset-router-compare-")
     v1, v2 = bench.free_port(), bench.free_port()
-    plugin = '""'
-    if args.config in ("B", "B2"):
-        with open(os.path.join(bench.HERE, "config", f"{args.config}.json")) as f:
-            plugin = json.dumps(json.dumps(json.load(f)))
+    renderer = bench.Renderer(args.envoy_config, v1, v2)
+    plugin = None if shape == "W" else bench.plugin_config_path(bench.PLUGIN_CONFIGS[args.config])
+    work = tempfile.mkdtemp(prefix="subset-router-compare-")
     envoys = {}
     try:
         up = bench.Upstream(args.upstream_bin, {"v1": v1, "v2": v2}, work, args.load_cpu)
         envoys["upstream"] = up
         for name, path in builds:
-            port = bench.free_port()
-            e = bench.Envoy(name, args.envoy, os.path.join(bench.HERE, "envoy", f"{args.config}.yaml"),
-                            {"FRONT_PORT": port, "V1_PORT": v1, "V2_PORT": v2, "WASM": path,
-                             "PLUGIN_CONFIG": configs.get(name, plugin)}, work, args.front_cpu)
-            e.front_port = port
+            front = bench.Front(shape, bench.free_port(), path, configs.get(name, plugin))
+            e = bench.Envoy(name, args.envoy, renderer, front.render_args(), work, args.front_cpu)
+            e.front_port = front.port
             envoys[name] = e
         for e in envoys.values():
             e.wait_ready()

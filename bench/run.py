@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """subset-router benchmark: the filter against Envoy's native routing, interleaved, one run.
 
-Configurations (bench/envoy/*.yaml):
+Configurations (each front Envoy's config is rendered by envoy-config bench, envoy/config):
   A   native Istio-equivalent: header match user-agent: debug -> v2, else weighted_clusters 90/10
   B   subset-router, same semantics (bench/config/B.json), route by cluster_header
   B2  subset-router, realistic: 20 rules, match at the last, sticky 90/10 by x-user-id,
       subsetHeader + responseHeader on (bench/config/B2.json)
+  B3  B + sticky, a ramp and a guard on v2 (bench/config/B3.json)
+  N   the native build (dynamic module, NATIVE_SO) with B's configuration
   W   Wasm floor: bench/wasm-floor only sets x-upstream-cluster: v1
   C   floor: route straight to v1, no filter
 
@@ -61,6 +63,12 @@ CONFIGS = {
     "C": "floor: straight to v1, no filter",
 }
 RATIOS = [("N", "A"), ("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("B3", "B"), ("W", "A"), ("A", "C")]
+# The renderer's Envoy shape of each configuration (envoy-config bench SHAPE): B2 and B3 are B's
+# Envoy with their own plugin configuration (bench/config/<name>.json); N runs B's.
+SHAPES = {"A": "A", "B": "B", "B2": "B", "B3": "B", "N": "N", "W": "W", "C": "C"}
+PLUGIN_CONFIGS = {"B": "B", "B2": "B2", "B3": "B3", "N": "B"}
+# The one Envoy-config renderer (envoy/config); bench/run.sh builds it.
+DEFAULT_ENVOY_CONFIG = os.environ.get("ENVOY_CONFIG_BIN", os.path.join(ROOT, "target", "release", "envoy-config"))
 
 
 def log(msg):
@@ -119,21 +127,59 @@ def machine():
     }
 
 
-class Envoy:
-    """A native Envoy process started from a rendered config."""
+def plugin_config_path(name):
+    return os.path.join(HERE, "config", f"{name}.json")
 
-    def __init__(self, name, binary, template, subst, work, cpu, concurrency=1):
+
+class Front:
+    """One front Envoy's configuration: the renderer's shape (A, B, N, W, C), its listener port,
+    the .wasm (B, W) and the plugin configuration file (B, N)."""
+
+    def __init__(self, shape, port, wasm=None, plugin_config=None):
+        self.shape, self.port, self.wasm, self.plugin_config = shape, port, wasm, plugin_config
+
+    def variant(self, port, wasm=None, plugin_config=None):
+        """The same Envoy on another port, optionally with another .wasm or plugin config."""
+        return Front(self.shape, port, wasm or self.wasm, plugin_config or self.plugin_config)
+
+    def render_args(self):
+        args = [self.shape, "--listen", f"127.0.0.1:{self.port}"]
+        if self.wasm:
+            args += ["--wasm", self.wasm]
+        if self.plugin_config:
+            args += ["--plugin-config", self.plugin_config]
+        return args
+
+
+class Renderer:
+    """envoy-config bench (envoy/config), the project's one Envoy-config renderer, for one run:
+    every Envoy it renders has its clusters v1 and v2 (or, for the upstream Envoy, its
+    listeners) at 127.0.0.1:v1_port and :v2_port."""
+
+    def __init__(self, binary, v1_port, v2_port):
+        if not binary or not os.path.exists(binary):
+            raise SystemExit(f"envoy-config {binary!r} does not exist: set ENVOY_CONFIG_BIN or build it "
+                             "(cargo build --release -p subset-router-envoy-config; bench/run.sh does)")
+        self.binary, self.v1_port, self.v2_port = binary, v1_port, v2_port
+
+    def render(self, render_args, admin_port, path):
+        """Writes the config of render_args (Front.render_args(), or ["upstream"]) to path."""
+        cmd = [self.binary, "bench"] + render_args + [
+            "--admin", f"127.0.0.1:{admin_port}", "--v1", f"127.0.0.1:{self.v1_port}",
+            "--v2", f"127.0.0.1:{self.v2_port}", "-o", path]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+
+
+class Envoy:
+    """A native Envoy process started from a config the renderer makes of render_args."""
+
+    def __init__(self, name, binary, renderer, render_args, work, cpu, concurrency=1):
         self.name = name
         self.admin_port = free_port()
-        text = open(template).read()
-        for k, v in dict(subst, ADMIN_PORT=self.admin_port).items():
-            text = text.replace("{{%s}}" % k, str(v))
-        left = re.findall(r"\{\{[A-Z0-9_]+\}\}", text)
-        if left:
-            raise SystemExit(f"{template}: unfilled placeholders {left}")
         self.config = os.path.join(work, f"{name}.yaml")
-        with open(self.config, "w") as f:
-            f.write(text)
+        renderer.render(render_args, self.admin_port, self.config)
         self.log_path = os.path.join(work, f"{name}.log")
         cmd = [binary, "-c", self.config, "--concurrency", str(concurrency),
                "--disable-hot-restart", "-l", "warning"]
@@ -489,17 +535,17 @@ def plot(result, path):
 MEM_WORKERS = 4
 
 
-def memory_per_worker(args, subst, work):
+def memory_per_worker(args, renderer, fronts, work):
     """RSS at --concurrency 1 and MEM_WORKERS for C, W, B after 400 requests spread over the
     workers: the Wasm VM per extra worker is ((W or B) delta - C delta) / (MEM_WORKERS - 1)."""
     rss = {}
     for name in ("C", "W", "B"):
         for conc in (1, MEM_WORKERS):
-            env = Envoy(f"mem-{name}-{conc}", args.envoy, os.path.join(HERE, "envoy", f"{name}.yaml"),
-                        dict(subst[name]), work, args.front_cpu, concurrency=conc)
+            env = Envoy(f"mem-{name}-{conc}", args.envoy, renderer, fronts[name].render_args(), work,
+                        args.front_cpu, concurrency=conc)
             try:
                 env.wait_ready()
-                port = subst[name]["FRONT_PORT"]
+                port = fronts[name].port
                 for i in range(400):  # one connection each: the kernel spreads them over workers
                     http_get(f"http://127.0.0.1:{port}/", {"x-user-id": str(i)})
                 time.sleep(1.0)
@@ -524,8 +570,11 @@ def main():
     ap.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     ap.add_argument("--upstream", choices=("rust", "envoy"), default=os.environ.get("UPSTREAM", "rust"),
                     help="upstream server: bench-upstream (default; cheap, so the front Envoy is the "
-                         "bottleneck) or an Envoy with direct_response (bench/envoy/upstream.yaml)")
+                         "bottleneck) or an Envoy with direct_response (envoy-config bench upstream)")
     ap.add_argument("--upstream-bin", default=os.environ.get("UPSTREAM_BIN"))
+    ap.add_argument("--envoy-config", default=DEFAULT_ENVOY_CONFIG,
+                    help="the envoy-config binary (envoy/config) that renders every Envoy config; "
+                         "env ENVOY_CONFIG_BIN, default target/release/envoy-config")
     ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,N,B,B2,B3,W,C"))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 10)))
     ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 2)))
@@ -561,7 +610,7 @@ def main():
         RATIOS.append((m.group(1), m.group(2)))
         names.append(m.group(1))
     needed = [("--envoy", args.envoy), ("--loadgen", args.loadgen), ("--wasm", args.wasm),
-              ("--wasm-floor", args.wasm_floor)]
+              ("--wasm-floor", args.wasm_floor), ("--envoy-config", args.envoy_config)]
     if args.upstream == "rust":
         needed.append(("--upstream-bin", args.upstream_bin))
     for what, path in needed:
@@ -589,31 +638,31 @@ def main():
     log(f"machine {meta['machine']}, load {meta['loadavg_start']}, {meta['envoy']}")
 
     v1_port, v2_port = free_port(), free_port()
-    plugin = {n: json.dumps(json.dumps(json.load(open(os.path.join(HERE, "config", f"{n}.json")))))
-              for n in ("B", "B2", "B3")}
-    plugin["N"] = plugin["B"]
-    subst = {}
+    renderer = Renderer(args.envoy_config, v1_port, v2_port)
+    fronts = {}
     for n in CONFIGS:
-        subst[n] = {"FRONT_PORT": free_port(), "V1_PORT": v1_port, "V2_PORT": v2_port,
-                    "WASM": args.wasm_floor if n == "W" else args.wasm,
-                    "PLUGIN_CONFIG": plugin.get(n, '""')}
+        if n in extras:
+            continue
+        shape = SHAPES[n]
+        wasm = {"B": args.wasm, "W": args.wasm_floor}.get(shape)
+        plugin = plugin_config_path(PLUGIN_CONFIGS[n]) if n in PLUGIN_CONFIGS else None
+        fronts[n] = Front(shape, free_port(), wasm, plugin)
     for n, (base, wasm) in extras.items():
-        subst[n] = dict(subst[base], FRONT_PORT=free_port(), WASM=wasm)
-    # B3 runs B's Envoy with its own plugin config.
-    template = {n: extras[n][0] if n in extras else ("B" if n == "B3" else n) for n in CONFIGS}
+        fronts[n] = fronts[base].variant(free_port(), wasm=wasm)
+    # What each configuration behaves like, for the sanity checks and the counters read: an
+    # --extra like its base, B3 like B (its ramp holds v2 at 10%).
+    profile = {n: extras[n][0] if n in extras else ("B" if n == "B3" else n) for n in CONFIGS}
 
     envoys = {}
     try:
         if args.upstream == "envoy":
-            up = Envoy("upstream", args.envoy, os.path.join(HERE, "envoy", "upstream.yaml"),
-                       {"V1_PORT": v1_port, "V2_PORT": v2_port}, work, args.load_cpu)
+            up = Envoy("upstream", args.envoy, renderer, ["upstream"], work, args.load_cpu)
         else:
             up = Upstream(args.upstream_bin, {"v1": v1_port, "v2": v2_port}, work, args.load_cpu)
         envoys["upstream"] = up
         for n in names:
-            e = Envoy(n, args.envoy, os.path.join(HERE, "envoy", f"{template[n]}.yaml"), subst[n], work,
-                      args.front_cpu)
-            e.front_port = subst[n]["FRONT_PORT"]
+            e = Envoy(n, args.envoy, renderer, fronts[n].render_args(), work, args.front_cpu)
+            e.front_port = fronts[n].port
             envoys[n] = e
         if up.config:
             validate(args.envoy, up.config)
@@ -621,7 +670,7 @@ def main():
             validate(args.envoy, envoys[n].config)
         for e in envoys.values():
             e.wait_ready()
-        checks = {n: sanity_check(template[n], envoys[n].front_port, strict=n not in extras)
+        checks = {n: sanity_check(profile[n], envoys[n].front_port, strict=n not in extras)
                   for n in names}
 
         log(f"warm-up: {args.warmup_secs}s closed loop per configuration")
@@ -645,12 +694,12 @@ def main():
                     f"RSS {res[n]['rss_kib'] / 1024:.1f} MiB; load {res[n]['loadavg'][0]}")
             rounds.append(res)
 
-        counters = {n: envoys[n].stats("wasmcustom") for n in names if template[n] in ("B", "B2")}
+        counters = {n: envoys[n].stats("wasmcustom") for n in names if profile[n] in ("B", "B2")}
         if "N" in names:
             counters["N"] = envoys["N"].stats("dynamicmodulescustom")
         for n in names:
             envoys[n].stop()
-        memory = None if args.no_memory else memory_per_worker(args, subst, work)
+        memory = None if args.no_memory else memory_per_worker(args, renderer, fronts, work)
     finally:
         for e in envoys.values():
             e.stop()

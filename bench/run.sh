@@ -17,7 +17,8 @@
 #      not dist/, so a concurrent `make build` cannot swap the module under a running benchmark;
 #      WASM=/path/x.wasm benchmarks that module instead of building the filter)
 #   4. bench-loadgen, the fixed-rate generator, and bench-upstream, the upstream server
-#      (bench/loadgen, host toolchain)
+#      (bench/loadgen, host toolchain); envoy-config (envoy/config, target/release/), which
+#      renders every Envoy config of the run
 #   5. a venv with matplotlib under .cache/bench-venv, for the plot (PyPI)
 # Results: bench/results/{results.json,results.md,bench.png}.
 set -euo pipefail
@@ -57,6 +58,16 @@ export NATIVE_SO
 )
 export LOADGEN="$ROOT/target/bench-loadgen/release/bench-loadgen"
 export UPSTREAM_BIN="$ROOT/target/bench-loadgen/release/bench-upstream"
+
+# The project's one Envoy-config renderer: bench/run.py renders every Envoy config with it. Built
+# in the workspace's target dir, like scripts/lib.sh's envoy_config (not target/bench/: it only
+# writes config files before Envoys start, it never runs inside a measurement).
+(
+  host_env
+  log "building envoy-config"
+  cargo build -q --release -p subset-router-envoy-config
+)
+export ENVOY_CONFIG_BIN="$ROOT/target/release/envoy-config"
 
 PY=python3
 if [ "${NO_PLOT:-0}" != 1 ]; then

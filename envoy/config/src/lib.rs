@@ -16,11 +16,16 @@
 //!   updates), raised header limits for hostile-request tests, `stats_tags` so that
 //!   `/stats/prometheus` labels decisions by `rule` and `subset`.
 //!
+//! The benchmarks' Envoys ([`bench`](mod@bench)) are made of the same pieces, but their
+//! clusters point at the benchmark's own upstream process instead of listeners in the same
+//! Envoy, and some run Envoy's own routing or the Wasm floor instead of the filter.
+//!
 //! YAML is written by hand (strings as JSON-quoted scalars, which YAML reads verbatim): the
 //! output is small, fixed in shape, and reviewed as text in `examples/`.
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 mod plugin;
 mod yaml;
 
@@ -173,12 +178,7 @@ pub fn render(spec: &Spec) -> String {
         // xDS subscriptions need a node identity.
         out.push_str("node: { id: subset-router, cluster: subset-router }\n");
     }
-    let _ = writeln!(
-        out,
-        "admin:\n  address: {{ socket_address: {{ address: {}, port_value: {} }} }}",
-        q(&spec.admin.host),
-        spec.admin.port
-    );
+    admin(&mut out, &spec.admin);
     if spec.stats_tags {
         stats_tags(&mut out, &spec.build);
     }
@@ -189,16 +189,30 @@ pub fn render(spec: &Spec) -> String {
     }
     out.push_str("  clusters:\n");
     for upstream in &spec.upstreams {
-        let _ = write!(
-            out,
-            "  - name: {cluster}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
-             cluster_name: {cluster}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
-             {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n",
-            cluster = q(&upstream.cluster),
-            port = upstream.port
-        );
+        static_cluster(&mut out, &upstream.cluster, "127.0.0.1", upstream.port);
     }
     out
+}
+
+/// The `admin:` section.
+fn admin(out: &mut String, admin: &Addr) {
+    let _ = writeln!(
+        out,
+        "admin:\n  address: {{ socket_address: {{ address: {}, port_value: {} }} }}",
+        q(&admin.host),
+        admin.port
+    );
+}
+
+/// A `STATIC` cluster of one endpoint; `endpoint_host` is written as given (a YAML scalar).
+fn static_cluster(out: &mut String, cluster: &str, endpoint_host: &str, port: u16) {
+    let _ = write!(
+        out,
+        "  - name: {cluster}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+         cluster_name: {cluster}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
+         {{ address: {{ socket_address: {{ address: {endpoint_host}, port_value: {port} }} }} }}\n",
+        cluster = q(cluster),
+    );
 }
 
 /// The ECDS resource file for [`Delivery::Ecds`]: a `DiscoveryResponse` holding the filter.
@@ -238,43 +252,18 @@ fn router_filter(out: &mut String, indent: &str) {
 }
 
 fn front_listener(out: &mut String, spec: &Spec) {
-    let _ = writeln!(
-        out,
-        "  - name: front\n    address: {{ socket_address: {{ address: {}, port_value: {} }} }}\n    \
-         filter_chains:\n    - filters:",
-        q(&spec.front.host),
-        spec.front.port
-    );
-    connection_manager(out, "      ", "front", spec.hardened);
-    out.push_str("          route_config:\n            name: front\n            virtual_hosts:\n            - name: app\n              domains: [\"*\"]\n              routes:\n");
+    front_listener_start(out, &spec.front, spec.hardened);
     if let Some((header, values)) = &spec.header_routes {
         for (value, cluster) in values {
-            let _ = writeln!(
-                out,
-                "              - match: {{ prefix: \"/\", headers: [ {{ name: {}, string_match: {{ exact: {} }} }} ] }}\n                route: {{ cluster: {} }}",
-                q(header),
-                q(value),
-                q(cluster)
-            );
+            header_route(out, header, value, cluster);
             enable_on_route(out, spec, value);
         }
     }
     if let Some(header) = &spec.cluster_header {
-        let _ = writeln!(
-            out,
-            "              - match: {{ prefix: \"/\" }}\n                route:\n                  \
-             cluster_header: {}\n                  # 404 (not Envoy's default 503) for a cluster that \
-             does not exist: never\n                  # confused with a fail-closed 503 or an upstream \
-             failure.\n                  cluster_not_found_response_code: NOT_FOUND",
-            q(header)
-        );
+        cluster_header_route(out, header);
         enable_on_route(out, spec, FINAL_ROUTE);
     } else if let Some(cluster) = &spec.fallback_cluster {
-        let _ = writeln!(
-            out,
-            "              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {} }}",
-            q(cluster)
-        );
+        cluster_route(out, cluster);
         enable_on_route(out, spec, FINAL_ROUTE);
     }
     if spec.front_flags {
@@ -303,6 +292,52 @@ fn front_listener(out: &mut String, spec: &Spec) {
         }
     }
     router_filter(out, "          ");
+}
+
+/// The front listener up to its routes: the listener `front` on `address`, its connection
+/// manager, the route config `front` with the one virtual host `app`, `routes:`.
+fn front_listener_start(out: &mut String, address: &Addr, hardened: bool) {
+    let _ = writeln!(
+        out,
+        "  - name: front\n    address: {{ socket_address: {{ address: {}, port_value: {} }} }}\n    \
+         filter_chains:\n    - filters:",
+        q(&address.host),
+        address.port
+    );
+    connection_manager(out, "      ", "front", hardened);
+    out.push_str("          route_config:\n            name: front\n            virtual_hosts:\n            - name: app\n              domains: [\"*\"]\n              routes:\n");
+}
+
+/// A front route: requests whose `header` is exactly `value` go to `cluster`.
+fn header_route(out: &mut String, header: &str, value: &str, cluster: &str) {
+    let _ = writeln!(
+        out,
+        "              - match: {{ prefix: \"/\", headers: [ {{ name: {}, string_match: {{ exact: {} }} }} ] }}\n                route: {{ cluster: {} }}",
+        q(header),
+        q(value),
+        q(cluster)
+    );
+}
+
+/// A front route to the cluster named in `header` (what the filter sets).
+fn cluster_header_route(out: &mut String, header: &str) {
+    let _ = writeln!(
+        out,
+        "              - match: {{ prefix: \"/\" }}\n                route:\n                  \
+         cluster_header: {}\n                  # 404 (not Envoy's default 503) for a cluster that \
+         does not exist: never\n                  # confused with a fail-closed 503 or an upstream \
+         failure.\n                  cluster_not_found_response_code: NOT_FOUND",
+        q(header)
+    );
+}
+
+/// A front route sending every request to `cluster`.
+fn cluster_route(out: &mut String, cluster: &str) {
+    let _ = writeln!(
+        out,
+        "              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: {} }}",
+        q(cluster)
+    );
 }
 
 /// `typed_per_filter_config` enabling the listener-disabled filter on one route.
@@ -334,16 +369,7 @@ fn filter_typed_config(out: &mut String, indent: usize, build: &Build, plugin_js
     let _ = writeln!(out, "{pad}\"@type\": {}", build.type_url());
     match build {
         Build::Wasm { file } => {
-            let _ = writeln!(
-                out,
-                "{pad}config:\n{pad}  name: subset_router\n{pad}  vm_config:\n{pad}    vm_id: subset_router\n{pad}    \
-                 runtime: envoy.wasm.runtime.v8\n{pad}    code: {{ local: {{ filename: {} }} }}\n{pad}  configuration:\n{pad}    \
-                 \"@type\": type.googleapis.com/google.protobuf.StringValue\n{pad}    value: {}\n{pad}  \
-                 # Fail closed: if the Wasm VM fails, requests get 503 rather than bypassing the decision\n{pad}  \
-                 # (a fail-open filter would let the client's own routing header through).\n{pad}  failure_policy: FAIL_CLOSED",
-                q(file),
-                yaml::block_or_quoted(plugin_json, indent + 6)
-            );
+            wasm_plugin(out, &pad, "subset_router", file, Some(&yaml::block_or_quoted(plugin_json, indent + 6)));
         }
         Build::Native => {
             let _ = writeln!(
@@ -354,6 +380,29 @@ fn filter_typed_config(out: &mut String, indent: usize, build: &Build, plugin_js
             );
         }
     }
+}
+
+/// The `config:` of an `envoy.filters.http.wasm` filter (after its `@type`, at `pad`): plugin
+/// and VM `name`, the module `file`, V8, fail closed; `configuration`: the plugin configuration
+/// as a YAML scalar, or none at all.
+fn wasm_plugin(out: &mut String, pad: &str, name: &str, file: &str, configuration: Option<&str>) {
+    let _ = writeln!(
+        out,
+        "{pad}config:\n{pad}  name: {name}\n{pad}  vm_config:\n{pad}    vm_id: {name}\n{pad}    \
+         runtime: envoy.wasm.runtime.v8\n{pad}    code: {{ local: {{ filename: {} }} }}",
+        q(file)
+    );
+    if let Some(value) = configuration {
+        let _ = writeln!(
+            out,
+            "{pad}  configuration:\n{pad}    \"@type\": type.googleapis.com/google.protobuf.StringValue\n{pad}    value: {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{pad}  # Fail closed: if the Wasm VM fails, requests get 503 rather than bypassing the decision\n{pad}  \
+         # (a fail-open filter would let the client's own routing header through).\n{pad}  failure_policy: FAIL_CLOSED"
+    );
 }
 
 fn upstream_listener(out: &mut String, spec: &Spec, upstream: &Upstream) {

@@ -5,12 +5,17 @@
 //!                            [--admin ADDR:PORT] [--upstream-port N] [-o OUT]
 //! envoy-config examples [--check]     (re)generate examples/**/envoy.yaml (make examples)
 //! envoy-config subsets CONFIG         the subsets a config can choose, one a line
+//! envoy-config bench A|B|N|W|C --listen ADDR:PORT --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT
+//!                    [--wasm PATH] [--plugin-config CONFIG] [-o OUT]
+//! envoy-config bench upstream --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT [-o OUT]
+//!                                     a benchmark's front Envoy / upstream Envoy (bench/run.py)
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use envoy_config::bench::{self, Front, Shape};
 use envoy_config::{render, Addr, Build, Delivery, PluginRoutes, Spec};
 
 /// Where the examples' compose files mount the filter and publish Envoy.
@@ -30,6 +35,37 @@ struct Cli {
 enum BuildArg {
     Wasm,
     Native,
+}
+
+/// A benchmark configuration's Envoy (BENCHMARKS.md, "Method"). B2 and B3 are B with their own
+/// plugin configuration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum BenchShapeArg {
+    /// Native routing: `user-agent: debug` -> v2, else weighted_clusters v1 90 / v2 10.
+    #[value(name = "A")]
+    A,
+    /// subset-router, Wasm build (--wasm, --plugin-config).
+    #[value(name = "B")]
+    B,
+    /// subset-router, native build (--plugin-config).
+    #[value(name = "N")]
+    N,
+    /// The Wasm floor (--wasm).
+    #[value(name = "W")]
+    W,
+    /// Straight to v1, no filter.
+    #[value(name = "C")]
+    C,
+    /// The direct_response upstream Envoy (bench/run.py --upstream envoy); no --listen.
+    #[value(name = "upstream")]
+    Upstream,
+}
+
+impl BenchShapeArg {
+    /// The name on the command line.
+    fn name(self) -> String {
+        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
 }
 
 #[derive(Subcommand)]
@@ -60,6 +96,34 @@ enum Command {
     },
     /// The subsets a config can choose, one a line.
     Subsets { config: PathBuf },
+    /// A benchmark's front Envoy (bench/run.py): clusters v1 and v2 at the given addresses,
+    /// served by the benchmark's upstream, not by this Envoy. Or its upstream Envoy.
+    Bench {
+        #[arg(value_enum)]
+        shape: BenchShapeArg,
+        /// The listener under measurement (every shape but `upstream`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Envoy's admin interface.
+        #[arg(long)]
+        admin: String,
+        /// Cluster v1's endpoint (for `upstream`: its listener).
+        #[arg(long)]
+        v1: String,
+        /// Cluster v2's endpoint (for `upstream`: its listener).
+        #[arg(long)]
+        v2: String,
+        /// The .wasm (B: subset-router, W: the floor), as Envoy sees it.
+        #[arg(long)]
+        wasm: Option<String>,
+        /// The plugin configuration (B, N): a JSON file, embedded as written. Not validated
+        /// here: a variant .wasm under test may accept what this tree's filter does not; Envoy
+        /// and bench/run.py's sanity checks judge it.
+        #[arg(long)]
+        plugin_config: Option<PathBuf>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,14 +154,38 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let json = read(&config)?;
             let spec = plugin_spec(&json, build, addr(&listen)?, addr(&admin)?, upstream_port)
                 .map_err(|e| format!("{}: {e}", config.display()))?;
-            let yaml = render(&spec);
-            match output {
-                Some(path) => std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?,
-                None => print!("{yaml}"),
-            }
+            write_or_print(output, &render(&spec))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Examples { check } => examples(check),
+        Command::Bench {
+            shape,
+            listen,
+            admin,
+            v1,
+            v2,
+            wasm,
+            plugin_config,
+            output,
+        } => {
+            let (v1, v2) = (addr(&v1)?, addr(&v2)?);
+            let yaml = if shape == BenchShapeArg::Upstream {
+                let given = [
+                    ("--listen", listen.is_some()),
+                    ("--wasm", wasm.is_some()),
+                    ("--plugin-config", plugin_config.is_some()),
+                ];
+                refuse_options(shape, given)?;
+                bench::render_upstream(&addr(&admin)?, &v1, &v2)
+            } else {
+                let listen = listen.ok_or_else(|| format!("bench {}: --listen is required", shape.name()))?;
+                let shape = bench_shape(shape, wasm, plugin_config)?;
+                let front = Front { shape, admin: addr(&admin)?, listen: addr(&listen)?, v1, v2 };
+                bench::render_front(&front)
+            };
+            write_or_print(output, &yaml)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Subsets { config } => {
             let subsets = envoy_config::subsets_of(&read(&config)?)
                 .map_err(|e| format!("{}: {e}", config.display()))?;
@@ -201,6 +289,56 @@ fn find_configs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A benchmark front Envoy's shape from its options: each shape takes exactly the files it
+/// uses, so a mistaken invocation fails instead of silently rendering something else.
+fn bench_shape(shape: BenchShapeArg, wasm: Option<String>, plugin_config: Option<PathBuf>) -> Result<Shape, String> {
+    let (wasm_given, config_given) = (wasm.is_some(), plugin_config.is_some());
+    let required = |what: &str| format!("bench {}: {what} is required", shape.name());
+    Ok(match shape {
+        BenchShapeArg::A => {
+            refuse_options(shape, [("--wasm", wasm_given), ("--plugin-config", config_given)])?;
+            Shape::NativeRouting
+        }
+        BenchShapeArg::C => {
+            refuse_options(shape, [("--wasm", wasm_given), ("--plugin-config", config_given)])?;
+            Shape::StraightToV1
+        }
+        BenchShapeArg::W => {
+            refuse_options(shape, [("--plugin-config", config_given)])?;
+            Shape::WasmFloor { file: wasm.ok_or_else(|| required("--wasm"))? }
+        }
+        BenchShapeArg::B => {
+            let file = wasm.ok_or_else(|| required("--wasm"))?;
+            let config = plugin_config.ok_or_else(|| required("--plugin-config"))?;
+            Shape::SubsetRouter { build: Build::Wasm { file }, plugin_json: read(&config)? }
+        }
+        BenchShapeArg::N => {
+            refuse_options(shape, [("--wasm", wasm_given)])?;
+            let config = plugin_config.ok_or_else(|| required("--plugin-config"))?;
+            Shape::SubsetRouter { build: Build::Native, plugin_json: read(&config)? }
+        }
+        BenchShapeArg::Upstream => return Err("bench upstream is not a front Envoy".into()),
+    })
+}
+
+/// Fails on the first given option this shape does not use.
+fn refuse_options<const N: usize>(shape: BenchShapeArg, options: [(&str, bool); N]) -> Result<(), String> {
+    match options.iter().find(|(_, given)| *given) {
+        Some((option, _)) => Err(format!("bench {} takes no {option}", shape.name())),
+        None => Ok(()),
+    }
+}
+
+fn write_or_print(output: Option<PathBuf>, yaml: &str) -> Result<(), String> {
+    match output {
+        Some(path) => std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            print!("{yaml}");
+            Ok(())
+        }
+    }
 }
 
 fn read(path: &Path) -> Result<String, String> {

@@ -221,3 +221,132 @@ fn a_fail_header_makes_only_the_named_subsets_upstream_answer_503() {
     }
     assert_eq!(yaml.matches("status: 503").count(), s.upstreams.len());
 }
+
+mod bench_configs {
+    use super::*;
+    use crate::bench::{render_front, render_upstream, Front, Shape, WEIGHTED_CLUSTERS};
+
+    const BENCH_PLUGIN: &str = "{\n  \"clusterHeader\": \"x-upstream-cluster\",\n  \"default\": { \"subset\": \"v1\" }\n}\n";
+
+    fn front(shape: Shape) -> String {
+        render_front(&Front {
+            shape,
+            admin: Addr::new("127.0.0.1", 19901),
+            listen: Addr::new("127.0.0.1", 20001),
+            v1: Addr::new("127.0.0.1", 30001),
+            v2: Addr::new("127.0.0.2", 30002),
+        })
+    }
+
+    /// The names of the front listener's HTTP filters, in order.
+    fn http_filters(yaml: &str) -> Vec<&str> {
+        let filters = yaml.split("          http_filters:\n").nth(1).expect("http_filters");
+        filters
+            .lines()
+            .take_while(|line| !line.starts_with("  clusters:"))
+            .filter_map(|line| line.strip_prefix("          - name: "))
+            .collect()
+    }
+
+    /// The front listener's routes, each as its lines.
+    fn routes(yaml: &str) -> Vec<String> {
+        let routes = yaml.split("              routes:\n").nth(1).expect("routes");
+        let routes = routes.split("          http_filters:").next().expect("routes end");
+        routes.split("              - match:").skip(1).map(|r| format!("- match:{r}")).collect()
+    }
+
+    #[test]
+    fn every_front_listens_where_told_and_its_clusters_point_outside() {
+        let shapes = [
+            Shape::NativeRouting,
+            Shape::StraightToV1,
+            Shape::WasmFloor { file: "/b/floor.wasm".into() },
+            Shape::SubsetRouter { build: Build::Wasm { file: "/b/sr.wasm".into() }, plugin_json: BENCH_PLUGIN.into() },
+            Shape::SubsetRouter { build: Build::Native, plugin_json: BENCH_PLUGIN.into() },
+        ];
+        for shape in shapes {
+            let yaml = front(shape.clone());
+            assert!(yaml.contains("admin:\n  address: { socket_address: { address: \"127.0.0.1\", port_value: 19901 } }"), "{shape:?}");
+            assert!(yaml.contains("  - name: front\n    address: { socket_address: { address: \"127.0.0.1\", port_value: 20001 } }"));
+            // One listener: the upstream is the benchmark's, never served by this Envoy.
+            assert_eq!(yaml.matches("\n    address:").count(), 1, "{shape:?}\n{yaml}");
+            assert!(!yaml.contains("direct_response"));
+            let clusters = yaml.split("\n  clusters:\n").nth(1).expect("clusters");
+            assert_eq!(clusters.matches("  - name: ").count(), 2);
+            assert!(clusters.contains("cluster_name: \"v1\"\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: \"127.0.0.1\", port_value: 30001 } } }"));
+            assert!(clusters.contains("cluster_name: \"v2\"\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: \"127.0.0.2\", port_value: 30002 } } }"));
+            assert_eq!(yaml.matches("connect_timeout: 1s").count(), 2);
+            // Nothing but the listener, the router and the clusters differs between shapes:
+            // no access logs, no stats settings.
+            assert!(!yaml.contains("access_log") && !yaml.contains("stats_config"));
+            assert_eq!(*http_filters(&yaml).last().unwrap(), "envoy.filters.http.router");
+        }
+    }
+
+    #[test]
+    fn a_routes_debug_to_v2_then_weights_90_10_with_no_filter() {
+        let yaml = front(Shape::NativeRouting);
+        assert_eq!(http_filters(&yaml), ["envoy.filters.http.router"]);
+        let routes = routes(&yaml);
+        assert_eq!(routes.len(), 2, "{routes:?}");
+        assert_eq!(
+            routes[0],
+            "- match: { prefix: \"/\", headers: [ { name: \"user-agent\", string_match: { exact: \"debug\" } } ] }\n                route: { cluster: \"v2\" }\n"
+        );
+        assert!(routes[1].starts_with("- match: { prefix: \"/\" }\n                route:\n                  weighted_clusters:\n"));
+        assert!(routes[1].contains("- { name: \"v1\", weight: 90 }\n") && routes[1].contains("- { name: \"v2\", weight: 10 }\n"));
+        assert_eq!(WEIGHTED_CLUSTERS.iter().map(|(_, weight)| weight).sum::<u32>(), 100);
+    }
+
+    #[test]
+    fn c_goes_straight_to_v1_with_no_filter() {
+        let yaml = front(Shape::StraightToV1);
+        assert_eq!(http_filters(&yaml), ["envoy.filters.http.router"]);
+        assert_eq!(routes(&yaml), ["- match: { prefix: \"/\" }\n                route: { cluster: \"v1\" }\n"]);
+    }
+
+    #[test]
+    fn w_runs_the_given_floor_module_without_a_configuration() {
+        let yaml = front(Shape::WasmFloor { file: "/b/floor.wasm".into() });
+        assert_eq!(http_filters(&yaml), ["envoy.filters.http.wasm", "envoy.filters.http.router"]);
+        assert!(yaml.contains("config:\n                name: wasm_floor\n                vm_config:\n                  vm_id: wasm_floor\n                  runtime: envoy.wasm.runtime.v8\n                  code: { local: { filename: \"/b/floor.wasm\" } }\n"));
+        assert!(!yaml.contains("configuration:") && !yaml.contains("subset_router"));
+        assert!(yaml.contains("failure_policy: FAIL_CLOSED"));
+        let routes = routes(&yaml);
+        assert_eq!(routes.len(), 1);
+        assert!(routes[0].contains("cluster_header: \"x-upstream-cluster\"") && routes[0].contains("cluster_not_found_response_code: NOT_FOUND"));
+    }
+
+    #[test]
+    fn b_and_n_run_subset_router_with_the_plugin_config_as_written() {
+        let wasm = front(Shape::SubsetRouter { build: Build::Wasm { file: "/b/sr.wasm".into() }, plugin_json: BENCH_PLUGIN.into() });
+        let native = front(Shape::SubsetRouter { build: Build::Native, plugin_json: BENCH_PLUGIN.into() });
+        assert_eq!(http_filters(&wasm), ["envoy.filters.http.wasm", "envoy.filters.http.router"]);
+        assert_eq!(http_filters(&native), ["envoy.filters.http.dynamic_modules", "envoy.filters.http.router"]);
+        assert!(wasm.contains("name: subset_router\n                vm_config:\n                  vm_id: subset_router\n"));
+        assert!(wasm.contains("code: { local: { filename: \"/b/sr.wasm\" } }"));
+        assert!(wasm.contains("failure_policy: FAIL_CLOSED"));
+        assert!(native.contains("dynamic_module_config: { name: subset_router }\n              filter_name: subset_router\n"));
+        assert!(!native.contains("wasm"));
+        // The JSON text, verbatim, as a literal block.
+        assert!(wasm.contains("configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: |\n                    {\n                      \"clusterHeader\": \"x-upstream-cluster\",\n"));
+        assert!(native.contains("filter_config:\n                \"@type\": type.googleapis.com/google.protobuf.StringValue\n                value: |\n                  {\n                    \"clusterHeader\": \"x-upstream-cluster\",\n"));
+        // Routed like W: by the cluster header alone.
+        assert_eq!(routes(&wasm), routes(&front(Shape::WasmFloor { file: "/b/floor.wasm".into() })));
+        assert_eq!(routes(&native), routes(&wasm));
+    }
+
+    #[test]
+    fn the_upstream_envoy_answers_each_subset_name_on_its_own_address() {
+        let yaml = render_upstream(&Addr::new("127.0.0.1", 19902), &Addr::new("127.0.0.1", 30001), &Addr::new("127.0.0.2", 30002));
+        assert!(yaml.contains("port_value: 19902"));
+        for (subset, host, port) in [("v1", "127.0.0.1", 30001), ("v2", "127.0.0.2", 30002)] {
+            let listener = yaml.split(&format!("  - name: \"upstream_{subset}\"\n")).nth(1).expect("listener");
+            assert!(listener.starts_with(&format!("    address: {{ socket_address: {{ address: \"{host}\", port_value: {port} }} }}\n")));
+            // The bare name: the load generators and sanity checks compare bodies exactly.
+            let answer = format!("direct_response: {{ status: 200, body: {{ inline_string: \"{subset}\" }} }}");
+            assert!(listener.split("\n  - name: ").next().unwrap().contains(&answer), "{listener}");
+        }
+        assert!(!yaml.contains("clusters:"));
+    }
+}
