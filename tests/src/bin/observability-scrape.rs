@@ -9,7 +9,7 @@
 //! taken right after start-up, before any request: with OUT.prom, two real samples of every
 //! series, which tests/observability/replay_rules.py turns into a `promtool test rules` file.)
 //!
-//! Boots the suite's Envoy (tests/src/envoy.rs: the build `FILTER` names, the runtime
+//! Boots the suite's Envoy (tests/src/envoy/: the build `FILTER` names, the runtime
 //! `ENVOY_RUNTIME` names, the project's renderer with `stats_tags`) with the plugin config
 //! delivered by file-based ECDS, as Istio delivers a WasmPlugin; sends traffic — sticky users,
 //! requests without the sticky key, the debug rule, and requests with a forged
