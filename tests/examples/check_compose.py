@@ -3,7 +3,7 @@
 
     docker-compose -f examples/x/docker-compose.yaml config | python3 check_compose.py FILE WASM [LABEL]
 
-The envoy service uses the default image envoyproxy/envoy:v1.40.0 (ENVOY_IMAGE unset), runs
+Every Envoy service (`envoy`, `envoy-…`) uses the default image envoyproxy/envoy:v1.40.0 (ENVOY_IMAGE unset), runs
 /usr/local/bin/envoy -c /etc/envoy/envoy.yaml, and mounts an existing envoy.yaml and exactly
 WASM (dist/subset_router.wasm) at the path the envoy.yaml names; or, for an example of the
 native build (its envoy.yaml loads the dynamic module), dist/libsubset_router.so beside WASM
@@ -15,9 +15,8 @@ import sys
 import yaml
 
 
-def main(path, wasm, label=""):
-    c = yaml.safe_load(sys.stdin)
-    svc = c["services"]["envoy"]
+def check_service(svc, wasm):
+    """The problems of one Envoy service, the envoy.yaml it mounts and the filter file it loads."""
     problems = []
     if svc.get("image") != "envoyproxy/envoy:v1.40.0":
         problems.append(f"default image is {svc.get('image')!r}")
@@ -52,11 +51,25 @@ def main(path, wasm, label=""):
             problems.append(f"wasm mount {mounts.get('/etc/envoy/subset_router.wasm')!r}, expected {os.path.abspath(wasm)}")
         if text is not None and "/etc/envoy/subset_router.wasm" not in text:
             problems.append(f"{y} does not load /etc/envoy/subset_router.wasm")
-    if problems:
-        print(f"FAIL {path} {label}: " + "; ".join(problems))
+    return problems, y, wasm
+
+
+def main(path, wasm, label=""):
+    """Every service named `envoy` or `envoy-…` (examples/native runs both native forms)."""
+    c = yaml.safe_load(sys.stdin)
+    services = {n: s for n, s in c["services"].items() if n == "envoy" or n.startswith("envoy-")}
+    if "envoy" not in services:
+        print(f"FAIL {path} {label}: no `envoy` service")
         return 1
-    print(f"docker-compose config: {path} {label}-> {os.path.relpath(y)} + {os.path.relpath(wasm)} OK")
-    return 0
+    failed = 0
+    for name, svc in sorted(services.items()):
+        problems, y, loaded = check_service(svc, wasm)
+        if problems:
+            print(f"FAIL {path} {label}[{name}]: " + "; ".join(problems))
+            failed = 1
+        else:
+            print(f"docker-compose config: {path} {label}[{name}] -> {os.path.relpath(y)} + {os.path.relpath(loaded)} OK")
+    return failed
 
 
 if __name__ == "__main__":

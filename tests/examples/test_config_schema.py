@@ -5,7 +5,7 @@
 
 * The schema is a valid JSON Schema (its own `$schema` dialect) and is exactly what
   `subset-router schema` prints (generated from the Rust types, never edited by hand).
-* It accepts every example plugin config (examples/**/config.json) and the Istio
+* It accepts every example plugin config (examples/**/config.json, config-route.json) and the Istio
   WasmPlugin's pluginConfig; the validator accepts them too.
 * filter/core/tests/data/invalid-configs.json: every entry is rejected by the validator with
   the recorded `path: reason`; entries marked "rejects" are rejected by the schema as well;
@@ -48,7 +48,9 @@ def validate_text(text):
 
 def example_configs():
     out = {}
-    for p in sorted(glob.glob(os.path.join(ROOT, "examples", "**", "config.json"), recursive=True)):
+    paths = [p for name in ("config.json", "config-route.json")
+             for p in glob.glob(os.path.join(ROOT, "examples", "**", name), recursive=True)]
+    for p in sorted(paths):
         with open(p, encoding="utf-8") as f:
             out[os.path.relpath(p, ROOT)] = f.read()
     wp = os.path.join(ROOT, "examples", "istio", "wasmplugin.yaml")

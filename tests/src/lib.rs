@@ -18,7 +18,9 @@ pub mod suite;
 
 pub use envoy::{Env, Envoy, Runtime};
 pub use http::{Client, Response};
-pub use report::{binomial_bounds, within_binomial, Expect, ExpectedStats, Table, Tally};
+pub use report::{
+    binomial_bounds, within_binomial, ClusterChoice, Expect, ExpectedStats, Table, Tally,
+};
 pub use suite::{ci, run_caught, select_scenarios, Selection};
 
 /// Every counter the filter must define for `plugin` is in admin `/stats` at 0 before the

@@ -123,6 +123,20 @@ pub fn judge_split(t: &Tally, weights: &[(&str, u64)]) -> Judgement {
     }
 }
 
+/// How the front route found the request's cluster, and so which `x-upstream-cluster` the
+/// upstream must have received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClusterChoice {
+    /// The filter wrote `clusterHeader` (the templated cluster, replacing whatever the client
+    /// sent) and a `cluster_header` route read it: the upstream saw the templated cluster.
+    #[default]
+    Header,
+    /// The native build's cluster specifier named the route's cluster (the served one must be
+    /// the templated cluster). It writes no header, so the upstream saw the client's own
+    /// `x-upstream-cluster`, untouched (`Some`), or none.
+    Specifier { client_sent: Option<String> },
+}
+
 /// What a correctly routed response looks like for a given plugin config.
 #[derive(Debug, Clone)]
 pub struct Expect {
@@ -132,6 +146,8 @@ pub struct Expect {
     pub subset_header: bool,
     /// `responseHeader` configured: its name.
     pub response_header: Option<String>,
+    /// Who chose the cluster: the filter's header (default) or the cluster specifier.
+    pub chosen_by: ClusterChoice,
 }
 
 impl Default for Expect {
@@ -140,6 +156,20 @@ impl Default for Expect {
             cluster_template: Some("{subset}".into()),
             subset_header: false,
             response_header: None,
+            chosen_by: ClusterChoice::Header,
+        }
+    }
+}
+
+impl Expect {
+    /// The cluster-specifier form: cluster `{subset}`, no routing header written, the upstream
+    /// sees `client_sent` as `x-upstream-cluster` (the client's own value) or none.
+    pub fn specifier(client_sent: Option<&str>) -> Expect {
+        Expect {
+            chosen_by: ClusterChoice::Specifier {
+                client_sent: client_sent.map(String::from),
+            },
+            ..Expect::default()
         }
     }
 }
@@ -147,7 +177,9 @@ impl Default for Expect {
 impl Expect {
     /// Checks a response from the front listener and returns the subset that served it.
     /// Invariants: 200, body = `x-served-by`, the upstream saw exactly the routing headers
-    /// the config asks for (and not a client's spoofed value), `responseHeader` if set.
+    /// the config asks for (and not a client's spoofed value; with the cluster specifier,
+    /// which writes none, exactly the client's own), served by the templated cluster,
+    /// `responseHeader` if set.
     pub fn check(&self, r: &Response) -> Result<String, String> {
         if r.status != 200 {
             return Err(format!(
@@ -166,8 +198,21 @@ impl Expect {
             return Err(format!("body {:?} != x-served-by {served:?}", r.body_str()));
         }
         let cluster = r.header("x-served-cluster").unwrap_or("");
-        match &self.cluster_template {
-            Some(t) => {
+        match (&self.cluster_template, &self.chosen_by) {
+            (Some(t), ClusterChoice::Specifier { client_sent }) => {
+                let want = t.replace("{subset}", &served);
+                if cluster != want {
+                    return Err(format!("served by cluster {cluster:?}, want {want:?}"));
+                }
+                let echo = r.header("x-echo-cluster-header");
+                if echo != client_sent.as_deref() {
+                    return Err(format!(
+                        "upstream {cluster} saw x-upstream-cluster {echo:?}; the client sent \
+                         {client_sent:?} and the cluster specifier writes none"
+                    ));
+                }
+            }
+            (Some(t), ClusterChoice::Header) => {
                 let want = t.replace("{subset}", &served);
                 let echo = r.header("x-echo-cluster-header");
                 if echo != Some(want.as_str()) {
@@ -179,7 +224,7 @@ impl Expect {
                     return Err(format!("served by cluster {cluster:?}, want {want:?}"));
                 }
             }
-            None => {
+            (None, _) => {
                 if let Some(echo) = r.header("x-echo-cluster-header") {
                     return Err(format!(
                         "clusterHeader is off but upstream saw x-upstream-cluster {echo:?}"
@@ -510,6 +555,43 @@ mod tests {
         let j = judge_split(&t, &[("v1", 90), ("v2", 10)]);
         assert!(!j.pass);
         assert!(j.observed.ends_with(" -- first error: no x-served-by"));
+    }
+
+    fn response(served: &str, cluster: &str, echo: Option<&str>) -> Response {
+        let mut headers = vec![
+            ("x-served-by".to_string(), served.to_string()),
+            ("x-served-cluster".to_string(), cluster.to_string()),
+        ];
+        if let Some(e) = echo {
+            headers.push(("x-echo-cluster-header".into(), e.into()));
+        }
+        Response {
+            status: 200,
+            headers,
+            body: format!("{served}\n").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn the_upstream_sees_what_the_cluster_choice_says() {
+        let by_header = Expect::default();
+        assert_eq!(
+            by_header.check(&response("v2", "v2", Some("v2"))),
+            Ok("v2".into())
+        );
+        assert!(by_header.check(&response("v2", "v2", None)).is_err());
+        // The cluster specifier writes no header: none reaches the upstream, or the client's.
+        let quiet = Expect::specifier(None);
+        assert_eq!(quiet.check(&response("v2", "v2", None)), Ok("v2".into()));
+        assert!(quiet.check(&response("v2", "v2", Some("v2"))).is_err());
+        assert!(quiet.check(&response("v2", "v1", None)).is_err());
+        let forged = Expect::specifier(Some("internal-admin"));
+        assert_eq!(
+            forged.check(&response("v1", "v1", Some("internal-admin"))),
+            Ok("v1".into())
+        );
+        let e = forged.check(&response("v1", "v1", Some("v1"))).unwrap_err();
+        assert!(e.contains("the cluster specifier writes none"), "{e}");
     }
 
     #[test]

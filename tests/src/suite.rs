@@ -109,6 +109,24 @@ pub fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
+/// The summary line naming the selected scenarios that do not apply to the build under test
+/// (`(scenario, why)`), which ran no check and neither passed nor failed: `NOT APPLICABLE to the
+/// wasm build (no check ran; neither PASS nor FAIL): cluster_specifier (why)`. `None` when
+/// every scenario applied.
+pub fn not_applicable_line(build: &str, scenarios: &[(String, String)]) -> Option<String> {
+    if scenarios.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "NOT APPLICABLE to the {build} build (no check ran; neither PASS nor FAIL): {}",
+        scenarios
+            .iter()
+            .map(|(name, why)| format!("{name} ({why})"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+}
+
 /// Prints `subset-router <suite>: cannot start: <why>` and exits 1.
 pub fn cannot_start(suite: &str, why: &str) -> ! {
     eprintln!("subset-router {suite}: cannot start: {why}");

@@ -362,6 +362,7 @@ fn expect_main() -> Expect {
         cluster_template: Some("{subset}".into()),
         subset_header: true,
         response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
     }
 }
 

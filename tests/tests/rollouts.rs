@@ -6,15 +6,21 @@
 //! sent. A summary table is printed at the end; the exit code is non-zero if any row failed.
 //!
 //! Arguments not starting with `-` (or env `SCENARIO`) select scenarios by substring;
-//! `--list` lists them.
+//! `--list` lists them. A scenario that does not apply to the build under test
+//! (`cluster_specifier`, native only) is named in the summary as not applicable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use subset_router_it::envoy::{FilterBuild, LaunchOptions};
 use subset_router_it::report::{compare_stats, judge_split};
 use subset_router_it::scenarios::{send_sticky_ids, DebugRequests, DebugRouting};
-use subset_router_it::suite::{first_line, Outcome, Suite, SuiteContext};
+use subset_router_it::suite::{self, first_line, Outcome, Suite, SuiteContext};
 use subset_router_it::*;
+
+#[path = "rollouts/cluster_specifier.rs"]
+mod cluster_specifier;
+use cluster_specifier::cluster_specifier;
 
 /// Requests per statistical measurement.
 const N: u64 = 2000;
@@ -24,6 +30,9 @@ struct Ctx<'a> {
     table: &'a mut Table,
     failed: bool,
     stats_prefix: BTreeSet<&'static str>,
+    /// Scenarios that do not apply to the build under test: `(scenario, why)`, named in the
+    /// summary (they neither pass nor fail).
+    not_applicable: Vec<(String, String)>,
 }
 
 impl SuiteContext for Ctx<'_> {
@@ -41,8 +50,18 @@ impl Ctx<'_> {
     /// Starts Envoy with `plugin` and checks that every counter the config declares is in
     /// `/stats` at 0 before the first request (a FAIL row otherwise).
     fn start(&mut self, name: &str, plugin: &str) -> Result<Envoy, String> {
+        self.start_with(name, plugin, &LaunchOptions::default())
+    }
+
+    /// [`Ctx::start`] with a launch's options (the native build's form).
+    fn start_with(
+        &mut self,
+        name: &str,
+        plugin: &str,
+        opts: &LaunchOptions,
+    ) -> Result<Envoy, String> {
         let t = Instant::now();
-        let e = Envoy::start(self.env, name, plugin)?;
+        let e = Envoy::start_with(self.env, name, plugin, opts)?;
         println!(
             "    envoy `{name}` ready in {:.2}s (front :{}, admin :{}, dir {})",
             t.elapsed().as_secs_f64(),
@@ -60,6 +79,15 @@ impl Ctx<'_> {
             ),
         }
         Ok(e)
+    }
+
+    /// `scenario` does not apply to the build under test: said now and in the summary.
+    fn not_applicable(&mut self, scenario: &str, why: &str) {
+        println!(
+            "    NOT APPLICABLE to the {} build: {scenario}: {why}",
+            self.env.build.name()
+        );
+        self.not_applicable.push((scenario.into(), why.into()));
     }
 
     /// Split check ([`judge_split`]): every subset's count within 4.5 sd of `n * w / sum(w)`
@@ -416,6 +444,7 @@ fn istio_subset_header(cx: &mut Ctx) -> Result<(), String> {
         cluster_template: None,
         subset_header: true,
         response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
     };
     let t = send(&mut c, N, &ex, |i| (format!("/reviews/{}", i % 5), vec![]));
     cx.split(
@@ -774,6 +803,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("stats", stats),
     ("unknown_cluster", unknown_cluster),
     ("invalid_config", invalid_config),
+    ("cluster_specifier", cluster_specifier),
 ];
 
 fn main() {
@@ -788,6 +818,7 @@ fn main() {
         table: &mut table,
         failed: false,
         stats_prefix: BTreeSet::new(),
+        not_applicable: Vec::new(),
     };
     let title = format!(
         "subset-router integration suite ({} build)",
@@ -795,6 +826,7 @@ fn main() {
     );
     let timings = suite.run(&title, &mut cx);
     let failed = cx.failed;
+    let not_applicable = std::mem::take(&mut cx.not_applicable);
     let prefixes: Vec<_> = cx
         .stats_prefix
         .iter()
@@ -807,6 +839,9 @@ fn main() {
     );
     print!("{}", table.render());
     println!();
+    if let Some(line) = suite::not_applicable_line(env.build.name(), &not_applicable) {
+        println!("{line}\n");
+    }
     println!("{timings}");
     if !prefixes.is_empty() {
         println!(

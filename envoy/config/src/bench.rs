@@ -14,8 +14,9 @@ use std::fmt::Write as _;
 
 use crate::yaml::q;
 use crate::{
-    admin, cluster_header_route, cluster_route, connection_manager, filter_name, filter_typed_config,
-    front_listener_start, header_route, router_filter, static_cluster, wasm_plugin, Addr, Build,
+    admin, cluster_header_route, cluster_route, connection_manager, filter_name,
+    filter_typed_config, front_listener_start, header_route, router_filter, specifier_route,
+    static_cluster, wasm_plugin, Addr, Build,
 };
 
 /// The request header the Wasm floor and subset-router set, and the `cluster_header` route
@@ -46,6 +47,13 @@ pub enum Shape {
     /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`): subset-router with `plugin_json` (JSON text, as
     /// given), routed by `cluster_header` on [`CLUSTER_HEADER`].
     SubsetRouter { build: Build, plugin_json: String },
+    /// **N2**: the native build as the final route's cluster specifier
+    /// ([`NativeForm::ClusterSpecifier`](crate::NativeForm::ClusterSpecifier), the route the
+    /// renderer writes for it everywhere): the route asks the module for its cluster, so there is
+    /// no HTTP filter but the router, no header write and no route recomputation. `plugin_json`
+    /// as for `SubsetRouter`; it must name `clusterHeader` (the decision's cluster) and use none
+    /// of what only the HTTP filter can do (Envoy refuses the route config otherwise).
+    ClusterSpecifier { plugin_json: String },
 }
 
 impl Shape {
@@ -64,6 +72,9 @@ impl Shape {
             }
             Shape::SubsetRouter { build: Build::Native, .. } => {
                 "N: subset-router's native build (dynamic module libsubset_router.so), routed by cluster_header x-upstream-cluster."
+            }
+            Shape::ClusterSpecifier { .. } => {
+                "N2: subset-router's native build as the route's cluster specifier (libsubset_router.so); no filter but the router."
             }
         }
     }
@@ -101,11 +112,15 @@ pub fn render_front(front: &Front) -> String {
             weighted_clusters_route(&mut out, &WEIGHTED_CLUSTERS);
         }
         Shape::StraightToV1 => cluster_route(&mut out, FLOOR_CLUSTER),
-        Shape::WasmFloor { .. } | Shape::SubsetRouter { .. } => cluster_header_route(&mut out, CLUSTER_HEADER),
+        Shape::WasmFloor { .. } | Shape::SubsetRouter { .. } => {
+            cluster_header_route(&mut out, CLUSTER_HEADER)
+        }
+        Shape::ClusterSpecifier { plugin_json } => specifier_route(&mut out, plugin_json),
     }
     out.push_str("          http_filters:\n");
     match &front.shape {
-        Shape::NativeRouting | Shape::StraightToV1 => {}
+        // The route carries the module (N2): the router is the only HTTP filter.
+        Shape::NativeRouting | Shape::StraightToV1 | Shape::ClusterSpecifier { .. } => {}
         Shape::WasmFloor { file } => {
             let build = Build::Wasm { file: file.clone() };
             let _ = writeln!(
@@ -117,7 +132,11 @@ pub fn render_front(front: &Front) -> String {
             wasm_plugin(&mut out, &" ".repeat(14), "wasm_floor", file, None);
         }
         Shape::SubsetRouter { build, plugin_json } => {
-            let _ = writeln!(out, "          - name: {}\n            typed_config:", filter_name(build));
+            let _ = writeln!(
+                out,
+                "          - name: {}\n            typed_config:",
+                filter_name(build)
+            );
             filter_typed_config(&mut out, 14, build, plugin_json);
         }
     }
@@ -135,7 +154,11 @@ fn weighted_clusters_route(out: &mut String, clusters: &[(&str, u32)]) {
         "              - match: { prefix: \"/\" }\n                route:\n                  weighted_clusters:\n                    clusters:\n",
     );
     for (cluster, weight) in clusters {
-        let _ = writeln!(out, "                    - {{ name: {}, weight: {weight} }}", q(cluster));
+        let _ = writeln!(
+            out,
+            "                    - {{ name: {}, weight: {weight} }}",
+            q(cluster)
+        );
     }
 }
 

@@ -7,7 +7,9 @@
 //!   dynamic module), then the router. Routes: one per `(subsetHeader, subset)` pair (what an
 //!   Istio VirtualService or a Gateway API HTTPRoute does), then a `cluster_header` route on
 //!   `clusterHeader` (404 for an unknown cluster: never confused with a fail-closed 503 or an
-//!   upstream failure), or a final route to a fallback cluster;
+//!   upstream failure), or a final route to a fallback cluster; or, for the native build's
+//!   cluster-specifier form ([`NativeForm`]), no filter and a final route that asks the module
+//!   for its cluster;
 //! * one upstream per cluster, served by a `direct_response` listener in the same Envoy that
 //!   answers its subset name (and, for the suites, echoes the routing headers it received) —
 //!   with 200 at once, or, for the canary-guard tests, another status and/or after a fixed
@@ -29,7 +31,7 @@ pub mod bench;
 mod plugin;
 mod yaml;
 
-pub use plugin::{subsets_of, PluginRoutes};
+pub use plugin::{cluster_specifier_refusals, subsets_of, PluginRoutes};
 
 use std::fmt::Write as _;
 
@@ -70,6 +72,20 @@ impl Build {
             Build::Native => "dynamicmodulescustom.",
         }
     }
+}
+
+/// Where in Envoy's config the native build decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NativeForm {
+    /// An HTTP filter (`envoy.filters.http.dynamic_modules`) that writes `clusterHeader`, which a
+    /// `cluster_header` route reads: every feature.
+    #[default]
+    HttpFilter,
+    /// The final route's cluster specifier (`envoy.router.cluster_specifier_plugin.dynamic_modules`):
+    /// the route asks the module for its cluster — no header write, no route recomputation, no
+    /// HTTP filter. No `subsetHeader`, `responseHeader`, `ramp` or `guard` (the module refuses
+    /// such a configuration), and no ECDS (the configuration is part of the route).
+    ClusterSpecifier,
 }
 
 /// How the filter's configuration reaches Envoy.
@@ -127,6 +143,9 @@ pub struct Spec {
     pub admin: Addr,
     pub front: Addr,
     pub build: Build,
+    /// With [`Build::Native`]: an HTTP filter, or the final route's cluster specifier (which
+    /// replaces both the filter and the `cluster_header` route; `delivery` must be `Inline`).
+    pub native_form: NativeForm,
     /// The plugin configuration (JSON text), as given.
     pub plugin_json: String,
     pub delivery: Delivery,
@@ -228,17 +247,26 @@ pub fn ecds_resource(build: &Build, plugin_json: &str) -> String {
 }
 
 fn connection_manager(out: &mut String, indent: &str, stat_prefix: &str, hardened: bool) {
-    let _ = writeln!(out, "{indent}- name: envoy.filters.network.http_connection_manager");
+    let _ = writeln!(
+        out,
+        "{indent}- name: envoy.filters.network.http_connection_manager"
+    );
     let _ = writeln!(out, "{indent}  typed_config:");
     let _ = writeln!(out, "{indent}    \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
     let _ = writeln!(out, "{indent}    stat_prefix: {}", q(stat_prefix));
     if hardened {
-        let _ = writeln!(out, "{indent}    max_request_headers_kb: {MAX_REQUEST_HEADERS_KB}");
+        let _ = writeln!(
+            out,
+            "{indent}    max_request_headers_kb: {MAX_REQUEST_HEADERS_KB}"
+        );
         let _ = writeln!(
             out,
             "{indent}    common_http_protocol_options: {{ max_headers_count: {MAX_HEADERS_COUNT} }}"
         );
-        let _ = writeln!(out, "{indent}    http_protocol_options: {{ accept_http_10: true }}");
+        let _ = writeln!(
+            out,
+            "{indent}    http_protocol_options: {{ accept_http_10: true }}"
+        );
     }
 }
 
@@ -253,13 +281,18 @@ fn router_filter(out: &mut String, indent: &str) {
 
 fn front_listener(out: &mut String, spec: &Spec) {
     front_listener_start(out, &spec.front, spec.hardened);
-    if let Some((header, values)) = &spec.header_routes {
+    // In the cluster-specifier form nothing writes the subset header: a route on it could only
+    // be chosen by the client's own header, so there is none.
+    let header_routes = spec.header_routes.as_ref().filter(|_| !spec.specifier_form());
+    if let Some((header, values)) = header_routes {
         for (value, cluster) in values {
             header_route(out, header, value, cluster);
             enable_on_route(out, spec, value);
         }
     }
-    if let Some(header) = &spec.cluster_header {
+    if spec.specifier_form() {
+        specifier_route(out, &spec.plugin_json);
+    } else if let Some(header) = &spec.cluster_header {
         cluster_header_route(out, header);
         enable_on_route(out, spec, FINAL_ROUTE);
     } else if let Some(cluster) = &spec.fallback_cluster {
@@ -271,6 +304,8 @@ fn front_listener(out: &mut String, spec: &Spec) {
     }
     out.push_str("          http_filters:\n");
     match &spec.delivery {
+        // The route carries the module: the router is the only HTTP filter.
+        _ if spec.specifier_form() => {}
         Delivery::Inline => {
             let _ = writeln!(out, "          - name: {}", filter_name(&spec.build));
             if spec.filter_routes.is_some() {
@@ -331,6 +366,33 @@ fn cluster_header_route(out: &mut String, header: &str) {
     );
 }
 
+/// The final front route of [`NativeForm::ClusterSpecifier`]: the module picks its cluster.
+fn specifier_route(out: &mut String, plugin_json: &str) {
+    let _ = writeln!(
+        out,
+        "              - match: {{ prefix: \"/\" }}\n                route:\n                  \
+         # 404 for a cluster that does not exist, as with the HTTP filter's cluster_header route.\n                  \
+         cluster_not_found_response_code: NOT_FOUND\n                  \
+         inline_cluster_specifier_plugin:\n                    extension:\n                      \
+         name: subset_router\n                      typed_config:\n                        \
+         \"@type\": {SPECIFIER_TYPE_URL}\n                        \
+         dynamic_module_config: {{ name: subset_router }}\n                        \
+         specifier_name: subset_router\n                        specifier_config:\n                          \
+         \"@type\": type.googleapis.com/google.protobuf.StringValue\n                          value: {}",
+        yaml::block_or_quoted(plugin_json, 28)
+    );
+}
+
+/// The cluster specifier's `typed_config` type.
+pub const SPECIFIER_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.router.cluster_specifiers.dynamic_modules.v3.DynamicModuleClusterSpecifier";
+
+impl Spec {
+    /// The native build as the final route's cluster specifier (not an HTTP filter).
+    pub fn specifier_form(&self) -> bool {
+        self.build == Build::Native && self.native_form == NativeForm::ClusterSpecifier
+    }
+}
+
 /// A front route sending every request to `cluster`.
 fn cluster_route(out: &mut String, cluster: &str) {
     let _ = writeln!(
@@ -369,7 +431,13 @@ fn filter_typed_config(out: &mut String, indent: usize, build: &Build, plugin_js
     let _ = writeln!(out, "{pad}\"@type\": {}", build.type_url());
     match build {
         Build::Wasm { file } => {
-            wasm_plugin(out, &pad, "subset_router", file, Some(&yaml::block_or_quoted(plugin_json, indent + 6)));
+            wasm_plugin(
+                out,
+                &pad,
+                "subset_router",
+                file,
+                Some(&yaml::block_or_quoted(plugin_json, indent + 6)),
+            );
         }
         Build::Native => {
             let _ = writeln!(
@@ -493,10 +561,22 @@ fn stats_tags(out: &mut String, build: &Build) {
     let prefix = regex_escape(build.stat_prefix());
     out.push_str("stats_config:\n  stats_tags:\n");
     for (tag, regex) in [
-        ("rule", format!(r"^{prefix}subset_router\.rule\.(([^.]+)\.)")),
-        ("subset", format!(r"^{prefix}subset_router\.rule\.[^.]+\.subset(\.(.+))$")),
-        ("subset", format!(r"^{prefix}subset_router\.guard\.((.+)\.)[^.]+$")),
-        ("ecds_name", r"^extension_config_discovery\.http_filter\.((.+)\.)[^.]+$".to_string()),
+        (
+            "rule",
+            format!(r"^{prefix}subset_router\.rule\.(([^.]+)\.)"),
+        ),
+        (
+            "subset",
+            format!(r"^{prefix}subset_router\.rule\.[^.]+\.subset(\.(.+))$"),
+        ),
+        (
+            "subset",
+            format!(r"^{prefix}subset_router\.guard\.((.+)\.)[^.]+$"),
+        ),
+        (
+            "ecds_name",
+            r"^extension_config_discovery\.http_filter\.((.+)\.)[^.]+$".to_string(),
+        ),
     ] {
         let _ = writeln!(out, "  - tag_name: {tag}\n    regex: {}", q(&regex));
     }

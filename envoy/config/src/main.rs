@@ -3,9 +3,10 @@
 //! ```text
 //! envoy-config render CONFIG [--build wasm|native] [--wasm PATH] [--listen ADDR:PORT]
 //!                            [--admin ADDR:PORT] [--upstream-port N] [-o OUT]
-//! envoy-config examples [--check]     (re)generate examples/**/envoy.yaml (make examples)
+//! envoy-config examples [--check]     (re)generate examples/**/envoy.yaml (make examples), and
+//!                                     envoy-route.yaml from a config-route.json
 //! envoy-config subsets CONFIG         the subsets a config can choose, one a line
-//! envoy-config bench A|B|N|W|C --listen ADDR:PORT --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT
+//! envoy-config bench A|B|N|N2|W|C --listen ADDR:PORT --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT
 //!                    [--wasm PATH] [--plugin-config CONFIG] [-o OUT]
 //! envoy-config bench upstream --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT [-o OUT]
 //!                                     a benchmark's front Envoy / upstream Envoy (bench/run.py)
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use envoy_config::bench::{self, Front, Shape};
-use envoy_config::{render, Addr, Build, Delivery, PluginRoutes, Spec};
+use envoy_config::{render, Addr, Build, Delivery, NativeForm, PluginRoutes, Spec};
 
 /// Where the examples' compose files mount the filter and publish Envoy.
 const EXAMPLE_WASM: &str = "/etc/envoy/subset_router.wasm";
@@ -25,7 +26,11 @@ const EXAMPLE_ADMIN: &str = "0.0.0.0:9901";
 const EXAMPLE_UPSTREAM_PORT: u16 = 10001;
 
 #[derive(Parser)]
-#[command(name = "envoy-config", version, about = "Render subset-router's Envoy configs")]
+#[command(
+    name = "envoy-config",
+    version,
+    about = "Render subset-router's Envoy configs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,9 +52,12 @@ enum BenchShapeArg {
     /// subset-router, Wasm build (--wasm, --plugin-config).
     #[value(name = "B")]
     B,
-    /// subset-router, native build (--plugin-config).
+    /// subset-router, native build, as an HTTP filter (--plugin-config).
     #[value(name = "N")]
     N,
+    /// subset-router, native build, as the route's cluster specifier (--plugin-config).
+    #[value(name = "N2")]
+    N2,
     /// The Wasm floor (--wasm).
     #[value(name = "W")]
     W,
@@ -64,7 +72,9 @@ enum BenchShapeArg {
 impl BenchShapeArg {
     /// The name on the command line.
     fn name(self) -> String {
-        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -89,7 +99,8 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Regenerate examples/**/envoy.yaml from each config.json (the native build under
-    /// examples/native/); with --check, fail when one is stale instead.
+    /// examples/native/), and envoy-route.yaml from each config-route.json (the native build as
+    /// the route's cluster specifier); with --check, fail when one is stale instead.
     Examples {
         #[arg(long)]
         check: bool,
@@ -116,7 +127,7 @@ enum Command {
         /// The .wasm (B: subset-router, W: the floor), as Envoy sees it.
         #[arg(long)]
         wasm: Option<String>,
-        /// The plugin configuration (B, N): a JSON file, embedded as written. Not validated
+        /// The plugin configuration (B, N, N2): a JSON file, embedded as written. Not validated
         /// here: a variant .wasm under test may accept what this tree's filter does not; Envoy
         /// and bench/run.py's sanity checks judge it.
         #[arg(long)]
@@ -152,8 +163,15 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 BuildArg::Native => Build::Native,
             };
             let json = read(&config)?;
-            let spec = plugin_spec(&json, build, addr(&listen)?, addr(&admin)?, upstream_port)
-                .map_err(|e| format!("{}: {e}", config.display()))?;
+            let spec = plugin_spec(
+                &json,
+                build,
+                NativeForm::HttpFilter,
+                addr(&listen)?,
+                addr(&admin)?,
+                upstream_port,
+            )
+            .map_err(|e| format!("{}: {e}", config.display()))?;
             write_or_print(output, &render(&spec))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -178,9 +196,16 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 refuse_options(shape, given)?;
                 bench::render_upstream(&addr(&admin)?, &v1, &v2)
             } else {
-                let listen = listen.ok_or_else(|| format!("bench {}: --listen is required", shape.name()))?;
+                let listen = listen
+                    .ok_or_else(|| format!("bench {}: --listen is required", shape.name()))?;
                 let shape = bench_shape(shape, wasm, plugin_config)?;
-                let front = Front { shape, admin: addr(&admin)?, listen: addr(&listen)?, v1, v2 };
+                let front = Front {
+                    shape,
+                    admin: addr(&admin)?,
+                    listen: addr(&listen)?,
+                    v1,
+                    v2,
+                };
                 bench::render_front(&front)
             };
             write_or_print(output, &yaml)?;
@@ -197,33 +222,79 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-/// The Envoy config for a plugin config: the filter in front of one upstream per subset.
-fn plugin_spec(json: &str, build: Build, front: Addr, admin: Addr, upstream_port: u16) -> Result<Spec, String> {
+/// The Envoy config for a plugin config: the filter in front of one upstream per subset. With
+/// [`NativeForm::ClusterSpecifier`] (native build only), the module is the final route's
+/// cluster specifier instead; a configuration that form cannot run is refused here, with the
+/// reasons the module would log.
+fn plugin_spec(
+    json: &str,
+    build: Build,
+    form: NativeForm,
+    front: Addr,
+    admin: Addr,
+    upstream_port: u16,
+) -> Result<Spec, String> {
     let routes = PluginRoutes::from_json(json)?;
-    let mut comment = vec![format!(
-        "Front listener {}:{} -> subset-router ({}) -> router.",
-        front.host,
-        front.port,
-        match &build {
-            Build::Wasm { .. } => "proxy-wasm, V8, fail closed",
-            Build::Native => "Envoy dynamic module libsubset_router.so",
+    let specifier = form == NativeForm::ClusterSpecifier;
+    if specifier {
+        if build != Build::Native {
+            return Err("the cluster-specifier form is the native build's only".into());
         }
-    )];
+        let refused = envoy_config::cluster_specifier_refusals(json)?;
+        if !refused.is_empty() {
+            return Err(format!(
+                "{}\n(the cluster-specifier form cannot do this; use the HTTP filter)",
+                refused.join("\n")
+            ));
+        }
+    }
+    let mut comment = if specifier {
+        vec![
+            format!(
+                "Front listener {}:{} -> router, whose final route asks subset-router (Envoy dynamic module",
+                front.host, front.port
+            ),
+            "libsubset_router.so, inline_cluster_specifier_plugin) for its cluster: no HTTP filter, no header written.".into(),
+        ]
+    } else {
+        vec![format!(
+            "Front listener {}:{} -> subset-router ({}) -> router.",
+            front.host,
+            front.port,
+            match &build {
+                Build::Wasm { .. } => "proxy-wasm, V8, fail closed",
+                Build::Native => "Envoy dynamic module libsubset_router.so",
+            }
+        )]
+    };
     if let Some(header) = &routes.subset_header {
-        comment.push(format!("Routes on the `{header}` header the filter sets (as an Istio VirtualService would);"));
+        comment.push(format!(
+            "Routes on the `{header}` header the filter sets (as an Istio VirtualService would);"
+        ));
     }
     match &routes.cluster_header {
-        Some(header) => comment.push(format!("routes to the cluster named in `{header}` (cluster_header; 404 when unknown).")),
-        None => comment.push("clusterHeader is null: requests no header route takes go to the default subset.".into()),
+        Some(_) if specifier => {
+            comment.push("Routes to the cluster the decision names (404 when unknown).".into())
+        }
+        Some(header) => comment.push(format!(
+            "routes to the cluster named in `{header}` (cluster_header; 404 when unknown)."
+        )),
+        None => comment.push(
+            "clusterHeader is null: requests no header route takes go to the default subset."
+                .into(),
+        ),
     }
     comment.push("Upstreams: one direct_response listener per subset in this same Envoy, answering its name.".into());
     comment.push("stats_tags: /stats/prometheus labels the decisions by rule and subset.".into());
-    comment.push("`x-fail: <subset>` on a request makes that subset's upstream answer 503 (try a guard).".into());
+    if !specifier {
+        comment.push("`x-fail: <subset>` on a request makes that subset's upstream answer 503 (try a guard).".into());
+    }
     let mut spec = Spec {
         comment,
         admin,
         front,
         build,
+        native_form: form,
         plugin_json: json.to_owned(),
         delivery: Delivery::Inline,
         header_routes: None,
@@ -235,11 +306,23 @@ fn plugin_spec(json: &str, build: Build, front: Addr, admin: Addr, upstream_port
         hardened: false,
         stats_tags: true,
         filter_routes: None,
-        fail_header: Some("x-fail".into()),
+        // Guards need the HTTP filter: nothing to try with a failing upstream.
+        fail_header: (!specifier).then(|| "x-fail".into()),
     };
     routes.apply(&mut spec, upstream_port);
     Ok(spec)
 }
+
+/// An example's plugin configuration file and the Envoy config rendered from it, next to it.
+const EXAMPLE_FILES: [(&str, &str, NativeForm); 2] = [
+    ("config.json", "envoy.yaml", NativeForm::HttpFilter),
+    // The native build as the route's cluster specifier (examples/native/).
+    (
+        "config-route.json",
+        "envoy-route.yaml",
+        NativeForm::ClusterSpecifier,
+    ),
+];
 
 fn examples(check: bool) -> Result<ExitCode, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -249,17 +332,39 @@ fn examples(check: bool) -> Result<ExitCode, String> {
     let mut stale = 0;
     for config in configs {
         let dir = config.parent().unwrap_or(Path::new("."));
-        let yaml_path = dir.join("envoy.yaml");
+        let file_name = config
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let Some(&(_, yaml_name, form)) = EXAMPLE_FILES.iter().find(|(c, _, _)| *c == file_name)
+        else {
+            continue;
+        };
+        let yaml_path = dir.join(yaml_name);
         let rel = |p: &Path| p.strip_prefix(&root).unwrap_or(p).display().to_string();
-        let native = config.components().any(|c| c.as_os_str() == "native");
-        let build = if native { Build::Native } else { Build::Wasm { file: EXAMPLE_WASM.into() } };
+        let native = form == NativeForm::ClusterSpecifier
+            || config.components().any(|c| c.as_os_str() == "native");
+        let build = if native {
+            Build::Native
+        } else {
+            Build::Wasm {
+                file: EXAMPLE_WASM.into(),
+            }
+        };
         let json = read(&config)?;
-        let mut spec = plugin_spec(&json, build, addr(EXAMPLE_LISTEN)?, addr(EXAMPLE_ADMIN)?, EXAMPLE_UPSTREAM_PORT)
-            .map_err(|e| format!("{}: {e}", rel(&config)))?;
+        let mut spec = plugin_spec(
+            &json,
+            build,
+            form,
+            addr(EXAMPLE_LISTEN)?,
+            addr(EXAMPLE_ADMIN)?,
+            EXAMPLE_UPSTREAM_PORT,
+        )
+        .map_err(|e| format!("{}: {e}", rel(&config)))?;
         spec.comment.splice(
             0..0,
             [
-                "Generated by `make examples` (envoy-config, envoy/config) from config.json: do not edit by hand.".to_string(),
+                format!("Generated by `make examples` (envoy-config, envoy/config) from {file_name}: do not edit by hand."),
                 String::new(),
             ],
         );
@@ -271,11 +376,16 @@ fn examples(check: bool) -> Result<ExitCode, String> {
             println!("STALE: {} (run make examples)", rel(&yaml_path));
             stale += 1;
         } else {
-            std::fs::write(&yaml_path, want).map_err(|e| format!("{}: {e}", yaml_path.display()))?;
+            std::fs::write(&yaml_path, want)
+                .map_err(|e| format!("{}: {e}", yaml_path.display()))?;
             println!("wrote {}", rel(&yaml_path));
         }
     }
-    Ok(if stale > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if stale > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn find_configs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -284,7 +394,10 @@ fn find_configs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path.is_dir() {
             find_configs(&path, out)?;
-        } else if path.file_name().is_some_and(|n| n == "config.json") {
+        } else if path
+            .file_name()
+            .is_some_and(|n| EXAMPLE_FILES.iter().any(|(config, _, _)| n == *config))
+        {
             out.push(path);
         }
     }
@@ -293,38 +406,66 @@ fn find_configs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
 
 /// A benchmark front Envoy's shape from its options: each shape takes exactly the files it
 /// uses, so a mistaken invocation fails instead of silently rendering something else.
-fn bench_shape(shape: BenchShapeArg, wasm: Option<String>, plugin_config: Option<PathBuf>) -> Result<Shape, String> {
+fn bench_shape(
+    shape: BenchShapeArg,
+    wasm: Option<String>,
+    plugin_config: Option<PathBuf>,
+) -> Result<Shape, String> {
     let (wasm_given, config_given) = (wasm.is_some(), plugin_config.is_some());
     let required = |what: &str| format!("bench {}: {what} is required", shape.name());
     Ok(match shape {
         BenchShapeArg::A => {
-            refuse_options(shape, [("--wasm", wasm_given), ("--plugin-config", config_given)])?;
+            refuse_options(
+                shape,
+                [("--wasm", wasm_given), ("--plugin-config", config_given)],
+            )?;
             Shape::NativeRouting
         }
         BenchShapeArg::C => {
-            refuse_options(shape, [("--wasm", wasm_given), ("--plugin-config", config_given)])?;
+            refuse_options(
+                shape,
+                [("--wasm", wasm_given), ("--plugin-config", config_given)],
+            )?;
             Shape::StraightToV1
         }
         BenchShapeArg::W => {
             refuse_options(shape, [("--plugin-config", config_given)])?;
-            Shape::WasmFloor { file: wasm.ok_or_else(|| required("--wasm"))? }
+            Shape::WasmFloor {
+                file: wasm.ok_or_else(|| required("--wasm"))?,
+            }
         }
         BenchShapeArg::B => {
             let file = wasm.ok_or_else(|| required("--wasm"))?;
             let config = plugin_config.ok_or_else(|| required("--plugin-config"))?;
-            Shape::SubsetRouter { build: Build::Wasm { file }, plugin_json: read(&config)? }
+            Shape::SubsetRouter {
+                build: Build::Wasm { file },
+                plugin_json: read(&config)?,
+            }
         }
         BenchShapeArg::N => {
             refuse_options(shape, [("--wasm", wasm_given)])?;
             let config = plugin_config.ok_or_else(|| required("--plugin-config"))?;
-            Shape::SubsetRouter { build: Build::Native, plugin_json: read(&config)? }
+            Shape::SubsetRouter {
+                build: Build::Native,
+                plugin_json: read(&config)?,
+            }
+        }
+        BenchShapeArg::N2 => {
+            refuse_options(shape, [("--wasm", wasm_given)])?;
+            let config = plugin_config.ok_or_else(|| required("--plugin-config"))?;
+            Shape::ClusterSpecifier {
+                plugin_json: read(&config)?,
+            }
         }
         BenchShapeArg::Upstream => return Err("bench upstream is not a front Envoy".into()),
     })
 }
 
 /// Fails on the first given option this shape does not use.
-fn refuse_options<const N: usize>(shape: BenchShapeArg, options: [(&str, bool); N]) -> Result<(), String> {
+fn refuse_options<const N: usize>(
+    shape: BenchShapeArg,
+    options: [(&str, bool); N],
+) -> Result<(), String> {
     match options.iter().find(|(_, given)| *given) {
         Some((option, _)) => Err(format!("bench {} takes no {option}", shape.name())),
         None => Ok(()),

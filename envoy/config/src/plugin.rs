@@ -19,14 +19,7 @@ pub struct PluginRoutes {
 impl PluginRoutes {
     /// Reads a plugin configuration; `Err` holds the filter's `path: reason` lines.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let router = subset_router_core::load(json.as_bytes()).map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        Ok(Self::from_router(&router))
+        Ok(Self::from_router(&load(json)?))
     }
 
     pub fn from_router(router: &Router) -> Self {
@@ -74,6 +67,31 @@ impl PluginRoutes {
         spec.cluster_header = self.cluster_header.clone();
         spec.fallback_cluster = self.subsets.first().map(|(_, cluster)| cluster.clone());
     }
+}
+
+/// What a valid plugin configuration asks that the native build's cluster-specifier form
+/// ([`NativeForm::ClusterSpecifier`](crate::NativeForm::ClusterSpecifier)) cannot do, one
+/// `path: reason` a line (empty: the form can run it): the module's own check
+/// ([`subset_router_core::route_form::refusals`]), so that the renderer refuses such a
+/// configuration before Envoy does. `Err`: the configuration is invalid for either form.
+pub fn cluster_specifier_refusals(json: &str) -> Result<Vec<String>, String> {
+    load(json)?;
+    let config = subset_router_core::parse(json.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(subset_router_core::route_form::refusals(&config)
+        .iter()
+        .map(ToString::to_string)
+        .collect())
+}
+
+/// The filter's own loading (validation and compilation); `Err` holds its `path: reason` lines.
+fn load(json: &str) -> Result<Router, String> {
+    subset_router_core::load(json.as_bytes()).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 /// The subsets a configuration can choose, in [`PluginRoutes::subsets`] order.

@@ -38,16 +38,23 @@ pub const FORGED_HEADER_REPLY: (u32, &str) = (
     "subset-router: a forged routing header could not be removed\n",
 );
 
-/// Every counter an adapter defines when a configuration is accepted, in index order: one per
-/// decision slot ([`Router::slots`]), then `spoofed_header_removed`, `sticky_key_missing`,
-/// `host_call_failed`, then for each guard `subset_router.guard.<subset>.tripped`, `.diverted`
-/// and `.undivertable`. All exist, at 0, before the first request.
 /// Loads a configuration the way `on_configure` must, for both builds: each error logged at
 /// error level as `subset-router: invalid configuration: <path: reason>`, then one line saying
 /// the configuration was rejected — and, where the adapter knows (`previous`), whether an
 /// earlier configuration stays in effect.
 pub fn load_logged(json: &[u8], log: &impl Log, previous: Option<bool>) -> Option<Router> {
-    let errors = match crate::load(json) {
+    load_logged_with(crate::load, json, log, previous)
+}
+
+/// [`load_logged`] with another loader (the native build's route form:
+/// [`crate::route_form::load`]).
+pub fn load_logged_with(
+    load: impl FnOnce(&[u8]) -> Result<Router, Vec<crate::ConfigError>>,
+    json: &[u8],
+    log: &impl Log,
+    previous: Option<bool>,
+) -> Option<Router> {
+    let errors = match load(json) {
         Ok(router) => return Some(router),
         Err(errors) => errors,
     };
@@ -66,6 +73,10 @@ pub fn load_logged(json: &[u8], log: &impl Log, previous: Option<bool>) -> Optio
     None
 }
 
+/// Every counter an adapter defines when a configuration is accepted, in index order: one per
+/// decision slot ([`Router::slots`]), then `spoofed_header_removed`, `sticky_key_missing`,
+/// `host_call_failed`, then for each guard `subset_router.guard.<subset>.tripped`, `.diverted`
+/// and `.undivertable`. All exist, at 0, before the first request.
 pub fn counter_names(router: &Router) -> Vec<String> {
     router
         .slots()

@@ -16,7 +16,7 @@
 //!   the per-worker counting merged into it through a [`host::SharedStore`];
 //! * [`live`]: the run-time inputs of a decision (ramp shares, open guards);
 //! * [`host`], [`adapter`]: the host traits and the per-request / per-tick logic every build
-//!   of the filter runs.
+//!   of the filter runs; [`route_form`]: what the native build's cluster-specifier form refuses.
 
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
 #![cfg_attr(
@@ -46,6 +46,7 @@ pub mod ramp;
 pub mod reader;
 pub mod request;
 pub mod rng;
+pub mod route_form;
 pub mod router;
 pub mod selection;
 #[cfg(test)]

@@ -58,6 +58,7 @@
 pub mod ffi;
 pub mod module;
 pub mod process;
+pub mod specifier;
 pub mod ticker;
 
 pub use ffi::ABI_VERSION;

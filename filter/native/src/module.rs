@@ -459,7 +459,7 @@ impl Gauges for ConfigStats<'_, '_> {
     }
 }
 
-struct EnvoyLog;
+pub(crate) struct EnvoyLog;
 
 impl Log for EnvoyLog {
     fn warn(&self, message: &str) {

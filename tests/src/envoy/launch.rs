@@ -84,6 +84,7 @@ impl Envoy {
         plugin_json: &str,
         opts: &LaunchOptions,
     ) -> Result<Prepared, String> {
+        opts.check(&env.build)?;
         if let Some(u) = opts
             .upstreams
             .iter()

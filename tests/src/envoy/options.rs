@@ -1,8 +1,11 @@
-//! What one launch may change: ECDS delivery, worker count, how each upstream answers, and
-//! the routes the filter is enabled on.
+//! What one launch may change: ECDS delivery, worker count, how each upstream answers, the
+//! routes the filter is enabled on, and the native build's form.
+
+use super::FilterBuild;
 
 /// Extras of a launch: the filter delivered by ECDS from a file Envoy watches (as Istio
-/// delivers WasmPlugin updates; [`Envoy::replace_ecds`] swaps it), and the worker count.
+/// delivers WasmPlugin updates; [`Envoy::replace_ecds`] swaps it), the worker count, and
+/// the native build's form.
 #[derive(Debug, Clone, Default)]
 pub struct LaunchOptions {
     pub ecds: bool,
@@ -14,6 +17,57 @@ pub struct LaunchOptions {
     /// `Some(routes)`: the filter disabled at the listener and enabled only on these routes
     /// (Envoy Gateway's shape for a policy attached to routes; see envoy_config::Spec).
     pub filter_routes: Option<Vec<String>>,
+    /// The native build's form: the HTTP filter (default), or the final route's cluster
+    /// specifier (`envoy.router.cluster_specifier_plugin.dynamic_modules`), which the route asks
+    /// for its cluster. The specifier form exists only for `FILTER=native`, and takes neither
+    /// ECDS (its configuration is part of the route) nor `filter_routes` (there is no HTTP
+    /// filter): [`LaunchOptions::check`] refuses those combinations.
+    pub native_form: envoy_config::NativeForm,
+}
+
+impl LaunchOptions {
+    /// The native build as the final route's cluster specifier.
+    pub fn cluster_specifier() -> Self {
+        Self {
+            native_form: envoy_config::NativeForm::ClusterSpecifier,
+            ..Self::default()
+        }
+    }
+
+    /// `true` for the cluster-specifier form.
+    pub fn specifier_form(&self) -> bool {
+        self.native_form == envoy_config::NativeForm::ClusterSpecifier
+    }
+
+    /// Refuses what cannot be rendered for `build`: the cluster-specifier form of a Wasm
+    /// build, or with ECDS delivery, or with a per-route filter.
+    pub fn check(&self, build: &FilterBuild) -> Result<(), String> {
+        if !self.specifier_form() {
+            return Ok(());
+        }
+        if !matches!(build, FilterBuild::Native(_)) {
+            return Err(format!(
+                "the cluster-specifier form is the native build's (FILTER=native), not the {} \
+                 build's",
+                build.name()
+            ));
+        }
+        if self.ecds {
+            return Err(
+                "the cluster-specifier form cannot be delivered by ECDS: its \
+                        configuration is part of the route (use the HTTP filter form)"
+                    .into(),
+            );
+        }
+        if self.filter_routes.is_some() {
+            return Err(
+                "the cluster-specifier form has no HTTP filter to enable per route \
+                 (filter_routes)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// How one upstream cluster of [`CLUSTERS`] answers in a launch.

@@ -1,6 +1,6 @@
 //! A scenario's Envoy config, from the project's renderer (envoy/config).
 
-use super::{Env, LaunchOptions, Ports, ECDS_DIR};
+use super::{Env, FilterBuild, LaunchOptions, Ports, ECDS_DIR};
 
 /// The Envoy config of one scenario, from the project's renderer (envoy/config): the filter
 /// under test in front of one upstream listener per cluster of [`CLUSTERS`]; `x-subset`
@@ -15,8 +15,12 @@ pub fn render(env: &Env, ports: &Ports, run_dir: &str, plugin_json: &str, ecds: 
     render_with(env, ports, run_dir, plugin_json, &opts)
 }
 
-/// [`render`] with a launch's options: ECDS delivery and each upstream's behaviour
-/// ([`LaunchOptions::upstreams`]; the others answer 200 at once).
+/// [`render`] with a launch's options: ECDS delivery, each upstream's behaviour
+/// ([`LaunchOptions::upstreams`]; the others answer 200 at once) and the native build's form.
+/// The cluster-specifier form ([`LaunchOptions::native_form`]; [`LaunchOptions::check`] says
+/// when it applies) has one front route, whose cluster the module names: no `x-subset` routes
+/// before it (the form writes no `subsetHeader`, so they could only let a client's `x-subset`
+/// pass the module by), no `cluster_header` route, no HTTP filter but the router.
 pub fn render_with(
     env: &Env,
     ports: &Ports,
@@ -25,6 +29,7 @@ pub fn render_with(
     opts: &LaunchOptions,
 ) -> String {
     let ecds = opts.ecds;
+    let specifier = opts.specifier_form() && matches!(env.build, FilterBuild::Native(_));
     let behaviour = |cluster: &str| opts.upstreams.iter().find(|u| u.cluster == cluster);
     let subset_of = |cluster: &str| {
         cluster
@@ -40,6 +45,7 @@ pub fn render_with(
         admin: envoy_config::Addr::new("127.0.0.1", ports.admin),
         front: envoy_config::Addr::new("0.0.0.0", ports.front),
         build: env.build.render_build(run_dir),
+        native_form: opts.native_form,
         plugin_json: plugin_json.to_owned(),
         delivery: if ecds {
             envoy_config::Delivery::Ecds {
@@ -48,13 +54,15 @@ pub fn render_with(
         } else {
             envoy_config::Delivery::Inline
         },
-        header_routes: Some((
-            "x-subset".into(),
-            ["v1", "v2", "v3"]
-                .iter()
-                .map(|s| (s.to_string(), s.to_string()))
-                .collect(),
-        )),
+        header_routes: (!specifier).then(|| {
+            (
+                "x-subset".into(),
+                ["v1", "v2", "v3"]
+                    .iter()
+                    .map(|s| (s.to_string(), s.to_string()))
+                    .collect(),
+            )
+        }),
         cluster_header: Some("x-upstream-cluster".into()),
         fallback_cluster: None,
         upstreams: ports
@@ -85,7 +93,7 @@ pub fn render_with(
 mod tests {
     use super::*;
     use crate::envoy::ports::allocate_ports;
-    use crate::envoy::{FilterBuild, Runtime, UpstreamBehaviour, CLUSTERS};
+    use crate::envoy::{Runtime, UpstreamBehaviour, CLUSTERS};
 
     #[test]
     fn renders_the_filter_under_test_for_each_build() {
@@ -152,5 +160,76 @@ mod tests {
             out.matches("direct_response: { status: 200,").count(),
             CLUSTERS.len() - 1
         );
+    }
+
+    fn env_of(build: FilterBuild) -> Env {
+        Env {
+            runtime: Runtime::Native,
+            build,
+            envoy_bin: None,
+            hardened: false,
+            work_dir: "/tmp".into(),
+        }
+    }
+
+    #[test]
+    fn the_specifier_form_is_the_final_route_and_no_http_filter() {
+        let ports = allocate_ports().unwrap();
+        let env = env_of(FilterBuild::Native("/x/libsubset_router.so".into()));
+        let plugin = r#"{"default":{"subset":"v1"}}"#;
+        let filter = render_with(&env, &ports, "/run", plugin, &LaunchOptions::default());
+        let specifier = render_with(
+            &env,
+            &ports,
+            "/run",
+            plugin,
+            &LaunchOptions::cluster_specifier(),
+        );
+        assert!(filter.contains("envoy.filters.http.dynamic_modules"));
+        assert!(filter.contains("cluster_header: \"x-upstream-cluster\""));
+        assert!(filter.contains("name: \"x-subset\""));
+        assert!(!filter.contains("inline_cluster_specifier_plugin"));
+        assert_eq!(
+            specifier.matches("inline_cluster_specifier_plugin").count(),
+            1
+        );
+        assert!(specifier.contains(envoy_config::SPECIFIER_TYPE_URL));
+        assert!(specifier.contains(r#"value: "{\"default\":{\"subset\":\"v1\"}}""#));
+        assert!(!specifier.contains("envoy.filters.http.dynamic_modules"));
+        assert!(!specifier.contains("cluster_header:"));
+        assert!(!specifier.contains("name: \"x-subset\""));
+        // The upstreams are the same.
+        assert_eq!(specifier.matches("direct_response").count(), CLUSTERS.len());
+    }
+
+    #[test]
+    fn the_specifier_form_refuses_what_it_cannot_render() {
+        let native = FilterBuild::Native("/x/libsubset_router.so".into());
+        let wasm = FilterBuild::Wasm("/x/subset_router.wasm".into());
+        let spec = LaunchOptions::cluster_specifier();
+        assert!(spec.check(&native).is_ok());
+        assert!(LaunchOptions::default().check(&wasm).is_ok());
+        let e = spec.check(&wasm).unwrap_err();
+        assert!(e.contains("FILTER=native"), "{e}");
+        let ecds = LaunchOptions {
+            ecds: true,
+            ..LaunchOptions::cluster_specifier()
+        };
+        assert!(ecds.check(&native).unwrap_err().contains("ECDS"));
+        let per_route = LaunchOptions {
+            filter_routes: Some(vec!["v1".into()]),
+            ..LaunchOptions::cluster_specifier()
+        };
+        assert!(per_route
+            .check(&native)
+            .unwrap_err()
+            .contains("filter_routes"));
+        // The HTTP filter form takes both, as before.
+        let both = LaunchOptions {
+            ecds: true,
+            filter_routes: Some(vec!["v1".into()]),
+            ..LaunchOptions::default()
+        };
+        assert!(both.check(&native).is_ok());
     }
 }

@@ -24,6 +24,7 @@ pub(super) fn expect_istio() -> Expect {
         cluster_template: None,
         subset_header: true,
         response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
     }
 }
 

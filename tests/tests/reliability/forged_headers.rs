@@ -42,6 +42,7 @@ pub(super) fn forged_headers(cx: &mut Ctx) -> Result<(), String> {
         cluster_template: Some("{subset}".into()),
         subset_header: true,
         response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
     };
     let before = envoy.stats("subset_router")?;
     let mut conn = Conn::new(envoy.front());

@@ -45,6 +45,15 @@ pub struct FakeEnvoy {
     pub schedulers: Vec<FakeScheduler>,
     /// `get_header` answers as for a missing header map (false, zero values).
     pub refuse_get_header: bool,
+    /// Cluster specifier: every name `set_cluster_name` was given, in order.
+    pub specifier_clusters: Vec<String>,
+    /// Cluster specifier: `get_request_headers` answers false (the header map cannot be read).
+    pub refuse_specifier_headers: bool,
+    /// Cluster specifier: `get_random_value` answers this (the request's random value, the same
+    /// in every selection of one request); `None`: a new value per call.
+    pub random_value: Option<u64>,
+    /// Cluster specifier: `get_random_value` calls so far.
+    pub random_calls: u64,
 }
 
 /// What a test sees of one scheduler: commits can come from the module's ticker thread, so
@@ -140,6 +149,11 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_counter(
     counter_id_ptr: *mut usize,
 ) -> MetricsResult {
     assert_eq!(label_names_length, 0);
+    define_counter(name, counter_id_ptr)
+}
+
+/// Defines a counter (Frozen when the test says so); the id is its index in `counters`.
+fn define_counter(name: ModuleBuffer, counter_id_ptr: *mut usize) -> MetricsResult {
     let name = String::from_utf8_lossy(&bytes(name)).into_owned();
     FAKE.with(|fake| {
         let mut fake = fake.borrow_mut();
@@ -187,22 +201,26 @@ extern "C" fn envoy_dynamic_module_callback_http_get_headers(
 ) -> bool {
     FAKE.with(|fake| {
         with_map(&mut fake.borrow_mut(), header_type, |map| {
-            for (i, (name, value)) in map.iter().enumerate() {
-                // SAFETY: the module's array has room for `get_headers_size` entries. The
-                // pointers stay valid until the map is next modified (as in Envoy: until a
-                // setter is called).
-                unsafe {
-                    *result_headers.add(i) = EnvoyHttpHeader {
-                        key_ptr: name.as_ptr().cast(),
-                        key_length: name.len(),
-                        value_ptr: value.as_ptr().cast(),
-                        value_length: value.len(),
-                    };
-                }
-            }
+            fill_headers(map, result_headers)
         })
         .is_some()
     })
+}
+
+/// Writes `map` into the module's array (room for `map.len()` entries, counted just before).
+fn fill_headers(map: &Headers, result_headers: *mut EnvoyHttpHeader) {
+    for (i, (name, value)) in map.iter().enumerate() {
+        // SAFETY: the module's array has room for `get_headers_size` entries. The pointers stay
+        // valid until the map is next modified (as in Envoy: until a setter is called).
+        unsafe {
+            *result_headers.add(i) = EnvoyHttpHeader {
+                key_ptr: name.as_ptr().cast(),
+                key_length: name.len(),
+                value_ptr: value.as_ptr().cast(),
+                value_length: value.len(),
+            };
+        }
+    }
 }
 
 #[no_mangle]
@@ -257,6 +275,11 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
     attribute_id: AttributeId,
     result: *mut EnvoyBuffer,
 ) -> bool {
+    source_address(attribute_id, result)
+}
+
+/// `source.address` from the fake (false for any other attribute, or when it has none).
+fn source_address(attribute_id: AttributeId, result: *mut EnvoyBuffer) -> bool {
     if attribute_id != ATTRIBUTE_ID_SOURCE_ADDRESS {
         return false;
     }
@@ -453,4 +476,92 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_callback_is_validation_mode() -> bool {
     FAKE.with(|fake| fake.borrow().validation_mode)
+}
+
+// ------------------------------------------------------------------------------------------
+// The cluster specifier's callbacks (`ffi::cluster_specifier`): counters shared with the HTTP
+// filter's (`counters`), the request headers and `source.address` of the fake stream, the
+// cluster each selection names (`specifier_clusters`).
+// ------------------------------------------------------------------------------------------
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_config_define_counter(
+    _config_envoy_ptr: *mut c_void,
+    name: ModuleBuffer,
+    _label_names: *mut ModuleBuffer,
+    label_names_length: usize,
+    counter_id_ptr: *mut usize,
+) -> MetricsResult {
+    assert_eq!(label_names_length, 0);
+    define_counter(name, counter_id_ptr)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_config_increment_counter(
+    _config_envoy_ptr: *mut c_void,
+    id: usize,
+    _label_values: *mut ModuleBuffer,
+    label_values_length: usize,
+    value: u64,
+) -> MetricsResult {
+    assert_eq!(label_values_length, 0);
+    FAKE.with(|fake| fake.borrow_mut().config_metric_calls += 1);
+    increment_counter(id, value)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_get_request_headers_size(
+    _context_envoy_ptr: *mut c_void,
+) -> usize {
+    FAKE.with(|fake| fake.borrow().request.len())
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_get_request_headers(
+    _context_envoy_ptr: *mut c_void,
+    result_headers: *mut EnvoyHttpHeader,
+) -> bool {
+    FAKE.with(|fake| {
+        let fake = fake.borrow();
+        if fake.refuse_specifier_headers {
+            return false;
+        }
+        fill_headers(&fake.request, result_headers);
+        true
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_get_attribute_string(
+    _context_envoy_ptr: *mut c_void,
+    attribute_id: AttributeId,
+    result: *mut EnvoyBuffer,
+) -> bool {
+    source_address(attribute_id, result)
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_get_random_value(
+    _context_envoy_ptr: *mut c_void,
+) -> u64 {
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        fake.random_calls += 1;
+        // splitmix64 of the call number: a different, well-mixed value per request.
+        fake.random_value.unwrap_or_else(|| {
+            let mut z = fake.random_calls.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    })
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(
+    _context_envoy_ptr: *mut c_void,
+    cluster_name: ModuleBuffer,
+) {
+    let name = String::from_utf8_lossy(&bytes(cluster_name)).into_owned();
+    FAKE.with(|fake| fake.borrow_mut().specifier_clusters.push(name));
 }

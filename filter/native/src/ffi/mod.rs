@@ -43,6 +43,7 @@ use std::sync::Arc;
 use crate::module::{self, FilterConfig, StreamFilter};
 use subset_router_core::adapter::Verdict;
 
+pub mod cluster_specifier;
 #[cfg(test)]
 pub(crate) mod fake;
 
