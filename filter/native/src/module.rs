@@ -137,7 +137,7 @@ impl StreamFilter {
 }
 
 /// Defines one stat per name with `define`; logs and returns `None` on the first refusal.
-fn define_all(
+pub(crate) fn define_all(
     kind: &str,
     names: &[String],
     define: impl Fn(&str) -> Result<usize, u32>,

@@ -24,7 +24,7 @@ use subset_router_core::route_form;
 
 use crate::ffi::cluster_specifier::{SelectContext, SpecifierStats};
 use crate::ffi::{self, LogLevel};
-use crate::module::{EnvoyLog, FILTER_NAME};
+use crate::module::{define_all, EnvoyLog, FILTER_NAME};
 use crate::process::NativeClock;
 
 /// One accepted cluster-specifier configuration, shared by every worker.
@@ -49,20 +49,9 @@ pub fn new_config(stats: SpecifierStats, name: &[u8], json: &[u8]) -> Option<Spe
         return None;
     }
     let router = load_logged_with(route_form::load, json, &EnvoyLog, None)?;
-    let counter_ids = counter_names(&router)
-        .iter()
-        .map(|name| stats.define_counter(name))
-        .collect::<Result<Vec<_>, _>>();
-    let counter_ids = match counter_ids {
-        Ok(ids) => ids,
-        Err(status) => {
-            ffi::log(
-                LogLevel::Error,
-                &format!("subset-router: could not define the counters (status {status})"),
-            );
-            return None;
-        }
-    };
+    let counter_ids = define_all("counter", &counter_names(&router), |name| {
+        stats.define_counter(name)
+    })?;
     ffi::log(
         LogLevel::Info,
         &format!(

@@ -15,8 +15,9 @@ use std::ptr;
 use std::sync::Arc;
 
 use super::{
-    envoy_bytes, guard, log, module_buffer, AttributeId, EnvoyBuffer, EnvoyHttpHeader, LogLevel,
-    MetricsResult, ModuleBuffer, ATTRIBUTE_ID_SOURCE_ADDRESS, METRICS_RESULT_SUCCESS,
+    defined, envoy_bytes, guard, log, module_buffer, with_header_array, AttributeId, EnvoyBuffer,
+    EnvoyHttpHeader, LogLevel, MetricsResult, ModuleBuffer, ATTRIBUTE_ID_SOURCE_ADDRESS,
+    METRICS_RESULT_SUCCESS,
 };
 use crate::specifier::{self, SpecifierConfig};
 
@@ -99,11 +100,7 @@ impl SpecifierStats {
                 &mut id,
             )
         };
-        if result == METRICS_RESULT_SUCCESS {
-            Ok(id)
-        } else {
-            Err(result)
-        }
+        defined(result, id)
     }
 
     pub fn increment(&self, id: usize, by: u64) -> bool {
@@ -137,36 +134,20 @@ impl SelectContext<'_> {
         let count = unsafe {
             envoy_dynamic_module_callback_cluster_specifier_get_request_headers_size(self.raw)
         };
-        let empty = EnvoyHttpHeader {
-            key_ptr: ptr::null(),
-            key_length: 0,
-            value_ptr: ptr::null(),
-            value_length: 0,
-        };
-        let mut raw_headers = vec![empty; count];
-        // SAFETY: the array has room for every header, just counted; nothing changes the map
-        // during the selection (no setter of this ABI touches headers).
-        let ok = unsafe {
-            envoy_dynamic_module_callback_cluster_specifier_get_request_headers(
-                self.raw,
-                raw_headers.as_mut_ptr(),
+        // SAFETY: the array has room for every header, just counted; Envoy keeps each key and
+        // value readable for the selection, and nothing changes the map during it (no setter
+        // of this ABI touches headers).
+        unsafe {
+            with_header_array(
+                count,
+                |array| {
+                    envoy_dynamic_module_callback_cluster_specifier_get_request_headers(
+                        self.raw, array,
+                    )
+                },
+                f,
             )
-        };
-        if !ok {
-            return None;
         }
-        let pairs: Vec<(&[u8], &[u8])> = raw_headers
-            .iter()
-            // SAFETY: Envoy keeps each key and value readable for the selection; the slices
-            // live only in `pairs`, seen by `f` for this call (higher-ranked lifetime).
-            .map(|h| unsafe {
-                (
-                    envoy_bytes(h.key_ptr, h.key_length),
-                    envoy_bytes(h.value_ptr, h.value_length),
-                )
-            })
-            .collect();
-        Some(f(&pairs))
     }
 
     /// Runs `f` over `source.address` (`ip:port`), `None` when Envoy has none.

@@ -154,15 +154,26 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_counter(
 
 /// Defines a counter (Frozen when the test says so); the id is its index in `counters`.
 fn define_counter(name: ModuleBuffer, counter_id_ptr: *mut usize) -> MetricsResult {
+    define_metric(name, counter_id_ptr, |fake| &mut fake.counters)
+}
+
+/// Defines a metric in the list `metrics` picks (Frozen when the test says so); the id is its
+/// index there.
+fn define_metric(
+    name: ModuleBuffer,
+    id_ptr: *mut usize,
+    metrics: impl FnOnce(&mut FakeEnvoy) -> &mut Vec<(String, u64)>,
+) -> MetricsResult {
     let name = String::from_utf8_lossy(&bytes(name)).into_owned();
     FAKE.with(|fake| {
         let mut fake = fake.borrow_mut();
         if fake.frozen {
             return 3;
         }
-        fake.counters.push((name, 0));
+        let metrics = metrics(&mut fake);
+        metrics.push((name, 0));
         // SAFETY: the module passes a valid out-pointer.
-        unsafe { *counter_id_ptr = fake.counters.len() - 1 };
+        unsafe { *id_ptr = metrics.len() - 1 };
         0
     })
 }
@@ -176,13 +187,7 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_increment_counter(
     value: u64,
 ) -> MetricsResult {
     assert_eq!(label_values_length, 0);
-    FAKE.with(|fake| match fake.borrow_mut().counters.get_mut(id) {
-        Some((_, v)) => {
-            *v += value;
-            0
-        }
-        None => 1,
-    })
+    increment_counter(id, value)
 }
 
 #[no_mangle]
@@ -327,17 +332,7 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
     gauge_id_ptr: *mut usize,
 ) -> MetricsResult {
     assert_eq!(label_names_length, 0);
-    let name = String::from_utf8_lossy(&bytes(name)).into_owned();
-    FAKE.with(|fake| {
-        let mut fake = fake.borrow_mut();
-        if fake.frozen {
-            return 3;
-        }
-        fake.gauges.push((name, 0));
-        // SAFETY: the module passes a valid out-pointer.
-        unsafe { *gauge_id_ptr = fake.gauges.len() - 1 };
-        0
-    })
+    define_metric(name, gauge_id_ptr, |fake| &mut fake.gauges)
 }
 
 #[no_mangle]

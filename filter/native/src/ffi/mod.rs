@@ -340,11 +340,7 @@ impl ConfigHandle<'_> {
                 &mut id,
             )
         };
-        if result == METRICS_RESULT_SUCCESS {
-            Ok(id)
-        } else {
-            Err(result)
-        }
+        defined(result, id)
     }
 
     /// Defines a gauge without labels (Envoy's import mode `Accumulate`); returns its id, or
@@ -363,11 +359,7 @@ impl ConfigHandle<'_> {
                 &mut id,
             )
         };
-        if result == METRICS_RESULT_SUCCESS {
-            Ok(id)
-        } else {
-            Err(result)
-        }
+        defined(result, id)
     }
 
     /// Adds `by` to counter `id` without a stream (configuration load, main-thread tick).
@@ -496,42 +488,18 @@ impl<'hook> FilterHandle<'hook> {
         // SAFETY: `raw` is the filter pointer of the running hook.
         let count =
             unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.raw, map.abi()) };
-        let empty = EnvoyHttpHeader {
-            key_ptr: ptr::null(),
-            key_length: 0,
-            value_ptr: ptr::null(),
-            value_length: 0,
-        };
-        let mut raw_headers = vec![empty; count];
         // SAFETY: the ABI's precondition is a result array with room for every header, which
         // `get_headers_size` just counted (nothing can change the map in between: a stream's
-        // hooks run on one thread, and this handle is held mutably).
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(
-                self.raw,
-                map.abi(),
-                raw_headers.as_mut_ptr(),
+        // hooks run on one thread, and this handle is held mutably). Envoy keeps each key and
+        // value readable until the end of the current hook unless a header setter is called,
+        // and `self` stays borrowed mutably while `f` runs, so no setter can.
+        unsafe {
+            with_header_array(
+                count,
+                |array| envoy_dynamic_module_callback_http_get_headers(self.raw, map.abi(), array),
+                f,
             )
-        };
-        if !ok {
-            return None;
         }
-        let pairs: Vec<(&[u8], &[u8])> = raw_headers
-            .iter()
-            .map(|h| {
-                // SAFETY: Envoy keeps each key and value readable until the end of the current
-                // hook unless a header setter is called; the slices live only in `pairs`,
-                // which `f` sees for this call only (higher-ranked lifetime), while `self` is
-                // borrowed mutably, so no setter can run meanwhile.
-                unsafe {
-                    (
-                        envoy_bytes(h.key_ptr, h.key_length),
-                        envoy_bytes(h.value_ptr, h.value_length),
-                    )
-                }
-            })
-            .collect();
-        Some(f(&pairs))
     }
 
     /// Runs `f` over the first value of header `name`, `None` when there is none. Envoy answers
@@ -667,6 +635,53 @@ impl StatsHandle<'_> {
         };
         result == METRICS_RESULT_SUCCESS
     }
+}
+
+/// A `define_*` callback's answer: the new metric's id, or Envoy's `metrics_result` code.
+fn defined(result: MetricsResult, id: usize) -> Result<usize, u32> {
+    if result == METRICS_RESULT_SUCCESS {
+        Ok(id)
+    } else {
+        Err(result)
+    }
+}
+
+/// Reads a header map of `count` headers with one call of Envoy's `fill` (a `get_headers`
+/// callback: it writes every header into the array it is given, `false` when it refuses) and
+/// runs `f` over them as byte pairs. `None` when `fill` refuses. The HTTP filter and the
+/// cluster specifier each have their own `get_headers` callback; this is the rest of both.
+///
+/// # Safety
+/// `fill` must write `count` headers into an array with room for `count`, and every key and
+/// value it points at must stay readable and unchanged while `f` runs.
+unsafe fn with_header_array<R>(
+    count: usize,
+    fill: impl FnOnce(*mut EnvoyHttpHeader) -> bool,
+    f: impl for<'s> FnOnce(&'s [(&'s [u8], &'s [u8])]) -> R,
+) -> Option<R> {
+    let empty = EnvoyHttpHeader {
+        key_ptr: ptr::null(),
+        key_length: 0,
+        value_ptr: ptr::null(),
+        value_length: 0,
+    };
+    let mut raw_headers = vec![empty; count];
+    if !fill(raw_headers.as_mut_ptr()) {
+        return None;
+    }
+    let pairs: Vec<(&[u8], &[u8])> = raw_headers
+        .iter()
+        // SAFETY: the caller keeps these bytes readable and unchanged while `f` runs; the
+        // slices live only in `pairs`, which `f` sees for this call only (higher-ranked
+        // lifetime).
+        .map(|h| unsafe {
+            (
+                envoy_bytes(h.key_ptr, h.key_length),
+                envoy_bytes(h.value_ptr, h.value_length),
+            )
+        })
+        .collect();
+    Some(f(&pairs))
 }
 
 /// Runs a hook body; a panic becomes `fallback()` instead of unwinding into Envoy.

@@ -192,7 +192,7 @@ fn invalid_json_and_other_specifier_names_are_refused() {
     assert!(load("subset_router", CONFIG).is_null());
     assert!(error_logs()
         .iter()
-        .any(|m| m.contains("could not define the counters")));
+        .any(|m| m.contains("could not define counter")));
 }
 
 #[test]
