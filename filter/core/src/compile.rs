@@ -25,7 +25,15 @@ pub const SUBSET_PLACEHOLDER: &str = "{subset}";
 /// Parses and validates a configuration in one step, as `on_configure` does.
 pub fn load(json: &[u8]) -> Result<Router, Vec<ConfigError>> {
     let config = parse(json).map_err(|e| vec![e])?;
-    let mut router = compile(&config)?;
+    compile_loaded(json, &config)
+}
+
+/// [`compile`] for a configuration parsed from `json`, as [`load`] does it.
+pub(crate) fn compile_loaded(
+    json: &[u8],
+    config: &PluginConfig,
+) -> Result<Router, Vec<ConfigError>> {
+    let mut router = compile(config)?;
     // Every worker receives the same text: its hash tells the workers of one configuration
     // apart from those of another (see `crate::aggregate`).
     router.config_hash = crate::aggregate::config_hash(json);

@@ -58,7 +58,7 @@ pub fn refusals(config: &PluginConfig) -> Vec<ConfigError> {
 pub fn load(json: &[u8]) -> Result<Router, Vec<ConfigError>> {
     let config = crate::parse(json).map_err(|e| vec![e])?;
     let refused = refusals(&config);
-    match crate::load(json) {
+    match crate::compile::compile_loaded(json, &config) {
         Ok(router) if refused.is_empty() => Ok(router),
         Ok(_) => Err(refused),
         Err(mut errors) => {
