@@ -25,12 +25,16 @@ use crate::host::{
 use crate::live::LiveState;
 use crate::request::{DecodedRequest, HeaderSource, RequestView};
 use crate::rng::RandomSource;
+use crate::guard::GuardSpec;
 use crate::router::Router;
 
-/// Counter names that are not decisions, in index order after the decision slots.
-const SPOOFED: &str = "subset_router.spoofed_header_removed";
-const STICKY_KEY_MISSING: &str = "subset_router.sticky_key_missing";
-const HOST_CALL_FAILED: &str = "subset_router.host_call_failed";
+/// Counter names that are not decisions, in index order after the decision slots (each after
+/// the configuration's stat prefix, `subset_router.` or `subset_router.<name>.`).
+const FILTER_COUNTERS: [&str; 3] = [
+    "spoofed_header_removed",
+    "sticky_key_missing",
+    "host_call_failed",
+];
 
 /// Status and body of the local reply sent when a forged routing header cannot be removed.
 pub const FORGED_HEADER_REPLY: (u32, &str) = (
@@ -75,22 +79,79 @@ pub fn load_logged_with(
 
 /// Every counter an adapter defines when a configuration is accepted, in index order: one per
 /// decision slot ([`Router::slots`]), then `spoofed_header_removed`, `sticky_key_missing`,
-/// `host_call_failed`, then for each guard `subset_router.guard.<subset>.tripped`, `.diverted`
-/// and `.undivertable`. All exist, at 0, before the first request.
+/// `host_call_failed`, then for each guard `subset_router.guard.<subset>.<what>` for every
+/// `<what>` of [`guard_counters`]. All exist, at 0, before the first request. With a top-level
+/// `name`, every name starts `subset_router.<name>.` instead of `subset_router.`.
 pub fn counter_names(router: &Router) -> Vec<String> {
+    let prefix = router.stat_prefix();
     router
         .slots()
         .iter()
         .map(|slot| slot.stat_name.clone())
-        .chain([SPOOFED, STICKY_KEY_MISSING, HOST_CALL_FAILED].map(String::from))
+        .chain(FILTER_COUNTERS.map(|what| format!("{prefix}{what}")))
         .chain(router.guards().iter().flat_map(|g| {
-            GUARD_COUNTERS.map(|what| format!("subset_router.guard.{}.{what}", g.subset))
+            guard_counters(g)
+                .into_iter()
+                .map(move |what| format!("{prefix}guard.{}.{what}", g.subset))
         }))
         .collect()
 }
 
-/// Per guard, in this order after the filter counters.
-const GUARD_COUNTERS: [&str; 3] = ["tripped", "diverted", "undivertable"];
+/// A guard's counters, in index order: `tripped`, `diverted`, `undivertable`; what its window
+/// observes, `requests`, `errors`, `slow` (and with a baseline `baseline_requests`,
+/// `baseline_errors`, `baseline_slow`); with `fleet`, `tripped_by_fleet` and
+/// `fleet_query_failed`.
+pub fn guard_counters(g: &GuardSpec) -> Vec<&'static str> {
+    let mut out = vec![
+        "tripped",
+        "diverted",
+        "undivertable",
+        "requests",
+        "errors",
+        "slow",
+    ];
+    if g.baseline.is_some() {
+        out.extend(["baseline_requests", "baseline_errors", "baseline_slow"]);
+    }
+    if g.fleet.is_some() {
+        out.extend(["tripped_by_fleet", "fleet_query_failed"]);
+    }
+    out
+}
+
+/// Offsets in a guard's block of counters (see [`guard_counters`]).
+pub(crate) const DIVERTED: usize = 1;
+pub(crate) const UNDIVERTABLE: usize = 2;
+/// `requests`, `errors`, `slow`: the first three observed counts.
+const OBSERVED: usize = 3;
+
+/// The first counter of each guard's block, and where its optional counters sit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GuardCounterIndex {
+    base: usize,
+    baseline: Option<usize>,
+    fleet: Option<usize>,
+}
+
+fn guard_counter_index(router: &Router) -> Vec<GuardCounterIndex> {
+    let mut next = router.slots().len() + FILTER_COUNTERS.len();
+    router
+        .guards()
+        .iter()
+        .map(|g| {
+            let index = GuardCounterIndex {
+                base: next,
+                baseline: g.baseline.is_some().then_some(next + OBSERVED + 3),
+                fleet: g
+                    .fleet
+                    .is_some()
+                    .then_some(next + OBSERVED + 3 + if g.baseline.is_some() { 3 } else { 0 }),
+            };
+            next += guard_counters(g).len();
+            index
+        })
+        .collect()
+}
 
 /// A compiled configuration plus the little per-VM (or per-module) state the request path
 /// keeps. Shared by every request; safe to share between threads.
@@ -105,10 +166,12 @@ pub struct Filter {
     live: LiveState,
     /// Guard observations not yet merged, and the merge.
     aggregator: Aggregator,
-    /// Monotonic milliseconds + 1 of the last wall-clock read (0: never): ramps read the wall
-    /// clock at most once a second.
-    wall_read_at: AtomicU64,
+    /// The wall-clock second (+ 1; 0: never) the ramp shares were last computed for.
+    ramp_second: AtomicU64,
     ramps: usize,
+    guard_counters: Vec<GuardCounterIndex>,
+    /// Per guard: monotonic ms + 1 of the last fleet warning (0: never).
+    fleet_warned_at: Vec<AtomicU64>,
 }
 
 /// What the request path leaves for the response path.
@@ -150,6 +213,10 @@ impl Clock for NoClock {
             code: 0,
         })
     }
+
+    fn has_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 impl Filter {
@@ -165,10 +232,12 @@ impl Filter {
         Self {
             live: LiveState::new(ramps, router.guards().len()),
             aggregator: Aggregator::new(router.guards(), plugin, router.config_hash()),
+            guard_counters: guard_counter_index(&router),
+            fleet_warned_at: router.guards().iter().map(|_| AtomicU64::new(0)).collect(),
             router,
             route_cache_supported: AtomicBool::new(true),
             warned: AtomicU32::new(0),
-            wall_read_at: AtomicU64::new(0),
+            ramp_second: AtomicU64::new(0),
             ramps,
         }
     }
@@ -199,9 +268,36 @@ impl Filter {
         self.router.slots().len() + 2
     }
 
-    /// Counter index of guard `guard`'s `tripped` (`+1`: diverted, `+2`: undivertable).
+    /// Counter index of guard `guard`'s `tripped` (`+ DIVERTED`, `+ UNDIVERTABLE`, …).
     fn guard_counter(&self, guard: usize) -> usize {
-        self.router.slots().len() + 3 + GUARD_COUNTERS.len() * guard
+        self.guard_counters.get(guard).map_or(usize::MAX, |g| g.base)
+    }
+
+    /// Adds what a tick merged into guard `guard`'s window to its exported counters.
+    fn count_observed(&self, guard: usize, c: &crate::guard::Counts, counters: &impl Counters) {
+        let Some(index) = self.guard_counters.get(guard) else {
+            return;
+        };
+        let [requests, errors, slow, baseline_requests, baseline_errors, baseline_slow] =
+            c.fields();
+        let add = |at: usize, by: u64| {
+            if by > 0 {
+                counters.increment(at, by);
+            }
+        };
+        add(index.base + OBSERVED, requests);
+        add(index.base + OBSERVED + 1, errors);
+        add(index.base + OBSERVED + 2, slow);
+        if let Some(b) = index.baseline {
+            add(b, baseline_requests);
+            add(b + 1, baseline_errors);
+            add(b + 2, baseline_slow);
+        }
+    }
+
+    /// Counter index of guard `guard`'s `tripped_by_fleet` (`+ 1`: `fleet_query_failed`).
+    fn fleet_counter(&self, guard: usize) -> Option<usize> {
+        self.guard_counters.get(guard)?.fleet
     }
 
     /// `on_http_request_headers` without a clock: ramps and guards apply, latency is not
@@ -225,6 +321,9 @@ impl Filter {
         log: &impl Log,
         clock: &impl Clock,
     ) -> Verdict {
+        if self.ramps > 0 && clock.has_wall_clock() {
+            self.refresh_ramps(clock, counters, log);
+        }
         let router = &self.router;
         let own_headers = [router.cluster_header(), router.subset_header()];
         let source = if router.uses_source_ip() {
@@ -310,10 +409,10 @@ impl Filter {
             counters.increment(self.sticky_missing_counter(), 1);
         }
         if let Some(guard) = decision.diverted {
-            counters.increment(self.guard_counter(guard) + 1, 1);
+            counters.increment(self.guard_counter(guard) + DIVERTED, 1);
         }
         if let Some(guard) = decision.undivertable {
-            counters.increment(self.guard_counter(guard) + 2, 1);
+            counters.increment(self.guard_counter(guard) + UNDIVERTABLE, 1);
         }
         let observe = decision.target.observe;
         let started_ns = match observe {
@@ -354,9 +453,10 @@ impl Filter {
         if self.warned.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
             log.warn(&format!(
                 "subset-router: host call failed: {} (status {}); the request continues \
-                 (counted in {HOST_CALL_FAILED}; further failures of this call are not logged)",
+                 (counted in {}host_call_failed; further failures of this call are not logged)",
                 e.call.name(),
-                e.code
+                e.code,
+                self.router.stat_prefix()
             ));
         }
         fallback

@@ -48,6 +48,10 @@ pub fn parse(json: &[u8]) -> Result<PluginConfig, ConfigError> {
 /// Validates every field and compiles the router. All errors are collected, not just the first.
 pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
     let mut c = Compiler::default();
+    if let Some(name) = &config.name {
+        c.instance_name(name);
+    }
+    c.stat_prefix = stat_prefix(config.name.as_deref());
     let cluster_header = config
         .cluster_header
         .as_deref()
@@ -127,6 +131,8 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
                 .chain(std::iter::once(&mut default));
             let observers = progressive::attach_guards(routes, &guards);
             Ok(Router {
+                name: config.name.clone(),
+                stat_prefix: c.stat_prefix,
                 cluster_header,
                 subset_header,
                 response_header,
@@ -165,9 +171,41 @@ struct Compiler {
     routing_headers: Vec<(&'static str, String)>,
     /// Ramps compiled so far (the next ramp's index).
     ramps: usize,
+    /// `subset_router.` or `subset_router.<name>.`: the start of every stat name.
+    stat_prefix: String,
+}
+
+/// Longest instance name (`name`) and cohort name (`stickyBy.cohort`).
+pub const MAX_INSTANCE_NAME_LEN: usize = 64;
+
+/// The start of every stat name of a configuration: `subset_router.`, or with a top-level
+/// `name`, `subset_router.<name>.`.
+pub fn stat_prefix(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("subset_router.{name}."),
+        None => "subset_router.".to_owned(),
+    }
 }
 
 impl Compiler {
+    /// `name`: `[a-z0-9_-]{1,64}`, one stat segment (and one Prometheus label value).
+    fn instance_name(&mut self, name: &str) {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_INSTANCE_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            self.error(
+                "name",
+                format!(
+                    "{} must be 1-{MAX_INSTANCE_NAME_LEN} characters of [a-z0-9_-]",
+                    format!("{name:?}")
+                ),
+            );
+        }
+    }
+
     fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError::new(path, reason));
     }
@@ -498,11 +536,16 @@ impl Compiler {
         }
         let split_valid = self.errors.len() == errors_before;
         // Every part is checked (and every error reported) before anything is given up.
+        let cohort = sticky_by.and_then(|s| self.cohort(&format!("{path}.stickyBy.cohort"), s));
         let sticky = sticky_by
             .and_then(|s| self.sticky_key(&format!("{path}.stickyBy"), s))
             .map(|key| Sticky {
                 key,
-                hasher: StickyHasher::new(rule, targets.iter().map(|t| t.subset.as_str())),
+                // The rule's name salts its keys unless a cohort aligns several splits.
+                hasher: StickyHasher::new(
+                    cohort.unwrap_or(rule),
+                    targets.iter().map(|t| t.subset.as_str()),
+                ),
             });
         let ramp = match ramp {
             None => None,
@@ -523,6 +566,28 @@ impl Compiler {
             ramp,
             guarded: Vec::new(),
         }))
+    }
+
+    /// `stickyBy.cohort`: `[A-Za-z0-9._-]{1,64}`.
+    fn cohort<'s>(&mut self, path: &str, s: &'s StickyByConfig) -> Option<&'s str> {
+        let cohort = s.cohort.as_deref()?;
+        let valid = !cohort.is_empty()
+            && cohort.len() <= MAX_INSTANCE_NAME_LEN
+            && cohort
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Some(cohort)
+        } else {
+            self.error(
+                path,
+                format!(
+                    "{} must be 1-{MAX_INSTANCE_NAME_LEN} characters of [A-Za-z0-9._-]",
+                    format!("{cohort:?}")
+                ),
+            );
+            None
+        }
     }
 
     fn sticky_key(&mut self, path: &str, s: &StickyByConfig) -> Option<StickyKey> {
@@ -587,7 +652,7 @@ impl Compiler {
         }
         let slot = self.slots.len();
         self.slots.push(Slot {
-            stat_name: format!("subset_router.rule.{rule}.subset.{subset}"),
+            stat_name: format!("{}rule.{rule}.subset.{subset}", self.stat_prefix),
             rule: rule.to_owned(),
             subset: subset.to_owned(),
         });

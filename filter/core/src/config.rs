@@ -29,6 +29,11 @@ pub const DEFAULT_CLUSTER_TEMPLATE: &str = "{subset}";
 ))]
 /// The filter's configuration: rules evaluated in order, then the default route.
 pub struct PluginConfig {
+    /// Optional instance name, `[a-z0-9_-]{1,64}`: namespaces every stat
+    /// (`subset_router.<name>.…`) and tells two configurations of identical text apart.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = INSTANCE_NAME_PATTERN)))]
+    pub name: Option<String>,
     /// Request header set to the chosen cluster name (for an Envoy route with `cluster_header`).
     /// Absent: `x-upstream-cluster`; `null`: no cluster header is written (then `subsetHeader` is required).
     #[cfg_attr(feature = "schema", serde(default = "default_cluster_header"))]
@@ -225,6 +230,11 @@ pub struct StickyByConfig {
     #[cfg_attr(feature = "schema", serde(default))]
     #[cfg_attr(feature = "schema", schemars(extend("const" = true)))]
     pub source_ip: Option<bool>,
+    /// Aligned cohorts: splits that share this name, a key and the same subsets put the same
+    /// users on each subset, nested by share. Default: the rule's name.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = COHORT_PATTERN)))]
+    pub cohort: Option<String>,
 }
 
 /// A time-based ramp of one subset of a split: its share grows from the configured one to
@@ -306,6 +316,56 @@ pub struct GuardConfig {
     #[cfg_attr(feature = "schema", serde(default))]
     #[cfg_attr(feature = "schema", schemars(extend("exclusiveMinimum" = 0, "maximum" = 100)))]
     pub max_slow_percent: Option<f64>,
+    /// Fleet guard: also trip on the fleet's totals, read from Prometheus.
+    #[cfg_attr(feature = "schema", serde(default))]
+    pub fleet: Option<FleetConfig>,
+}
+
+/// Where and how often a guard reads the fleet's totals (a Prometheus HTTP API reached through
+/// an Envoy cluster).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "schema", derive(serde::Deserialize))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    serde(deny_unknown_fields, rename_all = "camelCase")
+)]
+pub struct FleetConfig {
+    /// The Envoy cluster that reaches the Prometheus HTTP API.
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = PRINTABLE_PATTERN)))]
+    pub cluster: String,
+    /// `:authority` of the query; default: the cluster name.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = PRINTABLE_PATTERN)))]
+    pub authority: Option<String>,
+    /// The query endpoint; default `/api/v1/query`.
+    #[cfg_attr(feature = "schema", serde(default))]
+    #[cfg_attr(feature = "schema", schemars(extend("pattern" = FLEET_PATH_PATTERN)))]
+    pub path: Option<String>,
+    /// PromQL label matchers, without braces, that pick this service's proxies (may be "").
+    pub selector: String,
+    /// At most one round of queries per proxy per this many seconds, 1 to 300.
+    #[cfg_attr(feature = "schema", serde(default = "default_fleet_interval_seconds"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1, "maximum" = 300)))]
+    pub interval_seconds: i64,
+    /// A query that has not answered after this many milliseconds has failed, 1 to 60,000.
+    #[cfg_attr(feature = "schema", serde(default = "default_fleet_timeout_ms"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minimum" = 1, "maximum" = 60_000)))]
+    pub timeout_ms: i64,
+}
+
+pub const DEFAULT_FLEET_INTERVAL_SECONDS: i64 = 5;
+pub const DEFAULT_FLEET_TIMEOUT_MS: i64 = 2_000;
+pub const DEFAULT_FLEET_PATH: &str = "/api/v1/query";
+
+#[cfg(feature = "schema")]
+fn default_fleet_interval_seconds() -> i64 {
+    DEFAULT_FLEET_INTERVAL_SECONDS
+}
+
+#[cfg(feature = "schema")]
+fn default_fleet_timeout_ms() -> i64 {
+    DEFAULT_FLEET_TIMEOUT_MS
 }
 
 /// Guard defaults (SPEC.md "Canary guard").
@@ -336,6 +396,14 @@ fn default_max_trips() -> i64 {
 }
 
 // Patterns for the JSON Schema (the validator in `compile.rs` is the authority; these mirror it).
+#[cfg(feature = "schema")]
+const INSTANCE_NAME_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
+#[cfg(feature = "schema")]
+const PRINTABLE_PATTERN: &str = "^[!-~]+$";
+#[cfg(feature = "schema")]
+const FLEET_PATH_PATTERN: &str = "^/[!-\"$-~]*$";
+#[cfg(feature = "schema")]
+const COHORT_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 #[cfg(feature = "schema")]
 const SUBSET_PATTERN: &str = "^[A-Za-z0-9._-]{1,63}$";
 #[cfg(feature = "schema")]

@@ -29,6 +29,8 @@ pub struct GuardSpec {
     /// `minMarginPercent` in ppm (used only with a baseline).
     pub min_margin_ppm: u32,
     pub slow: Option<SlowTrigger>,
+    /// `fleet`: also trip on the fleet's totals.
+    pub fleet: Option<crate::fleet::FleetSpec>,
 }
 
 /// `slowMs` / `maxSlowPercent`.
@@ -39,7 +41,7 @@ pub struct SlowTrigger {
 }
 
 /// What was observed: the guarded subset's requests, errors and slow responses, and the
-/// baseline subset's requests and errors.
+/// baseline subset's requests, errors and slow responses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub requests: u64,
@@ -47,7 +49,11 @@ pub struct Counts {
     pub slow: u64,
     pub baseline_requests: u64,
     pub baseline_errors: u64,
+    pub baseline_slow: u64,
 }
+
+/// How many counts a [`Counts`] holds.
+pub const COUNT_FIELDS: usize = 6;
 
 impl Counts {
     pub fn is_zero(&self) -> bool {
@@ -62,25 +68,33 @@ impl Counts {
             .baseline_requests
             .saturating_add(other.baseline_requests);
         self.baseline_errors = self.baseline_errors.saturating_add(other.baseline_errors);
+        self.baseline_slow = self.baseline_slow.saturating_add(other.baseline_slow);
     }
 
-    fn fields(&self) -> [u64; 5] {
+    /// In the order of the exported counters (`requests`, `errors`, `slow`,
+    /// `baseline_requests`, `baseline_errors`, `baseline_slow`).
+    pub fn fields(&self) -> [u64; COUNT_FIELDS] {
         [
             self.requests,
             self.errors,
             self.slow,
             self.baseline_requests,
             self.baseline_errors,
+            self.baseline_slow,
         ]
     }
 
-    fn from_fields([requests, errors, slow, baseline_requests, baseline_errors]: [u64; 5]) -> Self {
+    pub fn from_fields(
+        [requests, errors, slow, baseline_requests, baseline_errors, baseline_slow]: [u64;
+            COUNT_FIELDS],
+    ) -> Self {
         Self {
             requests,
             errors,
             slow,
             baseline_requests,
             baseline_errors,
+            baseline_slow,
         }
     }
 }
@@ -114,6 +128,9 @@ pub struct Record {
     pub window: Vec<Bucket>,
     /// Everything ever merged into this record (also while open): the conservation check.
     pub totals: Counts,
+    /// Monotonic ms of the record's start or of the guard's last close: the fleet window never
+    /// reaches back before it, so the errors that opened a guard cannot trip it again.
+    pub fresh_since_ms: u64,
 }
 
 /// Why a guard tripped.
@@ -138,20 +155,24 @@ pub struct Trip {
     /// 1 for the first trip.
     pub trip: u32,
     pub cause: Cause,
-    /// The window's counts that tripped it.
+    /// The window's counts that tripped it (the fleet's, for a fleet trip).
     pub window: Counts,
+    /// Tripped by the fleet's totals rather than this proxy's window.
+    pub by_fleet: bool,
     /// How long it stays open; `None`: latched.
     pub open_ms: Option<u64>,
 }
 
 impl Record {
-    pub fn new(load: u64) -> Self {
+    /// A fresh record of configuration load `load`, started at monotonic `now_ms`.
+    pub fn new(load: u64, now_ms: u64) -> Self {
         Self {
             load,
             state: GuardState::Closed,
             trips: 0,
             window: Vec::new(),
             totals: Counts::default(),
+            fresh_since_ms: now_ms,
         }
     }
 
@@ -212,32 +233,61 @@ impl Record {
             GuardState::Open { until_ms } if now_ms >= until_ms => {
                 self.state = GuardState::Closed;
                 self.window.clear();
+                self.fresh_since_ms = now_ms;
                 Some(Transition::Closed { trip: self.trips })
             }
             GuardState::Open { .. } => None,
             GuardState::Closed => {
                 let window = self.window_counts(now_s, spec.window_s);
                 let cause = breach(spec, &window)?;
-                self.trips = self.trips.saturating_add(1);
-                self.window.clear();
-                let open_ms = if self.trips >= spec.max_trips {
-                    self.state = GuardState::Latched;
-                    None
-                } else {
-                    let open_ms = spec.cooldown_ms.saturating_mul(u64::from(self.trips));
-                    self.state = GuardState::Open {
-                        until_ms: now_ms.saturating_add(open_ms),
-                    };
-                    Some(open_ms)
-                };
-                Some(Transition::Tripped(Trip {
-                    trip: self.trips,
-                    cause,
-                    window,
-                    open_ms,
-                }))
+                Some(self.trip(spec, now_ms, cause, window, false))
             }
         }
+    }
+
+    /// Applies the fleet's totals (see [`crate::fleet`]) to a closed guard: a breach trips it
+    /// exactly as a local one does, whatever this proxy's own window holds. Fleet evidence only
+    /// adds trips: an open or latched guard is left as it is.
+    pub fn evaluate_fleet(
+        &mut self,
+        spec: &GuardSpec,
+        fleet: &Counts,
+        now_ms: u64,
+    ) -> Option<Transition> {
+        if self.is_open() {
+            return None;
+        }
+        let cause = breach(spec, fleet)?;
+        Some(self.trip(spec, now_ms, cause, *fleet, true))
+    }
+
+    fn trip(
+        &mut self,
+        spec: &GuardSpec,
+        now_ms: u64,
+        cause: Cause,
+        window: Counts,
+        by_fleet: bool,
+    ) -> Transition {
+        self.trips = self.trips.saturating_add(1);
+        self.window.clear();
+        let open_ms = if self.trips >= spec.max_trips {
+            self.state = GuardState::Latched;
+            None
+        } else {
+            let open_ms = spec.cooldown_ms.saturating_mul(u64::from(self.trips));
+            self.state = GuardState::Open {
+                until_ms: now_ms.saturating_add(open_ms),
+            };
+            Some(open_ms)
+        };
+        Transition::Tripped(Trip {
+            trip: self.trips,
+            cause,
+            window,
+            by_fleet,
+            open_ms,
+        })
     }
 }
 

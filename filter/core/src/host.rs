@@ -107,6 +107,12 @@ pub trait Clock {
     /// its own reading. (proxy-wasm: WASI `clock_time_get(MONOTONIC)`, which Envoy answers
     /// from its process-wide steady clock; native: `Instant` against one process-wide origin.)
     fn monotonic_ns(&self) -> Result<u64, HostError>;
+
+    /// Whether [`Clock::wall_ns`] can be asked at all (a request path without a clock says no,
+    /// and its ramps then move with the tick only).
+    fn has_wall_clock(&self) -> bool {
+        true
+    }
 }
 
 /// The outcome of a compare-and-swap write.

@@ -38,6 +38,7 @@ pub mod cidr;
 pub mod compile;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod guard;
 pub mod host;
 pub mod live;

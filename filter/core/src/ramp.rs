@@ -96,8 +96,11 @@ impl Ramp {
 
     /// The share at `now`: configured before the start, `to_ppm` from the end on, and in
     /// between `from + (to − from)·f` with `f` the elapsed fraction (or `⌊N·f⌋/N` with steps),
-    /// rounded down to a ppm.
+    /// rounded down to a ppm. Time counts in whole seconds: the share is a function of
+    /// ⌊now⌋, so every worker (and every replica, up to clock skew) uses the same share in the
+    /// same second, and no sticky key flips between workers at a moving boundary.
     pub fn share_at(&self, now: UnixMs) -> RampShare {
+        let now = now - now.rem_euclid(1000);
         if now < self.start_ms {
             return RampShare::Configured;
         }

@@ -9,9 +9,9 @@
 use serde_json::{Map, Value};
 
 use crate::config::{
-    GuardConfig, MatchConfig, PluginConfig, RampConfig, RouteConfig, RuleConfig, SplitEntryConfig,
+    FleetConfig, GuardConfig, MatchConfig, PluginConfig, RampConfig, RouteConfig, RuleConfig, SplitEntryConfig,
     StickyByConfig, ValueMatchConfig, DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE,
-    DEFAULT_COOLDOWN_SECONDS, DEFAULT_MAX_TRIPS, DEFAULT_MIN_REQUESTS, DEFAULT_WINDOW_SECONDS,
+    DEFAULT_COOLDOWN_SECONDS, DEFAULT_FLEET_INTERVAL_SECONDS, DEFAULT_FLEET_TIMEOUT_MS, DEFAULT_MAX_TRIPS, DEFAULT_MIN_REQUESTS, DEFAULT_WINDOW_SECONDS,
 };
 use crate::error::ConfigError;
 
@@ -30,6 +30,7 @@ pub fn read_config(json: &[u8]) -> Result<PluginConfig> {
         .map_err(|e| ConfigError::new("configuration", format!("invalid JSON: {e}")))?;
     let root = Fields::new(&value, String::new(), PLUGIN_FIELDS)?;
     Ok(PluginConfig {
+        name: root.opt_string("name")?,
         cluster_header: match root.get("clusterHeader") {
             None => Some(DEFAULT_CLUSTER_HEADER.to_owned()),
             Some(_) => root.opt_string("clusterHeader")?,
@@ -46,6 +47,7 @@ pub fn read_config(json: &[u8]) -> Result<PluginConfig> {
 }
 
 const PLUGIN_FIELDS: &[&str] = &[
+    "name",
     "clusterHeader",
     "clusterTemplate",
     "subsetHeader",
@@ -81,9 +83,18 @@ const GUARD_FIELDS: &[&str] = &[
     "minMarginPercent",
     "slowMs",
     "maxSlowPercent",
+    "fleet",
+];
+const FLEET_FIELDS: &[&str] = &[
+    "cluster",
+    "authority",
+    "path",
+    "selector",
+    "intervalSeconds",
+    "timeoutMs",
 ];
 const SPLIT_FIELDS: &[&str] = &["subset", "weight"];
-const STICKY_FIELDS: &[&str] = &["header", "cookie", "query", "sourceIp"];
+const STICKY_FIELDS: &[&str] = &["header", "cookie", "query", "sourceIp", "cohort"];
 
 fn rule(v: &Value, path: String) -> Result<RuleConfig> {
     let f = Fields::new(v, path, RULE_FIELDS)?;
@@ -168,6 +179,22 @@ fn guard(v: &Value, path: String) -> Result<GuardConfig> {
         min_margin_percent: f.opt_number("minMarginPercent")?,
         slow_ms: f.opt_integer("slowMs")?,
         max_slow_percent: f.opt_number("maxSlowPercent")?,
+        fleet: match f.get("fleet") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(fleet(v, f.path_of("fleet"))?),
+        },
+    })
+}
+
+fn fleet(v: &Value, path: String) -> Result<FleetConfig> {
+    let f = Fields::new(v, path, FLEET_FIELDS)?;
+    Ok(FleetConfig {
+        cluster: f.string("cluster")?,
+        authority: f.opt_string("authority")?,
+        path: f.opt_string("path")?,
+        selector: f.string("selector")?,
+        interval_seconds: f.integer_or("intervalSeconds", DEFAULT_FLEET_INTERVAL_SECONDS)?,
+        timeout_ms: f.integer_or("timeoutMs", DEFAULT_FLEET_TIMEOUT_MS)?,
     })
 }
 
@@ -186,6 +213,7 @@ fn sticky_by(v: &Value, path: String) -> Result<StickyByConfig> {
         cookie: f.opt_string("cookie")?,
         query: f.opt_string("query")?,
         source_ip: f.opt_bool("sourceIp")?,
+        cohort: f.opt_string("cohort")?,
     })
 }
 
@@ -373,7 +401,7 @@ mod tests {
     fn odd_unknown_keys_are_quoted_in_the_path() {
         assert_eq!(
             error(r#"{"":1,"default":{"subset":"v1"}}"#),
-            r#"[""]: unknown field; expected one of clusterHeader, clusterTemplate, subsetHeader, responseHeader, rules, default, guards"#
+            r#"[""]: unknown field; expected one of name, clusterHeader, clusterTemplate, subsetHeader, responseHeader, rules, default, guards"#
         );
         assert_eq!(
             error(r#"{"default":{"subset":"v1","":2}}"#),

@@ -19,6 +19,10 @@ pub const DEFAULT_RULE_NAME: &str = "default";
 /// by every request. Nothing in it is parsed, compiled or allocated again per request.
 #[derive(Debug)]
 pub struct Router {
+    /// The top-level `name`, if any.
+    pub(crate) name: Option<String>,
+    /// `subset_router.` or `subset_router.<name>.` (see [`crate::compile::stat_prefix`]).
+    pub(crate) stat_prefix: String,
     pub(crate) cluster_header: Option<String>,
     pub(crate) subset_header: Option<String>,
     pub(crate) response_header: Option<String>,
@@ -244,6 +248,11 @@ impl Router {
 
     /// Every ramp, in index order ([`Ramp::index`]).
     pub fn ramps(&self) -> Vec<RampView<'_>> {
+        self.ramp_views().collect()
+    }
+
+    /// [`Self::ramps`] without collecting them (the request path allocates nothing).
+    pub fn ramp_views(&self) -> impl Iterator<Item = RampView<'_>> {
         self.routes()
             .filter_map(|(rule, route)| match route {
                 Route::Split(Split {
@@ -257,7 +266,6 @@ impl Router {
                 }),
                 _ => None,
             })
-            .collect()
     }
 
     /// The guards, in configuration order.
@@ -271,6 +279,17 @@ impl Router {
     }
 
     /// Identifies the configuration: equal for the same configuration on every worker.
+    /// `subset_router.`, or with a top-level `name`, `subset_router.<name>.`: the start of
+    /// every stat name.
+    pub fn stat_prefix(&self) -> &str {
+        &self.stat_prefix
+    }
+
+    /// The top-level `name`, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     pub fn config_hash(&self) -> u64 {
         self.config_hash
     }

@@ -9,13 +9,12 @@ use crate::router::Role;
 impl Filter {
     /// Whether a guard watching observed subset `observe` has a latency trigger.
     pub(super) fn measures_latency(&self, observe: usize) -> bool {
+        // The baseline's slow responses are counted too (`baseline_slow`).
         self.router.observers(observe).iter().any(|o| {
-            o.role == Role::Guarded
-                && self
-                    .router
-                    .guards()
-                    .get(o.guard)
-                    .is_some_and(|g| g.slow.is_some())
+            self.router
+                .guards()
+                .get(o.guard)
+                .is_some_and(|g| g.slow.is_some())
         })
     }
 
@@ -64,25 +63,25 @@ impl Filter {
     fn observe(&self, observe: usize, error: bool, elapsed_ms: Option<u64>) {
         let error = u64::from(error);
         for o in self.router.observers(observe) {
+            let slow = u64::from(
+                self.router
+                    .guards()
+                    .get(o.guard)
+                    .and_then(|g| g.slow)
+                    .zip(elapsed_ms)
+                    .is_some_and(|(slow, ms)| ms > slow.slow_ms),
+            );
             let counts = match o.role {
-                Role::Guarded => {
-                    let slow = self
-                        .router
-                        .guards()
-                        .get(o.guard)
-                        .and_then(|g| g.slow)
-                        .zip(elapsed_ms)
-                        .is_some_and(|(slow, ms)| ms > slow.slow_ms);
-                    Counts {
-                        requests: 1,
-                        errors: error,
-                        slow: u64::from(slow),
-                        ..Counts::default()
-                    }
-                }
+                Role::Guarded => Counts {
+                    requests: 1,
+                    errors: error,
+                    slow,
+                    ..Counts::default()
+                },
                 Role::Baseline => Counts {
                     baseline_requests: 1,
                     baseline_errors: error,
+                    baseline_slow: slow,
                     ..Counts::default()
                 },
             };

@@ -17,6 +17,7 @@ fn spec(cooldown_ms: u64, max_trips: u32) -> GuardSpec {
         max_trips,
         min_margin_ppm: 10_000,
         slow: None,
+        fleet: None,
     }
 }
 
@@ -27,6 +28,9 @@ fn errors(n: u64) -> Counts {
         ..Counts::default()
     }
 }
+
+/// Plugin `p`'s first configuration slot, guard 0.
+const GUARD_KEY: &str = "subset_router.p.0.guard.0";
 
 fn record(store: &FakeStore, key: &str) -> Record {
     Record::decode(&store.value(key).expect("a record")).expect("a valid record")
@@ -57,15 +61,12 @@ fn workers_share_one_window_and_the_trip_is_reported_once() {
     assert_eq!(reports[2].open, [Some(true)]);
     // The others learn it on their next tick.
     assert_eq!(workers[0].tick(&specs, &store, 11_000).open, [Some(true)]);
-    let r = record(&store, "subset_router.p.guard.v2");
+    let r = record(&store, GUARD_KEY);
     assert_eq!(r.trips, 1);
     assert_eq!(r.totals, errors(24));
     assert_eq!(r.state, GuardState::Open { until_ms: 70_000 });
-    // Bounded keys: the load marker and one per guard.
-    assert_eq!(
-        store.keys(),
-        ["subset_router.p.guard.v2", "subset_router.p.load"]
-    );
+    // Bounded keys: the slot table and one per guard.
+    assert_eq!(store.keys(), [GUARD_KEY, "subset_router.p.configs"]);
 }
 
 #[test]
@@ -77,15 +78,15 @@ fn a_lost_swap_is_retried_and_counts_that_never_land_wait_for_the_next_tick() {
     w.observe(0, &errors(5));
     store.lose_next.set(2);
     w.tick(&specs, &store, 2_000);
-    assert_eq!(record(&store, "subset_router.p.guard.v2").totals, errors(5));
+    assert_eq!(record(&store, GUARD_KEY).totals, errors(5));
     w.observe(0, &errors(3));
-    store.lose_next.set(ATTEMPTS);
+    store.lose_next.set(ATTEMPTS + 1); // the slot mark of the new second loses first
     let report = w.tick(&specs, &store, 3_000);
     assert_eq!(report.open, [Some(false)]);
     assert_eq!(w.pending(0), errors(3));
     w.tick(&specs, &store, 4_000);
     assert_eq!(w.pending(0), Counts::default());
-    assert_eq!(record(&store, "subset_router.p.guard.v2").totals, errors(8));
+    assert_eq!(record(&store, GUARD_KEY).totals, errors(8));
 }
 
 #[test]
@@ -100,49 +101,130 @@ fn a_failing_host_keeps_the_counts() {
     assert_eq!(w.load(), 0, "not joined yet");
     store.broken.set(false);
     w.tick(&specs, &store, 2_000);
-    assert_eq!(record(&store, "subset_router.p.guard.v2").totals, errors(4));
+    assert_eq!(record(&store, GUARD_KEY).totals, errors(4));
 }
 
 #[test]
-fn nothing_is_written_when_nothing_changed() {
+fn nothing_but_the_slot_mark_is_written_when_nothing_changed() {
     let specs = [spec(60_000, 3)];
     let store = FakeStore::default();
-    let w = Aggregator::new(&specs, "p", 42);
-    w.tick(&specs, &store, 1_000);
+    let workers: Vec<Aggregator> = (0..3).map(|_| Aggregator::new(&specs, "p", 42)).collect();
+    for w in &workers {
+        w.tick(&specs, &store, 1_000);
+    }
     let sets = store.sets.get();
     for t in 2..10 {
-        w.tick(&specs, &store, t * 1000);
+        for w in &workers {
+            w.tick(&specs, &store, t * 1000 + 100);
+        }
     }
-    assert_eq!(store.sets.get(), sets);
+    // Once a second the first worker marks the configuration's slot seen; nothing else.
+    assert_eq!(store.sets.get() - sets, 8);
 }
 
 #[test]
 fn a_new_configuration_resets_every_guard() {
     let specs = [spec(60_000, 1)];
     let store = FakeStore::default();
-    let key = "subset_router.p.guard.v2";
     let a = Aggregator::new(&specs, "p", 0xA);
     a.observe(0, &errors(20));
     assert_eq!(trips(&a.tick(&specs, &store, 1_000)), 1);
-    assert_eq!(record(&store, key).state, GuardState::Latched);
+    assert_eq!(record(&store, GUARD_KEY).state, GuardState::Latched);
     // Another worker of the same configuration joins the latched guard.
     let a2 = Aggregator::new(&specs, "p", 0xA);
     assert_eq!(a2.tick(&specs, &store, 2_000).open, [Some(true)]);
-    // Configuration B (say, new weights): a new load, a fresh guard.
+    // Configuration B (say, new weights) replaces A: a new load, a fresh guard.
     let b = Aggregator::new(&specs, "p", 0xB);
     assert_eq!(b.tick(&specs, &store, 3_000).open, [Some(false)]);
     assert_eq!(b.load(), a.load() + 1);
-    assert_eq!(record(&store, key).state, GuardState::Closed);
-    // A worker still running A leaves B's guard alone; its counts no longer matter.
-    a.observe(0, &errors(100));
-    assert_eq!(a.tick(&specs, &store, 4_000).open, [None]);
-    assert_eq!(record(&store, key).totals, Counts::default());
-    // B trips it; then A again (A → B → A): reset again, although A's hash was seen before.
-    b.observe(0, &errors(20));
-    assert_eq!(trips(&b.tick(&specs, &store, 5_000)), 1);
+    // A's workers are gone (no more ticks); after a while A is applied again: although its
+    // text was seen before, it is a new configuration and starts afresh.
+    for t in 4..10 {
+        b.tick(&specs, &store, t * 1000);
+    }
     let a_again = Aggregator::new(&specs, "p", 0xA);
-    assert_eq!(a_again.tick(&specs, &store, 6_000).open, [Some(false)]);
-    assert_eq!(record(&store, key).load, b.load() + 1);
+    assert_eq!(a_again.tick(&specs, &store, 10_000).open, [Some(false)]);
+    assert_eq!(a_again.load(), b.load() + 1);
+    assert_eq!(a_again.key(0), Some(GUARD_KEY.to_owned()), "A's slot, new load");
+    assert_eq!(record(&store, GUARD_KEY).load, a_again.load());
+}
+
+#[test]
+fn configurations_alive_at_once_never_share_a_guard() {
+    // Two listeners, two configurations of one plugin, both failing: each trips its own.
+    let specs = [spec(60_000, 3)];
+    let store = FakeStore::default();
+    let (a, b) = (
+        Aggregator::new(&specs, "p", 0xA),
+        Aggregator::new(&specs, "p", 0xB),
+    );
+    for t in 1..=3 {
+        a.observe(0, &errors(10));
+        b.observe(0, &errors(10));
+        let (ra, rb) = (
+            a.tick(&specs, &store, t * 1000),
+            b.tick(&specs, &store, t * 1000 + 10),
+        );
+        assert_eq!((trips(&ra), trips(&rb)), if t == 2 { (1, 1) } else { (0, 0) });
+    }
+    assert_ne!(a.key(0), b.key(0));
+    assert_eq!(record(&store, &a.key(0).unwrap()).trips, 1);
+    assert_eq!(record(&store, &b.key(0).unwrap()).trips, 1);
+    // Slots are bounded: configurations that went away free theirs for new ones.
+    let c = Aggregator::new(&specs, "p", 0xC);
+    c.tick(&specs, &store, (3 + STALE_S) * 1000 + 500);
+    assert_eq!(c.key(0), Some(GUARD_KEY.to_owned()), "A's and B's slots are free again");
+}
+
+#[test]
+fn a_fleet_breach_trips_a_closed_guard_once_and_never_with_stale_totals() {
+    let fleet = crate::fleet::FleetSpec {
+        cluster: "prometheus".into(),
+        authority: "prometheus".into(),
+        path: "/api/v1/query".into(),
+        matchers: vec![],
+        interval_ms: 5_000,
+        timeout_ms: 1_000,
+    };
+    let specs = [GuardSpec {
+        fleet: Some(fleet),
+        ..spec(10_000, 3)
+    }];
+    let store = FakeStore::default();
+    let (w1, w2) = (
+        Aggregator::new(&specs, "p", 7),
+        Aggregator::new(&specs, "p", 7),
+    );
+    w1.tick(&specs, &store, 1_000);
+    w2.tick(&specs, &store, 1_000);
+    // Too soon after the start: the window would be under MIN_FLEET_RANGE_S.
+    assert_eq!(w1.fleet_round(0, &specs[0], &store, 2_500), Ok(None));
+    // One round per interval per proxy, whichever worker asks first.
+    let round = w1.fleet_round(0, &specs[0], &store, 4_000).unwrap().unwrap();
+    assert_eq!((round.range_s, round.window_start_ms), (3, 1_000));
+    assert_eq!(w2.fleet_round(0, &specs[0], &store, 4_100), Ok(None));
+    assert_eq!(w2.fleet_round(0, &specs[0], &store, 8_999), Ok(None));
+    assert!(w2.fleet_round(0, &specs[0], &store, 9_000).unwrap().is_some());
+    // The fleet failed 30 of 100: this proxy saw nothing, yet the guard trips, once.
+    w1.fleet_answered(&round, errors(30));
+    let report = w1.tick(&specs, &store, 9_500);
+    assert_eq!(trips(&report), 1);
+    let Event::Tripped { trip, .. } = &report.events[0] else {
+        panic!()
+    };
+    assert!(trip.by_fleet);
+    assert_eq!(trip.window, errors(30));
+    assert_eq!(w2.tick(&specs, &store, 9_600).events, []);
+    // While open, no rounds; after the close, totals about a window that began before the close
+    // (an answer in flight when it closed) are ignored.
+    assert_eq!(w1.fleet_round(0, &specs[0], &store, 15_000), Ok(None));
+    assert_eq!(w1.tick(&specs, &store, 19_600).events.len(), 1, "closed");
+    w1.fleet_answered(&round, errors(30));
+    assert_eq!(trips(&w1.tick(&specs, &store, 20_000)), 0);
+    let after = w1.fleet_round(0, &specs[0], &store, 22_000).unwrap().unwrap();
+    assert_eq!(after.window_start_ms, 20_000, "2 whole seconds since the close at 19.6 s");
+    w1.fleet_answered(&after, errors(30));
+    assert_eq!(trips(&w1.tick(&specs, &store, 22_100)), 1);
 }
 
 #[test]
@@ -246,6 +328,11 @@ proptest! {
         let events = RefCell::new(Vec::new());
         let mut observed = Counts::default();
         let mut now_ms = 1_000_000u64;
+        // Every worker of a configuration starts ticking when it is applied (a worker that first
+        // ticks REJOIN_S after the others stopped would start a new configuration load).
+        for w in &pool {
+            w.tick(&specs, &store, now_ms);
+        }
         for op in ops {
             match op {
                 Op::Observe { worker, requests, failing } => {
@@ -281,7 +368,7 @@ proptest! {
         for w in &pool {
             prop_assert_eq!(w.pending(0), Counts::default());
         }
-        let r = record(&store, "subset_router.p.guard.v2");
+        let r = record(&store, GUARD_KEY);
         prop_assert_eq!(r.totals, observed);
         let events = events.into_inner();
         let tripped = events.iter().filter(|e| matches!(e, Event::Tripped { .. })).count();

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 
 use super::{is_name, Compiler, MAX_NAME_LEN};
 use crate::config::{
-    GuardConfig, PluginConfig, RampConfig, SplitEntryConfig, DEFAULT_MIN_MARGIN_PERCENT,
+    FleetConfig, GuardConfig, PluginConfig, RampConfig, SplitEntryConfig, DEFAULT_FLEET_PATH,
+    DEFAULT_MIN_MARGIN_PERCENT,
 };
+use crate::fleet::FleetSpec;
 use crate::guard::{percent, GuardSpec, SlowTrigger};
 use crate::ramp::{percent_to_ppm, start_ppm, Ramp};
 use crate::router::{Observer, Role, Route, Split};
@@ -16,6 +18,10 @@ use crate::time::parse_rfc3339;
 pub const MAX_RAMP_SECONDS: i64 = 31_536_000;
 /// Longest guard window: one hour.
 pub const MAX_WINDOW_SECONDS: i64 = 3600;
+/// Longest fleet interval: five minutes.
+pub const MAX_FLEET_INTERVAL_SECONDS: i64 = 300;
+/// Longest fleet query timeout: one minute.
+pub const MAX_FLEET_TIMEOUT_MS: i64 = 60_000;
 
 impl Compiler {
     /// A split's ramp. `split`: the split's entries and weights when the split itself is valid
@@ -142,8 +148,15 @@ impl Compiler {
             }
             self.guard_numbers(&path, g);
             self.guard_baseline(&path, g, &in_splits);
+            let fleet = g
+                .fleet
+                .as_ref()
+                .and_then(|f| self.fleet(&format!("{path}.fleet"), f));
             if self.errors.len() == errors_before {
-                out.push(spec(g));
+                out.push(GuardSpec {
+                    fleet,
+                    ..spec(g)
+                });
             }
         }
         out
@@ -222,6 +235,69 @@ impl Compiler {
         }
     }
 
+    /// `guards[i].fleet`: where the fleet's totals are read, and how often.
+    fn fleet(&mut self, path: &str, f: &FleetConfig) -> Option<FleetSpec> {
+        let errors_before = self.errors.len();
+        let printable = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+        if !printable(&f.cluster) {
+            self.error(
+                format!("{path}.cluster"),
+                "must name an Envoy cluster: printable characters, no spaces",
+            );
+        }
+        if let Some(a) = &f.authority {
+            if !printable(a) {
+                self.error(
+                    format!("{path}.authority"),
+                    "must be a host[:port]: printable characters, no spaces",
+                );
+            }
+        }
+        let query_path = f.path.as_deref().unwrap_or(DEFAULT_FLEET_PATH);
+        if !query_path.starts_with('/') || !printable(query_path) || query_path.contains('#') {
+            self.error(
+                format!("{path}.path"),
+                "must be an absolute path such as /api/v1/query (printable, no spaces, no #)",
+            );
+        }
+        let matchers = match crate::fleet::parse_selector(&f.selector) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                self.error(
+                    format!("{path}.selector"),
+                    format!("is not a list of PromQL label matchers: {why}"),
+                );
+                None
+            }
+        };
+        if !(1..=MAX_FLEET_INTERVAL_SECONDS).contains(&f.interval_seconds) {
+            self.error(
+                format!("{path}.intervalSeconds"),
+                format!(
+                    "{} is not between 1 and {MAX_FLEET_INTERVAL_SECONDS}",
+                    f.interval_seconds
+                ),
+            );
+        }
+        if !(1..=MAX_FLEET_TIMEOUT_MS).contains(&f.timeout_ms) {
+            self.error(
+                format!("{path}.timeoutMs"),
+                format!("{} is not between 1 and {MAX_FLEET_TIMEOUT_MS}", f.timeout_ms),
+            );
+        }
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(FleetSpec {
+            cluster: f.cluster.clone(),
+            authority: f.authority.clone().unwrap_or_else(|| f.cluster.clone()),
+            path: query_path.to_owned(),
+            matchers: matchers?,
+            interval_ms: u64::try_from(f.interval_seconds).unwrap_or(1).saturating_mul(1000),
+            timeout_ms: u64::try_from(f.timeout_ms).unwrap_or(1),
+        })
+    }
+
     fn percent_above_zero(&mut self, path: &str, value: f64) {
         if !(value > 0.0 && value <= 100.0) {
             self.error(
@@ -258,6 +334,7 @@ fn spec(g: &GuardConfig) -> GuardSpec {
         cooldown_ms: positive(g.cooldown_seconds).saturating_mul(1000),
         max_trips: u32::try_from(g.max_trips).unwrap_or(u32::MAX).max(1),
         min_margin_ppm: percent_to_ppm(g.min_margin_percent.unwrap_or(DEFAULT_MIN_MARGIN_PERCENT)),
+        fleet: None,
         slow: match (g.slow_ms, g.max_slow_percent) {
             (Some(ms), Some(share)) => Some(SlowTrigger {
                 slow_ms: positive(ms),

@@ -1,18 +1,19 @@
 //! A [`Record`] as the bytes of its shared-data value: a fixed little-endian layout with a
 //! version byte, read back without ever panicking (anything else reads as absent).
 
-use super::{Bucket, Counts, GuardState, Record};
+use super::{Bucket, Counts, GuardState, Record, COUNT_FIELDS};
 
 /// Layout version: a record in any other layout is read as absent (and replaced).
-const VERSION: u8 = 1;
-const BUCKET_SIZE: usize = 8 + 5 * 4;
+const VERSION: u8 = 2;
+const BUCKET_SIZE: usize = 8 + COUNT_FIELDS * 4;
 
 impl Record {
     /// Little-endian: version, load, state (0 closed, 1 open, 2 latched), open-until, trips,
-    /// totals (5 × u64), bucket count, buckets (second u64, 5 × u32 counts, saturated).
+    /// fresh-since, totals (6 × u64), bucket count, buckets (second u64, 6 × u32 counts,
+    /// saturated).
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
-            Vec::with_capacity(1 + 8 + 1 + 8 + 4 + 40 + 4 + self.window.len() * BUCKET_SIZE);
+            Vec::with_capacity(1 + 8 + 1 + 8 + 4 + 8 + 48 + 4 + self.window.len() * BUCKET_SIZE);
         out.push(VERSION);
         out.extend_from_slice(&self.load.to_le_bytes());
         let (state, until) = match self.state {
@@ -23,6 +24,7 @@ impl Record {
         out.push(state);
         out.extend_from_slice(&until.to_le_bytes());
         out.extend_from_slice(&self.trips.to_le_bytes());
+        out.extend_from_slice(&self.fresh_since_ms.to_le_bytes());
         for v in self.totals.fields() {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -51,7 +53,12 @@ impl Record {
             _ => return None,
         };
         let trips = r.u32()?;
-        let totals = Counts::from_fields([r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?]);
+        let fresh_since_ms = r.u64()?;
+        let mut totals = [0u64; COUNT_FIELDS];
+        for v in &mut totals {
+            *v = r.u64()?;
+        }
+        let totals = Counts::from_fields(totals);
         let n = r.u32()? as usize;
         if r.0.len() != n.checked_mul(BUCKET_SIZE)? {
             return None;
@@ -59,7 +66,7 @@ impl Record {
         let mut window = Vec::with_capacity(n);
         for _ in 0..n {
             let second = r.u64()?;
-            let mut c = [0u64; 5];
+            let mut c = [0u64; COUNT_FIELDS];
             for v in &mut c {
                 *v = u64::from(r.u32()?);
             }
@@ -74,6 +81,7 @@ impl Record {
             trips,
             window,
             totals,
+            fresh_since_ms,
         })
     }
 }

@@ -85,8 +85,10 @@ impl Trip {
                 spec.subset
             ),
         };
+        // A fleet trip names the fleet's totals: "fleet: 40/200 requests failed in the last 30s".
+        let whose = if self.by_fleet { "fleet: " } else { "" };
         format!(
-            "subset-router: guard {} tripped (trip {} of {}): {what}; {how_long}",
+            "subset-router: guard {} tripped (trip {} of {}): {whose}{what}; {how_long}",
             spec.subset, self.trip, spec.max_trips
         )
     }

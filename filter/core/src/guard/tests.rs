@@ -11,6 +11,7 @@ fn spec() -> GuardSpec {
         max_trips: 3,
         min_margin_ppm: 10_000,
         slow: None,
+        fleet: None,
     }
 }
 
@@ -24,7 +25,7 @@ fn counts(requests: u64, errors: u64) -> Counts {
 
 /// A closed record with `c` merged at second 100, evaluated at 100.5 s.
 fn trips(spec: &GuardSpec, c: Counts) -> Option<Transition> {
-    let mut r = Record::new(1);
+    let mut r = Record::new(1, 0);
     r.merge(&c, 100);
     r.evaluate(spec, 100_500)
 }
@@ -119,7 +120,7 @@ fn the_latency_pair_trips_on_slow_responses() {
 #[test]
 fn the_kth_trip_stays_open_k_cooldowns_and_the_last_latches() {
     let s = spec();
-    let mut r = Record::new(1);
+    let mut r = Record::new(1, 0);
     let mut now = 1_000_000u64;
     for k in 1..=2u64 {
         r.merge(&counts(20, 20), now / 1000);
@@ -168,7 +169,7 @@ fn the_window_slides_over_seconds() {
         window_s: 5,
         ..spec()
     };
-    let mut r = Record::new(1);
+    let mut r = Record::new(1, 0);
     r.merge(&counts(10, 10), 100);
     r.merge(&counts(9, 9), 104);
     // Seconds 100..=104 are the window at 104: 19 requests, below minRequests.
@@ -182,7 +183,7 @@ fn the_window_slides_over_seconds() {
 
 #[test]
 fn buckets_stay_sorted_when_clocks_disagree() {
-    let mut r = Record::new(1);
+    let mut r = Record::new(1, 0);
     r.merge(&counts(1, 0), 10);
     r.merge(&counts(1, 0), 8);
     r.merge(&counts(1, 0), 10);
@@ -194,7 +195,7 @@ fn buckets_stay_sorted_when_clocks_disagree() {
 
 #[test]
 fn records_round_trip_and_garbage_reads_as_none() {
-    let mut r = Record::new(7);
+    let mut r = Record::new(7, 0);
     r.merge(
         &Counts {
             requests: 5,
@@ -202,6 +203,7 @@ fn records_round_trip_and_garbage_reads_as_none() {
             slow: 1,
             baseline_requests: 9,
             baseline_errors: 3,
+            baseline_slow: 0,
         },
         42,
     );
@@ -219,7 +221,7 @@ fn records_round_trip_and_garbage_reads_as_none() {
     longer.push(0);
     assert_eq!(Record::decode(&longer), None);
     let mut other_version = bytes;
-    other_version[0] = 2;
+    other_version[0] = 1;
     assert_eq!(Record::decode(&other_version), None);
     assert_eq!(Record::decode(b""), None);
 }
@@ -240,7 +242,9 @@ fn messages_name_the_subset_the_counts_the_share_and_the_time() {
             slow: 0,
             baseline_requests: 100,
             baseline_errors: 1,
+            baseline_slow: 0,
         },
+        by_fleet: false,
         open_ms: Some(90_000),
     };
     assert_eq!(

@@ -27,9 +27,14 @@ fn share_at_start_mid_and_end() {
     assert_eq!(r.share_at(start()), RampShare::Ppm(100_000));
     assert_eq!(r.share_at(start() + 30 * MINUTE), RampShare::Ppm(200_000));
     assert_eq!(r.share_at(start() + 60 * MINUTE), RampShare::Ppm(300_000));
+    // Whole seconds: the last second before the end is 7,199/7,200 of the way.
     assert_eq!(
         r.share_at(start() + 120 * MINUTE - 1),
-        RampShare::Ppm(499_999)
+        RampShare::Ppm(499_944)
+    );
+    assert_eq!(
+        r.share_at(start() + 120 * MINUTE - 1000),
+        r.share_at(start() + 120 * MINUTE - 1)
     );
     assert_eq!(r.share_at(start() + 120 * MINUTE), RampShare::Ppm(500_000));
     assert_eq!(r.share_at(start() + 1000 * MINUTE), RampShare::Ppm(500_000));

@@ -143,6 +143,9 @@ fn counter_and_gauge_names_cover_ramps_and_guards() {
             "subset_router.guard.v2.tripped",
             "subset_router.guard.v2.diverted",
             "subset_router.guard.v2.undivertable",
+            "subset_router.guard.v2.requests",
+            "subset_router.guard.v2.errors",
+            "subset_router.guard.v2.slow",
         ]
     );
     assert_eq!(
@@ -150,6 +153,45 @@ fn counter_and_gauge_names_cover_ramps_and_guards() {
         [
             "subset_router.rule.canary.ramp_ppm",
             "subset_router.guard.v2.open"
+        ]
+    );
+}
+
+#[test]
+fn a_name_namespaces_every_stat_and_a_baseline_or_fleet_adds_their_counters() {
+    let named = RAMP.replacen('{', r#"{"name": "checkout","#, 1).replace(
+        r#""maxErrorPercent": 20}"#,
+        r#""maxErrorPercent": 20, "baseline": "v1",
+            "fleet": {"cluster": "prometheus", "selector": ""}}"#,
+    );
+    let router = crate::load(named.as_bytes()).unwrap();
+    assert_eq!(
+        counter_names(&router),
+        [
+            "subset_router.checkout.rule.canary.subset.v1",
+            "subset_router.checkout.rule.canary.subset.v2",
+            "subset_router.checkout.rule.default.subset.v1",
+            "subset_router.checkout.spoofed_header_removed",
+            "subset_router.checkout.sticky_key_missing",
+            "subset_router.checkout.host_call_failed",
+            "subset_router.checkout.guard.v2.tripped",
+            "subset_router.checkout.guard.v2.diverted",
+            "subset_router.checkout.guard.v2.undivertable",
+            "subset_router.checkout.guard.v2.requests",
+            "subset_router.checkout.guard.v2.errors",
+            "subset_router.checkout.guard.v2.slow",
+            "subset_router.checkout.guard.v2.baseline_requests",
+            "subset_router.checkout.guard.v2.baseline_errors",
+            "subset_router.checkout.guard.v2.baseline_slow",
+            "subset_router.checkout.guard.v2.tripped_by_fleet",
+            "subset_router.checkout.guard.v2.fleet_query_failed",
+        ]
+    );
+    assert_eq!(
+        gauge_names(&router),
+        [
+            "subset_router.checkout.rule.canary.ramp_ppm",
+            "subset_router.checkout.guard.v2.open"
         ]
     );
 }
@@ -169,24 +211,39 @@ fn start_applies_the_ramp_and_sets_every_gauge_without_shared_state() {
 }
 
 #[test]
-fn ramps_read_the_wall_clock_at_most_once_a_second_and_hold_when_it_steps_back() {
+fn a_ramp_share_is_a_function_of_the_whole_second_and_holds_when_the_clock_steps_back() {
     let store = FakeStore::default();
-    let w = Worker::new(RAMP, &store, FakeClock::at(ms(START), 5_000));
-    assert_eq!(w.clock.wall_reads.get(), 1);
-    for _ in 0..10 {
-        w.clock.advance_ms(250);
+    // 7,200 s from 10% to 50%: 55.55… ppm more each second.
+    let w = Worker::new(RAMP, &store, FakeClock::at(ms(START) + 100_000, 5_000));
+    let at_100_s = w.filter.live().ramp_share(0);
+    assert_eq!(at_100_s, crate::ramp::RampShare::Ppm(105_555));
+    // Anywhere within that second, on the tick or on the request path, the share is the same.
+    for _ in 0..3 {
+        w.clock.advance_ms(300);
         w.tick();
+        assert_eq!(w.filter.live().ramp_share(0), at_100_s);
     }
-    // 2.5 s of ticks every 250 ms: reads at +1 s and +2 s.
-    assert_eq!(w.clock.wall_reads.get(), 3);
-    w.clock.advance_ms(1000);
+    let mut rng = WyRand::new(1);
+    let mut host = FakeHost::with_headers(&[("x-user-id", "a")]);
+    let _ = w
+        .filter
+        .on_request(&mut host, &mut rng, &w.counters, &w.log, &w.clock);
+    assert_eq!(w.filter.live().ramp_share(0), at_100_s);
+    // The next second begins: the request path alone moves the share on.
+    w.clock.advance_ms(100);
+    let _ = w
+        .filter
+        .on_request(&mut host, &mut rng, &w.counters, &w.log, &w.clock);
+    assert_eq!(
+        w.filter.live().ramp_share(0),
+        crate::ramp::RampShare::Ppm(105_611)
+    );
     w.clock
         .wall_ns
         .set(u64::try_from(ms(START) + 3_600_000).unwrap() * 1_000_000);
     w.tick();
     assert_eq!(w.gauge("subset_router.rule.canary.ramp_ppm"), 300_000);
     // NTP steps the wall clock back before the start: the share is held.
-    w.clock.advance_ms(1000);
     w.clock
         .wall_ns
         .set(u64::try_from(ms(START) - 60_000).unwrap() * 1_000_000);
@@ -389,7 +446,7 @@ fn latency_runs_from_request_headers_to_response_headers() {
             .on_response(&mut served, &mut response, &w.counters, &w.log, &w.clock);
     }
     let pending = w.filter.aggregator().pending(0);
-    // v2: two requests, the one above 100 ms is slow; v1 (the baseline): one error, timing unused.
+    // v2: two requests, the one above 100 ms is slow; v1 (the baseline): one slow error.
     assert_eq!(
         pending,
         crate::guard::Counts {
@@ -398,6 +455,7 @@ fn latency_runs_from_request_headers_to_response_headers() {
             slow: 1,
             baseline_requests: 1,
             baseline_errors: 1,
+            baseline_slow: 1,
         }
     );
 }
