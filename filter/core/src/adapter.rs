@@ -235,6 +235,7 @@ impl Filter {
         };
 
         // Decide on the request as the router will see it: without the routing headers.
+        // `forged`: the routing headers the client was seen sending; `strip`: those to remove.
         let read = host.with_request_headers(|headers| {
             let view = DecodedRequest::new(headers, source);
             let forged =
@@ -243,20 +244,26 @@ impl Filter {
                 inner: &view,
                 hidden: own_headers,
             };
-            (forged, router.decide_with(&stripped, rng, &self.live))
+            (
+                forged,
+                forged,
+                router.decide_with(&stripped, rng, &self.live),
+            )
         });
-        let (forged, decision) = read.unwrap_or_else(|e| {
-            // Headers unreadable: remove both routing headers blindly, decide on an empty request.
+        let (forged, strip, decision) = read.unwrap_or_else(|e| {
+            // Headers unreadable: whatever the client sent is unknown, so both routing headers
+            // are removed blindly, but nothing counts as forged (the failure is counted as
+            // such). Decide on an empty request.
             let empty: &[(&[u8], &[u8])] = &[];
             let view = DecodedRequest::new(HeaderSource::Pairs(empty), source);
             let decision = router.decide_with(&view, rng, &self.live);
-            self.failed(e, counters, log, ([true, true], decision))
+            self.failed(e, counters, log, ([false, false], [true, true], decision))
         });
 
         // 1. A client can never choose the upstream: remove every value it sent for our headers.
         let mut stuck = [false; 2];
-        for ((name, forged), stuck) in own_headers.iter().zip(forged).zip(stuck.iter_mut()) {
-            if let (Some(name), true) = (name, forged) {
+        for ((name, strip), stuck) in own_headers.iter().zip(strip).zip(stuck.iter_mut()) {
+            if let (Some(name), true) = (name, strip) {
                 if let Err(e) = host.remove_request_header(name) {
                     *stuck = self.failed(e, counters, log, true);
                 }
