@@ -6,14 +6,16 @@
 #   make build-wasm / build-native   one of the two
 #   make smoke-native      load the .so in a real Envoy 1.40 (native binary) and curl it
 #   make test-unit         host unit tests + clippy -D warnings
+#   make test-native-unwind  the shipped .so catches a panic in its FFI guard (dlopen + self-test)
 #   make test-wasm         wasm-agreement tests on wasm32-unknown-unknown under Node
 #   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
 #   make envoy-native      ensure the native envoy 1.40 binary; prints its path
 #   make test-integration  the integration suites: rollouts and progressive delivery
 #                          (ENVOY_RUNTIME=docker|native|auto,
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
-#   make test              build + test-unit + test-wasm + test-integration + test-reliability
-#                          + test-examples + test-observability + test-compat (everything CI runs)
+#   make test              build + test-unit + test-native-unwind + test-wasm + test-integration
+#                          + test-reliability + test-examples + test-observability + test-compat
+#                          (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -29,7 +31,7 @@ WASM := $(CURDIR)/dist/subset_router.wasm
 NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
 
-.PHONY: build build-wasm build-native smoke-native test-unit test-wasm envoy-image envoy-native test test-integration clean cli schema
+.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli schema
 
 # The host command-line tool: target/release/subset-router (validate, simulate, schema).
 cli:
@@ -53,6 +55,9 @@ smoke-native: build-native
 test-unit:
 	scripts/test-unit.sh
 
+test-native-unwind: build-native
+	filter/native/unwind/check.sh $(NATIVE)
+
 test-wasm:
 	scripts/test-wasm.sh subset-router-core wasm_agreement
 
@@ -65,7 +70,7 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build test-unit test-wasm test-integration test-reliability test-examples test-observability test-compat
+test: build test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-compat
 
 clean:
 	rm -rf target dist
