@@ -73,6 +73,14 @@ pub struct FilterConfig {
     ticker: Mutex<Option<Ticker>>,
 }
 
+// Envoy hands the configuration to every worker thread as a raw pointer (`ffi`), and its ticker
+// runs on a thread of its own: checked here, so that a field that is not thread-safe fails the
+// build instead of racing.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<FilterConfig>();
+};
+
 impl FilterConfig {
     pub fn filter(&self) -> &Filter {
         &self.filter
