@@ -13,7 +13,8 @@
 //! (and logged as a warning the first time each kind fails in a VM), and the request goes on
 //! with what did succeed. One exception keeps the security promise: if a client's forged
 //! routing header could be neither removed nor overwritten, the request is answered locally
-//! with 503 instead of being routed where the client asked.
+//! with 503 (or, if that reply fails, its stream is reset) instead of being routed where the
+//! client asked.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -129,7 +130,8 @@ pub struct Served {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Continue(Served),
-    /// A local reply was sent (or attempted): stop iterating filters.
+    /// A local reply was sent or, when it could not be, the stream reset (or, should even that
+    /// fail, nothing more can be done without routing a forged header): stop iterating filters.
     Stop,
 }
 
@@ -293,6 +295,11 @@ impl Filter {
             let (status, body) = FORGED_HEADER_REPLY;
             if let Err(e) = host.send_local_reply(status, body) {
                 self.failed(e, counters, log, ());
+                // The header is still in the request: routing it would let the client choose,
+                // and stopping without a reply would hold it until Envoy's stream timeout.
+                if let Err(e) = host.reset_stream() {
+                    self.failed(e, counters, log, ());
+                }
             }
             return Verdict::Stop;
         }

@@ -18,6 +18,7 @@ enum Call {
     Set(String, String),
     ClearRouteCache,
     LocalReply(u32),
+    ResetStream,
     SetResponse(String, String),
     ReadStatus,
 }
@@ -102,6 +103,10 @@ impl RequestHost for FakeHost {
 
     fn send_local_reply(&mut self, status: u32, _body: &str) -> Result<(), HostError> {
         self.outcome(HostCall::SendLocalReply, Call::LocalReply(status))
+    }
+
+    fn reset_stream(&mut self) -> Result<(), HostError> {
+        self.outcome(HostCall::ResetStream, Call::ResetStream)
     }
 }
 
@@ -427,6 +432,48 @@ fn a_forged_header_that_can_be_neither_removed_nor_overwritten_gets_a_local_503(
     assert!(!host.calls.contains(&Call::ClearRouteCache));
     // Two kinds failed: each is logged once.
     assert_eq!(log.0.borrow().len(), 2);
+}
+
+#[test]
+fn a_forged_header_whose_local_reply_fails_resets_the_stream() {
+    // The forged value is still in the request: going on would route it where the client
+    // asked, and stopping without a reply would leave it waiting for Envoy's timeout.
+    let f = filter(CONFIG);
+    let mut host = FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[
+        HostCall::RemoveRequestHeader,
+        HostCall::SetRequestHeader,
+        HostCall::SendLocalReply,
+    ]);
+    let (verdict, counters, log) = run(&f, &mut host);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(
+        host.calls[host.calls.len() - 2..],
+        [Call::LocalReply(503), Call::ResetStream]
+    );
+    assert!(!host.calls.contains(&Call::ClearRouteCache));
+    // 1 remove + 2 writes + the local reply.
+    assert!(counters
+        .by_name(&f)
+        .contains(&("subset_router.host_call_failed".into(), 4)));
+    let lines = log.0.borrow();
+    assert!(lines[2].contains("send local reply"), "{lines:?}");
+
+    // A reset that fails too is counted; the request still stops (it is never routed).
+    let f = filter(CONFIG);
+    let mut host = FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[
+        HostCall::RemoveRequestHeader,
+        HostCall::SetRequestHeader,
+        HostCall::SendLocalReply,
+        HostCall::ResetStream,
+    ]);
+    let (verdict, counters, log) = run(&f, &mut host);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(host.calls.last(), Some(&Call::ResetStream));
+    assert!(counters
+        .by_name(&f)
+        .contains(&("subset_router.host_call_failed".into(), 5)));
+    let lines = log.0.borrow();
+    assert!(lines[3].contains("reset the stream"), "{lines:?}");
 }
 
 #[test]
