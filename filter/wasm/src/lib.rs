@@ -4,8 +4,10 @@
 //! calls ([`ffi`], the one module with `unsafe`) and keeps the per-VM state.
 //!
 //! The SDK is used for context dispatch and memory allocation only: none of its `hostcalls`
-//! (which `panic!` on an unexpected status) is called.
+//! (which `panic!` on an unexpected status) is called, directly or through its traits' default
+//! methods; clippy.toml lists them and this crate denies their use.
 #![deny(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
 #![cfg_attr(
     not(test),
