@@ -23,6 +23,7 @@
 //! guard does not leave a new key behind each time; the load number does the separation.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::guard::{Counts, GuardSpec, Record, Transition, Trip};
 use crate::host::{CasOutcome, HostError, SharedStore};
@@ -64,34 +65,30 @@ pub struct Aggregator {
 }
 
 /// Counts observed by this worker and not yet merged.
+///
+/// One lock over all five counts, not five atomics: workers add while the tick takes, and a
+/// take must see each observation whole. With separate atomics a take could get an
+/// observation's error but not its request (left for the next tick), and merge more errors
+/// than requests. Both sides hold the lock for a few additions; nothing in it can panic, so a
+/// poisoned lock still holds sound counts and is used as is.
 #[derive(Debug, Default)]
-struct Pending([AtomicU64; 5]);
+struct Pending(Mutex<Counts>);
 
 impl Pending {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn add(&self, c: &Counts) {
-        let values = [
-            c.requests,
-            c.errors,
-            c.slow,
-            c.baseline_requests,
-            c.baseline_errors,
-        ];
-        for (slot, v) in self.0.iter().zip(values) {
-            if v > 0 {
-                slot.fetch_add(v, Ordering::Relaxed);
-            }
-        }
+        self.counts().add(c);
     }
 
     fn take(&self) -> Counts {
-        let [a, b, c, d, e] = &self.0;
-        Counts {
-            requests: a.swap(0, Ordering::Relaxed),
-            errors: b.swap(0, Ordering::Relaxed),
-            slow: c.swap(0, Ordering::Relaxed),
-            baseline_requests: d.swap(0, Ordering::Relaxed),
-            baseline_errors: e.swap(0, Ordering::Relaxed),
-        }
+        std::mem::take(&mut *self.counts())
+    }
+
+    fn peek(&self) -> Counts {
+        *self.counts()
     }
 }
 
@@ -138,11 +135,9 @@ impl Aggregator {
 
     /// Counts observed here and not merged yet (for tests and diagnostics).
     pub fn pending(&self, guard: usize) -> Counts {
-        self.pending.get(guard).map_or_else(Counts::default, |p| {
-            let c = p.take();
-            p.add(&c);
-            c
-        })
+        self.pending
+            .get(guard)
+            .map_or_else(Counts::default, Pending::peek)
     }
 
     /// The once-a-second merge: joins the configuration's load on the first call, then merges

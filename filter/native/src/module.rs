@@ -6,9 +6,9 @@
 //! # Ticks
 //!
 //! Ramps move and guard counts merge in [`Filter::on_tick`], once a second. One configuration is
-//! one [`Filter`] shared by every worker thread (its counts and live state are atomics), so one
-//! tick per configuration and second covers the traffic of the whole proxy — no per-worker tick
-//! is needed. Two things can run it:
+//! one [`Filter`] shared by every worker thread (its live state is atomics, its pending guard
+//! counts one short lock per guard), so one tick per configuration and second covers the
+//! traffic of the whole proxy — no per-worker tick is needed. Two things can run it:
 //!
 //! * normally the configuration's [`Ticker`]: Envoy's per-configuration scheduler runs it on the
 //!   main thread every second (see [`crate::ticker`]), whether traffic flows or not;
