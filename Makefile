@@ -13,7 +13,8 @@
 #   make test-integration  the integration suites: rollouts and progressive delivery
 #                          (ENVOY_RUNTIME=docker|native|auto,
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
-#   make test              build + test-unit + test-native-unwind + test-wasm + test-integration
+#   make check-reproducible  rebuild both artifacts from another path and CARGO_HOME: byte-identical
+#   make test              build + check-reproducible + test-unit + test-native-unwind + test-wasm + test-integration
 #                          + test-reliability + test-examples + test-observability + test-compat
 #                          (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
@@ -21,6 +22,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 # Steps run one after another even under -j (cargo parallelises inside each step).
 .NOTPARALLEL:
+
+# rust-toolchain.toml pins the host rustc; on a machine whose rustup has that version only as
+# `stable`, name it so before any cargo call (rustup would otherwise try to download it).
+_ := $(shell bash -c 'source scripts/lib.sh && rust_toolchain_ensure' >/dev/null 2>&1)
 
 ENVOY_RUNTIME ?= auto
 export ENVOY_RUNTIME
@@ -70,10 +75,16 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-compat
+test: build check-reproducible test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-compat
 
 clean:
 	rm -rf target dist
+
+# Both artifacts rebuilt from a copy of the checkout at another path with another CARGO_HOME
+# must be byte-identical to dist/ (the digests examples/ pins depend on it).
+.PHONY: check-reproducible
+check-reproducible: build
+	scripts/check-reproducible.sh
 
 # ---- quick start, examples, OCI image (scripts/run.sh, scripts/test-examples.sh, scripts/oci.sh) ----
 #   make run [CONFIG=examples/<x>/config.json] [RUN_SECONDS=N] [PORT=10000 ADMIN_PORT=9901]

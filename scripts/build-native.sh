@@ -24,6 +24,11 @@ host_env
 profile=native
 # Light on a shared machine: CARGO_BUILD_JOBS is honoured if set.
 
+# Reproducible from any checkout and cargo home (the .so otherwise embeds
+# $CARGO_HOME/registry/src/... paths of its dependencies' panic locations).
+reproducible_rustflags
+pin_check "host rustc" "$HOST_RUST_PIN" "$(rustc --version | awk '{print $2}')"
+
 start=$(date +%s)
 log "$(cargo --version); cargo build --profile $profile -p $pkg --lib"
 # JSON messages on stdout (diagnostics rendered on stderr) tell us the artifact path.
