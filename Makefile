@@ -6,19 +6,26 @@
 #   make build-wasm / build-native   one of the two
 #   make smoke-native      load the .so in a real Envoy 1.40 (native binary) and curl it
 #   make test-unit         host unit tests + clippy -D warnings
+#   make test-native-unwind  the shipped .so catches a panic in its FFI guard (dlopen + self-test)
 #   make test-wasm         wasm-agreement tests on wasm32-unknown-unknown under Node
 #   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
 #   make envoy-native      ensure the native envoy 1.40 binary; prints its path
 #   make test-integration  the integration suites: rollouts and progressive delivery
 #                          (ENVOY_RUNTIME=docker|native|auto,
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
-#   make test              build + test-unit + test-wasm + test-integration + test-reliability
-#                          + test-examples + test-observability + test-compat (everything CI runs)
+#   make check-reproducible  rebuild both artifacts from another path and CARGO_HOME: byte-identical
+#   make test              build + check-reproducible + test-unit + test-native-unwind + test-wasm + test-integration
+#                          + test-reliability + test-examples + test-observability + test-compat
+#                          (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 # Steps run one after another even under -j (cargo parallelises inside each step).
 .NOTPARALLEL:
+
+# rust-toolchain.toml pins the host rustc; on a machine whose rustup has that version only as
+# `stable`, name it so before any cargo call (rustup would otherwise try to download it).
+_ := $(shell bash -c 'source scripts/lib.sh && rust_toolchain_ensure' >/dev/null 2>&1)
 
 ENVOY_RUNTIME ?= auto
 export ENVOY_RUNTIME
@@ -29,7 +36,7 @@ WASM := $(CURDIR)/dist/subset_router.wasm
 NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
 
-.PHONY: build build-wasm build-native smoke-native test-unit test-wasm envoy-image envoy-native test test-integration clean cli schema
+.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli schema
 
 # The host command-line tool: target/release/subset-router (validate, simulate, schema).
 cli:
@@ -53,6 +60,9 @@ smoke-native: build-native
 test-unit:
 	scripts/test-unit.sh
 
+test-native-unwind: build-native
+	filter/native/unwind/check.sh $(NATIVE)
+
 test-wasm:
 	scripts/test-wasm.sh subset-router-core wasm_agreement
 
@@ -65,10 +75,16 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build test-unit test-wasm test-integration test-reliability test-examples test-observability test-compat
+test: build check-reproducible test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-compat
 
 clean:
 	rm -rf target dist
+
+# Both artifacts rebuilt from a copy of the checkout at another path with another CARGO_HOME
+# must be byte-identical to dist/ (the digests examples/ pins depend on it).
+.PHONY: check-reproducible
+check-reproducible: build
+	scripts/check-reproducible.sh
 
 # ---- quick start, examples, OCI image (scripts/run.sh, scripts/test-examples.sh, scripts/oci.sh) ----
 #   make run [CONFIG=examples/<x>/config.json] [RUN_SECONDS=N] [PORT=10000 ADMIN_PORT=9901]

@@ -18,16 +18,21 @@ pkg=subset-router-native
 
 cd "$ROOT"
 host_env
-# panic = "unwind" for this build only (the workspace profile says "abort", right for the
-# .wasm): every hook catches a panic at the FFI boundary (filter/native/src/ffi) and answers
-# safely instead of aborting the whole Envoy process.
-export CARGO_PROFILE_RELEASE_PANIC=unwind
+# The cargo profile `native` (workspace Cargo.toml): release, but panic = "unwind" (the release
+# profile says "abort", right for the .wasm): every hook catches a panic at the FFI boundary
+# (filter/native/src/ffi) and answers safely instead of aborting the whole Envoy process.
+profile=native
 # Light on a shared machine: CARGO_BUILD_JOBS is honoured if set.
 
+# Reproducible from any checkout and cargo home (the .so otherwise embeds
+# $CARGO_HOME/registry/src/... paths of its dependencies' panic locations).
+reproducible_rustflags
+pin_check "host rustc" "$HOST_RUST_PIN" "$(rustc --version | awk '{print $2}')"
+
 start=$(date +%s)
-log "$(cargo --version); cargo build --release -p $pkg --lib"
+log "$(cargo --version); cargo build --profile $profile -p $pkg --lib"
 # JSON messages on stdout (diagnostics rendered on stderr) tell us the artifact path.
-artifacts="$(cargo build --release -p "$pkg" --lib --message-format=json-render-diagnostics |
+artifacts="$(cargo build --profile "$profile" -p "$pkg" --lib --message-format=json-render-diagnostics |
   python3 -c '
 import json, sys
 for line in sys.stdin:

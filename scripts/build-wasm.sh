@@ -37,16 +37,12 @@ if [ "$WASM_PATH_TAKEN" = fallback ] && [ "${WASM_IMMEDIATE_ABORT:-1}" = 1 ]; th
   export RUSTFLAGS="$RUSTFLAGS -Zunstable-options -Cpanic=immediate-abort"
 fi
 
-# Reproducible from any checkout on any machine (same toolchain): the module embeds source paths
-# (panic locations in dependencies, e.g. $CARGO_HOME/registry/src/.../proxy-wasm-0.2.5/src/...);
-# map the checkout and CARGO_HOME to fixed prefixes, so the bytes (and the OCI digests pinned in
-# examples/) do not depend on where the repository or the cargo home lives. Workspace crates are
-# already compiled with relative paths, the rustup std with /rustc/<hash>/, Debian's with /usr/.
-if [[ "$ROOT$CARGO_HOME" =~ [[:space:]] ]]; then
-  log "WARNING: a space in '$ROOT' or '$CARGO_HOME': no --remap-path-prefix, the .wasm will embed them"
-else
-  export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$CARGO_HOME=/cargo --remap-path-prefix=$ROOT=/subset-router"
-  log "reproducible paths: --remap-path-prefix $CARGO_HOME=/cargo, $ROOT=/subset-router"
+# Reproducible from any checkout on any machine (same pinned toolchain): workspace crates are
+# compiled with relative paths, the rustup std with /rustc/<hash>/, Debian's with /usr/; the
+# rest is mapped by reproducible_rustflags (scripts/lib.sh).
+reproducible_rustflags
+if [ "$WASM_PATH_TAKEN" = fallback ]; then
+  pin_check "Debian rustc-web" "$WASM_RUSTC_DEB" "$(dpkg-query -W -f='${Version}' rustc-web 2>/dev/null)"
 fi
 
 start=$(date +%s)
@@ -77,6 +73,7 @@ if [ "${WASM_OPT:-1}" = 1 ]; then
   # In a subshell: apt_ensure dies on failure, and a missing wasm-opt only costs size.
   command -v wasm-opt >/dev/null 2>&1 || (apt_ensure binaryen) || log "binaryen unavailable: skipping wasm-opt"
   if command -v wasm-opt >/dev/null 2>&1; then
+    pin_check "binaryen (wasm-opt)" "$WASM_OPT_DEB" "$(dpkg-query -W -f='${Version}' binaryen 2>/dev/null || wasm-opt --version)"
     before=$(stat -c %s "$out")
     wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
       --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types \

@@ -47,6 +47,35 @@ apt_ensure() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+# The toolchains the shipped artifacts are pinned to (examples/oci-digests.json records their
+# digests): the host rustc in rust-toolchain.toml for the .so, and for the .wasm the Debian
+# packages of the offline path (scripts/wasm-toolchain.sh) and binaryen's wasm-opt.
+HOST_RUST_PIN="$(sed -nE 's/^channel *= *"([^"]+)".*/\1/p' "$ROOT/rust-toolchain.toml" 2>/dev/null)"
+WASM_RUSTC_DEB="1.96.0+dfsg1-1~deb12u2"   # rustc-web, cargo-web, rust-web-src
+WASM_OPT_DEB="108-1"                      # binaryen
+
+# pin_check WHAT WANT HAVE: a toolchain that differs from its pin still builds, but its output
+# will not match the pinned digests; say so loudly (and fail where byte identity is the point).
+pin_check() {
+  local what="$1" want="$2" have="$3"
+  [ "$want" = "$have" ] && return 0
+  log "WARNING: $what is '$have', pinned '$want': the build works, but its bytes will not match the digests in examples/oci-digests.json"
+  [ "${PIN_STRICT:-0}" = 1 ] && die "$what differs from its pin (PIN_STRICT=1)"
+  return 0
+}
+
+# reproducible_rustflags: RUSTFLAGS that make an artifact independent of where the checkout and
+# the cargo home live. Panic locations and debug strings embed source paths
+# ($CARGO_HOME/registry/src/.../regex-lite-0.1.9/src/...); map both to fixed prefixes.
+reproducible_rustflags() {
+  if [[ "$ROOT$CARGO_HOME" =~ [[:space:]] ]]; then
+    log "WARNING: a space in '$ROOT' or '$CARGO_HOME': no --remap-path-prefix, the artifact will embed them"
+    return 0
+  fi
+  export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$CARGO_HOME=/cargo --remap-path-prefix=$ROOT=/subset-router"
+  log "reproducible paths: --remap-path-prefix $CARGO_HOME=/cargo, $ROOT=/subset-router"
+}
+
 # Host toolchain: rustup's proxies first, so `cargo` is rustup's cargo and it runs
 # rustup's rustc. (With /usr/bin first, rustup's cargo would pick up Debian's
 # /usr/bin/rustc from PATH -- never mix the two.)
@@ -56,6 +85,26 @@ host_env() {
     export PATH
   fi
   unset RUSTC RUSTDOC RUSTC_BOOTSTRAP
+  rust_toolchain_ensure
+}
+
+# rust_toolchain_ensure: rust-toolchain.toml names a version (e.g. 1.95.0). A machine whose
+# rustup has that version only as `stable` would otherwise try to download it (and hang
+# offline): give the installed one the pinned name (what rustup would have installed under
+# it). Elsewhere rustup installs the pinned version itself, as usual.
+rust_toolchain_ensure() {
+  [ -n "$HOST_RUST_PIN" ] && command -v rustup >/dev/null 2>&1 || return 0
+  local home="${RUSTUP_HOME:-$HOME/.rustup}" triple sysroot
+  triple="$(RUSTUP_TOOLCHAIN=stable rustc -vV 2>/dev/null | sed -n 's/^host: //p')"
+  [ -n "$triple" ] || return 0
+  [ -e "$home/toolchains/$HOST_RUST_PIN-$triple" ] && return 0
+  if RUSTUP_TOOLCHAIN=stable rustc --version 2>/dev/null | grep -q "^rustc $HOST_RUST_PIN "; then
+    sysroot="$(RUSTUP_TOOLCHAIN=stable rustc --print sysroot)"
+    ln -s "$sysroot" "$home/toolchains/$HOST_RUST_PIN-$triple" &&
+      log "rust-toolchain.toml pins $HOST_RUST_PIN: the installed stable toolchain is that version; named it so"
+    return 0
+  fi
+  log "WARNING: rust-toolchain.toml pins rustc $HOST_RUST_PIN, which rustup does not have; rustup will try to install it"
 }
 
 docker_answers() {

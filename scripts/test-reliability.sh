@@ -31,8 +31,9 @@ if [ "${SKIP_FUZZ:-0}" = 1 ]; then
 else
   log "fuzz: cargo run -p subset-router-fuzz --release -- --cases ${FUZZ_CASES:-1000000}"
   cargo build -q -p subset-router-fuzz --release
-  # Regression cases the fuzzer found, replayed exactly.
-  cargo test -q -p subset-router-fuzz --release --test filter_regressions || rc=1
+  # The oracle's own tests (the reference matcher, a short seeded run), then the regression
+  # cases the fuzzer found, replayed exactly.
+  cargo test -q -p subset-router-fuzz --release --lib --test filter_regressions || rc=1
   start=$(date +%s)
   if cargo run -q -p subset-router-fuzz --release -- --cases "${FUZZ_CASES:-1000000}" \
        ${FUZZ_SEED:+--seed "$FUZZ_SEED"} | tee "$ROOT/target/fuzz-last.txt"; then

@@ -170,6 +170,9 @@ const BAD_REGEXES: &[&str] = &[
     "\\p{Nope}",
     "a{99999999}",
     "(?z)",
+    // Invalid as written, valid once wrapped in `^(?:…)$`: must be refused before anchoring.
+    "a)|(b",
+    "debug)|(.*",
 ];
 const CIDRS: &[&str] = &[
     "10.0.0.0/8",
@@ -1240,6 +1243,22 @@ mod tests {
             "{stats:?}"
         );
         assert!(stats.decisions > 10_000, "{stats:?}");
+    }
+
+    #[test]
+    fn the_oracle_refuses_a_regex_that_is_only_valid_once_anchored() {
+        // What the fuzz reports if the filter ever anchored a pattern before validating it.
+        let cfg = br#"{"rules":[{"name":"r","match":{"headers":[{"name":"x","regex":"a)|(b"}]},
+            "route":{"subset":"v2"}}],"default":{"subset":"v1"}}"#;
+        assert!(subset_router_core::load(cfg).is_err());
+        let e = Oracle::new(cfg)
+            .err()
+            .expect("the oracle read the pattern as valid");
+        assert!(
+            e.contains("load accepted a match the SPEC does not describe"),
+            "{e}"
+        );
+        assert!(e.contains("not a valid regex"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! a malformed escape stays as written and `+` stays `+`; cookies are the `name=value` pairs of
 //! every `cookie` header, trimmed of spaces and tabs, one pair of surrounding quotes removed;
 //! hosts compare case-insensitively to `:authority` without its port and one trailing dot; an
-//! IPv4-mapped IPv6 peer is its IPv4 address; a regex must match the whole (UTF-8) value.
+//! IPv4-mapped IPv6 peer is its IPv4 address; a regex must be valid as written (the SPEC) and
+//! match the whole (UTF-8) value.
 
 use std::net::IpAddr;
 
@@ -182,6 +183,16 @@ fn condition(from: From, c: &Value) -> Result<Condition, String> {
     } else if let Some(s) = text("contains")? {
         Op::Contains(bytes(s))
     } else if let Some(s) = text("regex")? {
+        // The SPEC: valid as written, checked before any anchoring. Wrapped first, a pattern
+        // like `a)|(b` closes the wrapper's group and becomes a valid, unanchored `^(?:a)|(b)$`.
+        if let Err(e) = regex_lite::Regex::new(&s) {
+            let reason = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(format!("{s:?} is not a valid regex as written: {reason}"));
+        }
         Op::Regex(regex_lite::Regex::new(&format!("^(?:{s})$")).ok())
     } else if let Some(p) = c.get("present").and_then(Value::as_bool) {
         Op::Present(p)
@@ -504,6 +515,29 @@ mod tests {
                 &r
             ),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn a_regex_must_be_valid_as_written_before_it_is_anchored() {
+        // Invalid as written; wrapped first it would become `^(?:a)|(b)$`: valid, unanchored,
+        // and true for any value that starts with `a` or ends with `b`.
+        for pattern in ["a)|(b", "debug)|(.*"] {
+            let m = format!(r#"{{"headers":[{{"name":"x","regex":"{pattern}"}}]}}"#);
+            let e = Match::from_json(Some(&serde_json::from_str(&m).unwrap()))
+                .err()
+                .unwrap_or_else(|| panic!("{pattern:?} was read as a valid condition"));
+            assert!(e.contains("not a valid regex"), "{e}");
+        }
+        // A valid pattern still matches whole values only.
+        let r = req(&[("x", "ab")]);
+        assert_eq!(
+            holds(r#"{"headers":[{"name":"x","regex":"a|ab"}]}"#, &r),
+            Some(true)
+        );
+        assert_eq!(
+            holds(r#"{"headers":[{"name":"x","regex":"a|b"}]}"#, &r),
+            Some(false)
         );
     }
 

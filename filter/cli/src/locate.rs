@@ -11,6 +11,8 @@
 //!   they are nested — listeners, ECDS `resources[]`, `typed_per_filter_config`, an Istio
 //!   EnvoyFilter patch; the `Any` is a `StringValue` holding the JSON (a YAML literal block, a
 //!   quoted string, a JSON string) or a `Struct` mapping; also `TypedStruct` wrappers;
+//! * the dynamic module cluster specifier (`@type …dynamic_modules.v3.DynamicModuleClusterSpecifier`:
+//!   `specifier_config`), the route form of the native build;
 //! * an Istio `WasmPlugin` (`spec.pluginConfig`);
 //! * an Envoy Gateway `EnvoyExtensionPolicy` (`spec.wasm[].config`, `spec.dynamicModule[].config`).
 //!
@@ -24,6 +26,7 @@
 use std::ops::Range;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
+use subset_router_core::error::quoted;
 
 /// A parsed value and its byte span (in the file, or in a [`Decoded`] string's text).
 #[derive(Debug, Clone)]
@@ -822,6 +825,9 @@ pub struct Found {
     pub content: Content,
     /// The configuration is the whole file, as the filter reads it.
     pub whole_file: bool,
+    /// The configuration is the file's only document, not inside anything else: messages name
+    /// the file alone, without [`Self::label`].
+    pub bare: bool,
 }
 
 impl Found {
@@ -868,7 +874,8 @@ pub fn discover(file: &str, format: Format, docs: &[Node]) -> Discovery {
         if is_plugin_config(doc) && doc.get("kind").is_none() && doc.get("apiVersion").is_none() {
             // A JSON file is the configuration byte for byte; a YAML one is converted.
             let whole_file = format == Format::Json;
-            walker.take_tree(doc, "plugin configuration", whole_file);
+            let bare = docs.len() == 1;
+            walker.take_tree(doc, "plugin configuration", whole_file, bare);
         } else {
             walker.walk(doc, "");
         }
@@ -904,6 +911,14 @@ fn type_is(node: &Node, key: &str, suffix: &str) -> bool {
 const WASM: &str = "envoy.extensions.filters.http.wasm.v3.Wasm";
 const WASM_PLUGIN_CONFIG: &str = "envoy.extensions.wasm.v3.PluginConfig";
 const DYNAMIC_MODULE: &str = "envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+const CLUSTER_SPECIFIER: &str =
+    "envoy.extensions.router.cluster_specifiers.dynamic_modules.v3.DynamicModuleClusterSpecifier";
+
+/// What [`discover`] looks for, for the message when a file holds none.
+pub const LOOKED_FOR: &str = "looked for a plugin configuration, Envoy's Wasm filter \
+    (config.configuration), dynamic module filter (filter_config) or dynamic module cluster \
+    specifier (specifier_config), an Istio WasmPlugin's spec.pluginConfig, an \
+    EnvoyExtensionPolicy's spec.wasm[].config or spec.dynamicModule[].config";
 
 impl Walker<'_> {
     fn walk(&mut self, node: &Node, path: &str) {
@@ -938,7 +953,12 @@ impl Walker<'_> {
         match kind {
             Some("WasmPlugin") => {
                 if let Some(config) = node.get("spec").and_then(|s| s.get("pluginConfig")) {
-                    self.take_tree(config, &format!("{}: spec.pluginConfig", object()), false);
+                    self.take_tree(
+                        config,
+                        &format!("{}: spec.pluginConfig", object()),
+                        false,
+                        false,
+                    );
                 }
             }
             Some("EnvoyExtensionPolicy") => {
@@ -947,7 +967,7 @@ impl Walker<'_> {
                     for (i, entry) in entries.map_or(&[][..], Node::items).iter().enumerate() {
                         if let Some(config) = entry.get("config") {
                             let label = format!("{}: spec.{list}[{i}].config", object());
-                            self.take_tree(config, &label, false);
+                            self.take_tree(config, &label, false, false);
                         }
                     }
                 }
@@ -970,6 +990,11 @@ impl Walker<'_> {
                 self.take_any(any, &at("filter_config"));
             }
         }
+        if type_is(node, "@type", CLUSTER_SPECIFIER) {
+            if let Some(any) = node.get("specifier_config") {
+                self.take_any(any, &at("specifier_config"));
+            }
+        }
         // udpa.type.v1.TypedStruct / xds.type.v3.TypedStruct (Istio EnvoyFilter patches).
         if let Some(value) = node.get("value").filter(|_| node.get("type_url").is_some()) {
             if type_is(node, "type_url", WASM) {
@@ -979,6 +1004,10 @@ impl Walker<'_> {
             } else if type_is(node, "type_url", DYNAMIC_MODULE) {
                 if let Some(any) = value.get("filter_config") {
                     self.take_any(any, &at("value.filter_config"));
+                }
+            } else if type_is(node, "type_url", CLUSTER_SPECIFIER) {
+                if let Some(any) = value.get("specifier_config") {
+                    self.take_any(any, &at("value.specifier_config"));
                 }
             }
         }
@@ -992,11 +1021,11 @@ impl Walker<'_> {
         if type_is(any, "@type", "google.protobuf.StringValue") {
             self.take_embedded(value, &join(path, "value"));
         } else if type_is(any, "@type", "google.protobuf.Struct") {
-            self.take_tree(value, &join(path, "value"), false);
+            self.take_tree(value, &join(path, "value"), false, false);
         }
     }
 
-    fn take_tree(&mut self, node: &Node, label: &str, whole_file: bool) {
+    fn take_tree(&mut self, node: &Node, label: &str, whole_file: bool, bare: bool) {
         let label = format!("{}{label}", self.prefix);
         if is_plugin_config(node) {
             self.out.found.push(Found {
@@ -1004,6 +1033,7 @@ impl Walker<'_> {
                 root: node.clone(),
                 content: Content::Tree,
                 whole_file,
+                bare,
             });
         } else {
             self.out.skipped.push(format!(
@@ -1030,6 +1060,7 @@ impl Walker<'_> {
                 root,
                 content: Content::Embedded(decoded),
                 whole_file: false,
+                bare: false,
             }),
             Ok(_) => self.out.skipped.push(format!(
                 "{label}: not a subset-router configuration (no \"default\")"
@@ -1124,7 +1155,7 @@ pub fn locate_split(file: &str, found: &Found, rule: &str) -> Result<SplitAt, Sp
         }
         let number: i64 = value
             .parse()
-            .map_err(|_| bad(&format!(".weight: {value:?} is not an integer")))?;
+            .map_err(|_| bad(&format!(".weight: {} is not an integer", quoted(value))))?;
         let file_span = found
             .file_span(file, weight.span.clone())
             .filter(|s| file.get(s.clone()) == Some(value.as_str()))

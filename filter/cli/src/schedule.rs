@@ -15,18 +15,18 @@ use subset_router_core::Router;
 const CONTINUOUS_ROWS: u64 = 10;
 const MAX_STEP_ROWS: u64 = 100;
 
-pub fn run(path: &str) -> ExitCode {
-    let router = match crate::load_file(path) {
-        Ok(router) => router,
-        Err(errors) => {
-            errors.iter().for_each(|e| eprintln!("{e}"));
-            return ExitCode::FAILURE;
-        }
+pub fn run(path: &str, index: Option<usize>) -> ExitCode {
+    let (at, router) = match crate::load_one(path, index) {
+        Ok(loaded) => loaded,
+        Err(status) => return status,
     };
     let ramps = router.ramps();
     if ramps.is_empty() {
-        println!("{path}: no ramps");
+        println!("{at}: no ramps");
         return ExitCode::SUCCESS;
+    }
+    if at != path {
+        println!("configuration: {at}");
     }
     let now = crate::now_ms();
     for (i, view) in ramps.iter().enumerate() {

@@ -9,6 +9,9 @@
 //!   weights changed, and each must pass the filter's own validation ([`subset_router_core::load`]).
 //! * The file is replaced atomically: a temporary file in the same directory, then a rename
 //!   over the target (what Envoy's file-based ECDS watches for; a reader never sees half a file).
+//!   A rename needs only the directory to be writable, so the file's own permissions are checked
+//!   first: a file the caller may not write (a read-only `0444` file, another user's file) is
+//!   refused unless `--force` is given.
 //! * A file holding several subset-router configurations (several WasmPlugins in one YAML
 //!   stream, a Wasm and a dynamic-module filter in one Envoy config, …) is edited as one: every
 //!   configuration must have the rule with the same split (subsets and weights), and all get
@@ -23,6 +26,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::Value;
+use subset_router_core::error::quoted;
 use subset_router_core::router::StickyKey;
 use subset_router_core::selection::StickyHasher;
 use subset_router_core::{load, Router};
@@ -38,8 +42,9 @@ pub const STICKY_KEYS: u32 = 10_000;
     subset-router's Wasm or dynamic module filter (listeners or ECDS resources), an Istio \
     WasmPlugin or an Envoy Gateway EnvoyExtensionPolicy. Subsets not named keep their weight. \
     Only the weight numbers change in the file; the result is validated first and the file is \
-    replaced atomically (rename). Several configurations in one file must agree on the rule's \
-    split and are all changed.\n\
+    replaced atomically (rename). A file you may not write (e.g. mode 0444) is refused unless \
+    --force is given. Several configurations in one file must agree on the rule's split and are \
+    all changed.\n\
     Example: subset-router set-weights wasmplugin.yaml --rule canary v1=80 v2=20\n\
     Exit status: 0 changed (or already so), 1 invalid change or configuration (file untouched), \
     2 usage error."
@@ -57,6 +62,10 @@ pub struct SetWeightsArgs {
     /// Validate and print the change without writing the file
     #[arg(long)]
     dry_run: bool,
+    /// Replace the file even if its permissions do not let you write it (the rename only needs
+    /// a writable directory); the new file keeps the old one's mode
+    #[arg(long)]
+    force: bool,
 }
 
 /// `SUBSET=WEIGHT`.
@@ -68,7 +77,7 @@ fn parse_weight(text: &str) -> Result<(String, i64), String> {
     let weight = weight
         .trim()
         .parse()
-        .map_err(|_| format!("{weight:?} is not an integer weight"))?;
+        .map_err(|_| format!("the weight {} is not an integer", quoted(weight)))?;
     Ok((subset.to_owned(), weight))
 }
 
@@ -114,10 +123,14 @@ struct Change {
 
 fn set_weights(args: &SetWeightsArgs) -> Result<String, Failure> {
     let rule = args.rule.as_str();
+    let rule_q = quoted(rule);
     let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
     for (subset, weight) in &args.weights {
         if wanted.insert(subset, *weight).is_some() {
-            return Err(Failure::Usage(format!("subset {subset:?} is given twice")));
+            return Err(Failure::Usage(format!(
+                "subset {} is given twice",
+                quoted(subset)
+            )));
         }
     }
     let shown = args.file.display().to_string();
@@ -144,10 +157,10 @@ fn set_weights(args: &SetWeightsArgs) -> Result<String, Failure> {
         let split = locate::locate_split(&text, found, rule).map_err(|e| {
             invalid(at(match e {
                 SplitError::UnknownRule { known } => {
-                    format!("no rule named {rule:?} (rules: {})", known.join(", "))
+                    format!("no rule named {rule_q} (rules: {})", known.join(", "))
                 }
                 SplitError::NotASplit { subset } => format!(
-                    "rule {rule:?} routes to one subset{}, not a split: set-weights changes a split's weights",
+                    "rule {rule_q} routes to one subset{}, not a split: set-weights changes a split's weights",
                     subset.map_or(String::new(), |s| format!(" ({s})"))
                 ),
                 SplitError::Unreadable(reason) => reason,
@@ -158,7 +171,7 @@ fn set_weights(args: &SetWeightsArgs) -> Result<String, Failure> {
     let old: Vec<(String, i64)> = pairs(&splits[0]);
     if splits.iter().any(|s| pairs(s) != old) {
         let mut lines = vec![format!(
-            "{shown}: its {} subset-router configurations split rule {rule:?} differently; \
+            "{shown}: its {} subset-router configurations split rule {rule_q} differently; \
              set-weights changes them together and needs them equal (keep differing ones in separate files):",
             splits.len()
         )];
@@ -174,10 +187,10 @@ fn set_weights(args: &SetWeightsArgs) -> Result<String, Failure> {
         .collect();
     if !unknown.is_empty() {
         return Err(invalid(format!(
-            "{shown}: rule {rule:?} has no subset {} (its split: {})",
+            "{shown}: rule {rule_q} has no subset {} (its split: {})",
             unknown
                 .iter()
-                .map(|s| format!("{s:?}"))
+                .map(|s| quoted(s).to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
             old.iter()
@@ -233,6 +246,15 @@ fn set_weights(args: &SetWeightsArgs) -> Result<String, Failure> {
     if args.dry_run {
         let _ = writeln!(report, "{shown}: valid; not written (--dry-run)");
     } else {
+        if !args.force {
+            writable(&args.file).map_err(|e| {
+                invalid(format!(
+                    "{shown}: not written: the file is not writable by you ({e}); the directory \
+                     would allow replacing it, but its permissions say it is not to be changed: \
+                     make it writable, or pass --force to replace it anyway"
+                ))
+            })?;
+        }
         replace_atomically(&args.file, text.as_bytes(), edited.as_bytes())
             .map_err(|e| invalid(format!("{shown}: not written: {e}")))?;
         let _ = writeln!(report, "{shown}: written");
@@ -456,6 +478,20 @@ fn sticky_moves(before: &Router, after: &Router, rule: &str) -> Moved {
         flows,
         ramp: before.ramps().iter().any(|r| r.rule == rule),
     }
+}
+
+/// Whether the caller may write the file itself, as the kernel decides it (mode, owner, ACLs,
+/// read-only mounts): faccessat(2) with the effective user and group, which touches nothing.
+#[cfg(unix)]
+fn writable(path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{accessat, Access, AtFlags, CWD};
+    accessat(CWD, path, Access::WRITE_OK, AtFlags::EACCESS).map_err(std::io::Error::from)
+}
+
+/// Whether the caller may write the file itself: opening it for writing, without truncating.
+#[cfg(not(unix))]
+fn writable(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new().write(true).open(path).map(drop)
 }
 
 /// Replaces `path` by a temporary file renamed over it, if it still holds `expected`. A

@@ -354,3 +354,81 @@ fn schedule_without_ramps_or_with_an_invalid_config() {
         stderr(&out)
     );
 }
+
+/// A 5 MB regex is refused in one short line: the pattern is repeated up to 80 characters, with
+/// its size; so are values given on the command line.
+#[test]
+fn a_huge_value_is_repeated_cut_to_80_characters() {
+    let pattern = "a".repeat(5 << 20);
+    let path = config_file(
+        "huge-regex",
+        &format!(
+            r#"{{"rules":[{{"name":"debug","match":{{"headers":[{{"name":"user-agent","regex":"{pattern}"}}]}},"route":{{"subset":"v2"}}}}],"default":{{"subset":"v1"}}}}"#
+        ),
+    );
+    let path = path.to_string_lossy();
+    let out = run(&["validate", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.len() < 400, "{} bytes: {}…", text.len(), &text[..400]);
+    assert_eq!(
+        text,
+        format!(
+            "{path}: rules[0].match.headers[0].regex: \"{}\"… (5242880 bytes) is not a valid regex: \
+             compiled regex exceeded size limit\n",
+            "a".repeat(80)
+        )
+    );
+
+    let long = "9".repeat(100_000);
+    let config = example("sticky-canary/config.json");
+    for args in [
+        &["simulate", &config, "--seed", &long][..],
+        &["simulate", &config, "--at", &long],
+        &["simulate", &config, &long],
+        &[
+            "set-weights",
+            &config,
+            "--rule",
+            "canary",
+            &format!("v2={long}"),
+        ],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let text = stderr(&out);
+        assert!(text.len() < 600, "{} bytes: {}…", text.len(), &text[..600]);
+        assert!(text.contains(" bytes)"), "{text}");
+    }
+}
+
+#[test]
+fn simulate_says_what_is_wrong_with_its_numbers_and_sticky_keys() {
+    let config = example("sticky-canary/config.json");
+    for (option, value) in [
+        ("--requests", "-5"),
+        ("--requests", "0"),
+        ("--sticky-keys", "-1"),
+    ] {
+        let out = run(&["simulate", &config, option, value]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(&format!("error: invalid value '{value}' for '{option} <"))
+                && stderr(&out).contains("must be a positive number (1, 2, …)"),
+            "{option} {value}: {}",
+            stderr(&out)
+        );
+    }
+    // red-blue has no sticky split: sticky keys would change nothing.
+    let red_blue = example("red-blue/config.json");
+    let out = run(&["simulate", &red_blue, "--sticky-keys", "100"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "error: --sticky-keys: no split of {red_blue} is sticky (stickyBy), so no decision \
+             reads a key; simulate without --sticky-keys\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

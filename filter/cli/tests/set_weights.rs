@@ -639,3 +639,118 @@ fn several_configurations_in_one_file_must_agree() {
     );
     assert_eq!(read(&path), differing);
 }
+
+/// The native build's route form: the configuration in a `DynamicModuleClusterSpecifier`'s
+/// `specifier_config`.
+#[test]
+fn the_cluster_specifier_route_changes_only_the_weights() {
+    let before = example("native/envoy-route.yaml");
+    let path = work_file("envoy-route", "envoy-route.yaml", &before);
+    let out = set_weights(&path, "canary", &["v1=70", "v2=30"]);
+    assert_written(&out);
+    assert_only_weights_changed(
+        &before,
+        &read(&path),
+        1,
+        &[
+            ("\"weight\": 90", "\"weight\": 70"),
+            ("\"weight\": 10", "\"weight\": 30"),
+        ],
+    );
+    assert!(
+        stdout(&out).contains("typed_config.specifier_config.value: rule canary"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// `args` run as a user the permission check applies to. Root may write any file, so as root
+/// (containers, CI) the binary runs under `setpriv` as `nobody`; without setpriv the test is
+/// skipped loudly, except under CI=true, where that is a failure.
+fn run_unprivileged(args: &[&str]) -> Option<Output> {
+    let probe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("set-weights-whoami");
+    std::fs::write(&probe, "").unwrap();
+    let root = std::fs::metadata(&probe).unwrap().uid() == 0;
+    if !root {
+        return Some(run(args));
+    }
+    let setpriv = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_subset-router"))
+        .args(args)
+        .output();
+    match setpriv {
+        Ok(out) => Some(out),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "running as root needs setpriv (util-linux) to test as an unprivileged user: {e}"
+            )
+        }
+        Err(e) => {
+            eprintln!("SKIPPED (loud): running as root and setpriv cannot run ({e}): the read-only file check was NOT tested");
+            None
+        }
+    }
+}
+
+/// A rename needs only a writable directory: a file whose own permissions forbid writing is
+/// refused (untouched, exit 1) unless --force is given.
+#[test]
+fn a_read_only_file_is_refused_unless_forced() {
+    let before = example("sticky-canary/config.json");
+    let path = work_file("read-only", "config.json", &before);
+    let dir = path.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let file = path.to_string_lossy();
+    let untouched = fingerprint(&path);
+    let Some(out) = run_unprivileged(&["set-weights", &file, "--rule", "canary", "v2=20"]) else {
+        return;
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "{file}: not written: the file is not writable by you (Permission denied (os error 13)); \
+             the directory would allow replacing it, but its permissions say it is not to be \
+             changed: make it writable, or pass --force to replace it anyway\n"
+        )
+    );
+    assert_eq!(fingerprint(&path), untouched);
+
+    // --dry-run writes nothing, so it needs no permission.
+    let out = run_unprivileged(&[
+        "set-weights",
+        &file,
+        "--rule",
+        "canary",
+        "v2=20",
+        "--dry-run",
+    ])
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fingerprint(&path), untouched);
+
+    let out =
+        run_unprivileged(&["set-weights", &file, "--rule", "canary", "v2=20", "--force"]).unwrap();
+    assert_written(&out);
+    assert_only_weights_changed(
+        &before,
+        &read(&path),
+        1,
+        &[("\"weight\": 10", "\"weight\": 20")],
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o444, "the mode is kept");
+
+    // A file the caller may write is replaced without --force.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = run_unprivileged(&["set-weights", &file, "--rule", "canary", "v2=25"]).unwrap();
+    assert_written(&out);
+}

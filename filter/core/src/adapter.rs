@@ -13,7 +13,8 @@
 //! (and logged as a warning the first time each kind fails in a VM), and the request goes on
 //! with what did succeed. One exception keeps the security promise: if a client's forged
 //! routing header could be neither removed nor overwritten, the request is answered locally
-//! with 503 instead of being routed where the client asked.
+//! with 503 (or, if that reply fails, its stream is reset) instead of being routed where the
+//! client asked.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -192,7 +193,8 @@ pub struct Served {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Continue(Served),
-    /// A local reply was sent (or attempted): stop iterating filters.
+    /// A local reply was sent or, when it could not be, the stream reset (or, should even that
+    /// fail, nothing more can be done without routing a forged header): stop iterating filters.
     Stop,
 }
 
@@ -334,6 +336,7 @@ impl Filter {
         };
 
         // Decide on the request as the router will see it: without the routing headers.
+        // `forged`: the routing headers the client was seen sending; `strip`: those to remove.
         let read = host.with_request_headers(|headers| {
             let view = DecodedRequest::new(headers, source);
             let forged =
@@ -342,20 +345,26 @@ impl Filter {
                 inner: &view,
                 hidden: own_headers,
             };
-            (forged, router.decide_with(&stripped, rng, &self.live))
+            (
+                forged,
+                forged,
+                router.decide_with(&stripped, rng, &self.live),
+            )
         });
-        let (forged, decision) = read.unwrap_or_else(|e| {
-            // Headers unreadable: remove both routing headers blindly, decide on an empty request.
+        let (forged, strip, decision) = read.unwrap_or_else(|e| {
+            // Headers unreadable: whatever the client sent is unknown, so both routing headers
+            // are removed blindly, but nothing counts as forged (the failure is counted as
+            // such). Decide on an empty request.
             let empty: &[(&[u8], &[u8])] = &[];
             let view = DecodedRequest::new(HeaderSource::Pairs(empty), source);
             let decision = router.decide_with(&view, rng, &self.live);
-            self.failed(e, counters, log, ([true, true], decision))
+            self.failed(e, counters, log, ([false, false], [true, true], decision))
         });
 
         // 1. A client can never choose the upstream: remove every value it sent for our headers.
         let mut stuck = [false; 2];
-        for ((name, forged), stuck) in own_headers.iter().zip(forged).zip(stuck.iter_mut()) {
-            if let (Some(name), true) = (name, forged) {
+        for ((name, strip), stuck) in own_headers.iter().zip(strip).zip(stuck.iter_mut()) {
+            if let (Some(name), true) = (name, strip) {
                 if let Err(e) = host.remove_request_header(name) {
                     *stuck = self.failed(e, counters, log, true);
                 }
@@ -385,6 +394,11 @@ impl Filter {
             let (status, body) = FORGED_HEADER_REPLY;
             if let Err(e) = host.send_local_reply(status, body) {
                 self.failed(e, counters, log, ());
+                // The header is still in the request: routing it would let the client choose,
+                // and stopping without a reply would hold it until Envoy's stream timeout.
+                if let Err(e) = host.reset_stream() {
+                    self.failed(e, counters, log, ());
+                }
             }
             return Verdict::Stop;
         }

@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::error::quoted;
+
 /// An address block such as `10.0.0.0/8` or `::1/128`. Host bits given in the address are
 /// ignored (masked), as Envoy does for its CIDR ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +19,13 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let ip: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not a CIDR block: {addr:?} is not an IP address"))?;
+        let ip: IpAddr = addr.parse().map_err(|_| {
+            format!(
+                "{} is not a CIDR block: {} is not an IP address",
+                quoted(text),
+                quoted(addr)
+            )
+        })?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -27,7 +33,9 @@ impl Cidr {
                 Ok(n) if n <= max && !p.starts_with('+') => n,
                 _ => {
                     return Err(format!(
-                        "{text:?} is not a CIDR block: prefix length {p:?} is not a number from 0 to {max}"
+                        "{} is not a CIDR block: prefix length {} is not a number from 0 to {max}",
+                        quoted(text),
+                        quoted(p)
                     ))
                 }
             },

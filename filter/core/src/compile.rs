@@ -8,7 +8,7 @@ use crate::cidr::Cidr;
 use crate::config::{
     MatchConfig, PluginConfig, RampConfig, RouteConfig, StickyByConfig, ValueMatchConfig,
 };
-use crate::error::ConfigError;
+use crate::error::{quoted, ConfigError};
 use crate::matching::{full_match_regex, HostPattern, Match, ValueCondition, ValueOp, ValueSource};
 use crate::router::{
     Route, Router, Rule, Slot, Split, Sticky, StickyKey, Target, DEFAULT_RULE_NAME,
@@ -91,8 +91,8 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
             c.error(
                 format!("{path}.name"),
                 format!(
-                    "{:?} is already the name of rules[{first}]; rule names must be unique",
-                    rule.name
+                    "{} is already the name of rules[{first}]; rule names must be unique",
+                    quoted(&rule.name)
                 ),
             );
         }
@@ -227,8 +227,9 @@ impl Compiler {
         self.error(
             path,
             format!(
-                "{name:?} is the filter's own routing header ({field}); it is removed from every \
-                 request before the decision, so {reader} could only ever see a forged value"
+                "{} is the filter's own routing header ({field}); it is removed from every \
+                 request before the decision, so {reader} could only ever see a forged value",
+                quoted(name)
             ),
         );
         true
@@ -238,17 +239,20 @@ impl Compiler {
         if name.starts_with(':') {
             self.error(
                 path,
-                format!("{name:?} is a pseudo-header; the filter may not set it"),
+                format!(
+                    "{} is a pseudo-header; the filter may not set it",
+                    quoted(name)
+                ),
             );
             return None;
         }
         match header_name_problem(name) {
             Some(problem) => {
-                self.error(path, format!("{name:?} {problem}"));
+                self.error(path, format!("{} {problem}", quoted(name)));
                 None
             }
             None if name.bytes().any(|b| b.is_ascii_uppercase()) => {
-                self.error(path, format!("{name:?} must be lower case"));
+                self.error(path, format!("{} must be lower case", quoted(name)));
                 None
             }
             None => Some(name.to_owned()),
@@ -261,14 +265,16 @@ impl Compiler {
             self.error(
                 "clusterTemplate",
                 format!(
-                    "{template:?} must contain {SUBSET_PLACEHOLDER} exactly once (found {count})"
+                    "{} must contain {SUBSET_PLACEHOLDER} exactly once (found {count})",
+                    quoted(template)
                 ),
             );
         } else if let Some(bad) = template.chars().find(|ch| !ch.is_ascii_graphic()) {
             self.error(
                 "clusterTemplate",
                 format!(
-                    "{template:?} contains {bad:?}; cluster names are visible ASCII without spaces"
+                    "{} contains {bad:?}; cluster names are visible ASCII without spaces",
+                    quoted(template)
                 ),
             );
         }
@@ -280,7 +286,10 @@ impl Compiler {
         } else if !is_name(name, false) {
             self.error(
                 path,
-                format!("{name:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9_-] (it names stats)"),
+                format!(
+                    "{} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9_-] (it names stats)",
+                    quoted(name)
+                ),
             );
         }
     }
@@ -291,7 +300,10 @@ impl Compiler {
             let p = format!("{path}.headers[{i}]");
             let name = match header_name_problem(h.name.strip_prefix(':').unwrap_or(&h.name)) {
                 Some(problem) => {
-                    self.error(format!("{p}.name"), format!("{:?} {problem}", h.name));
+                    self.error(
+                        format!("{p}.name"),
+                        format!("{} {problem}", quoted(&h.name)),
+                    );
                     continue;
                 }
                 None => h.name.to_ascii_lowercase(),
@@ -336,12 +348,16 @@ impl Compiler {
                 if !p.starts_with('/') {
                     self.errors.push(ConfigError::new(
                         format!("{path}.{field}"),
-                        format!("{p:?} must start with '/'"),
+                        format!("{} must start with '/'", quoted(p)),
                     ));
                 } else if p.contains(['?', '#']) {
                     self.errors.push(ConfigError::new(
                         format!("{path}.{field}"),
-                        format!("{p:?} must not contain '?' or '#': it is matched against the path without the query string"),
+                        format!(
+                            "{} must not contain '?' or '#': it is matched against the path \
+                             without the query string",
+                            quoted(p)
+                        ),
                     ));
                 } else {
                     *slot = Some(p.clone());
@@ -356,7 +372,10 @@ impl Compiler {
             {
                 self.error(
                     format!("{path}.methods[{i}]"),
-                    format!("{method:?} is not an upper-case HTTP method (methods are case-sensitive, e.g. \"GET\")"),
+                    format!(
+                        "{} is not an upper-case HTTP method (methods are case-sensitive, e.g. \"GET\")",
+                        quoted(method)
+                    ),
                 );
             } else {
                 out.methods.push(method.clone());
@@ -365,9 +384,10 @@ impl Compiler {
         for (i, host) in m.hosts.iter().enumerate() {
             match host_pattern(host) {
                 Ok(pattern) => out.hosts.push(pattern),
-                Err(reason) => {
-                    self.error(format!("{path}.hosts[{i}]"), format!("{host:?} {reason}"))
-                }
+                Err(reason) => self.error(
+                    format!("{path}.hosts[{i}]"),
+                    format!("{} {reason}", quoted(host)),
+                ),
             }
         }
         for (i, cidr) in m.source_cidrs.iter().enumerate() {
@@ -500,8 +520,8 @@ impl Compiler {
                 self.error(
                     format!("{p}.subset"),
                     format!(
-                        "{:?} appears twice in this split (also split[{first}])",
-                        entry.subset
+                        "{} appears twice in this split (also split[{first}])",
+                        quoted(&entry.subset)
                     ),
                 );
                 continue;
@@ -609,7 +629,7 @@ impl Compiler {
         }
         if let Some(h) = &s.header {
             if let Some(problem) = header_name_problem(h) {
-                self.error(format!("{path}.header"), format!("{h:?} {problem}"));
+                self.error(format!("{path}.header"), format!("{} {problem}", quoted(h)));
                 return None;
             }
             if self.routing_header_read(&format!("{path}.header"), h, "this sticky key") {
@@ -646,7 +666,10 @@ impl Compiler {
         if !is_name(subset, true) {
             self.error(
                 path,
-                format!("{subset:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]"),
+                format!(
+                    "{} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]",
+                    quoted(subset)
+                ),
             );
             return None;
         }
@@ -759,6 +782,64 @@ mod tests {
         with_rule(&format!(
             r#"{{"name":"debug","match":{{"headers":[{cond}]}},"route":{{"subset":"v2"}}}}"#
         ))
+    }
+
+    /// Every value an error repeats is cut after 80 characters, with its size: a 5 MB regex
+    /// (or name, host, path, CIDR, key) must not make a 5 MB error and log line.
+    #[test]
+    fn errors_repeat_at_most_80_characters_of_a_value() {
+        let long = "a".repeat(5 << 20);
+        let head = format!("\"{}\"… (52428", "a".repeat(80));
+        for (json, path, reason) in [
+            (
+                header_rule(&format!(r#"{{"name":"user-agent","regex":"{long}"}}"#)),
+                "rules[0].match.headers[0].regex",
+                "is not a valid regex: compiled regex exceeded size limit",
+            ),
+            (
+                with_rule(&format!(r#"{{"name":"{long}","route":{{"subset":"v1"}}}}"#)),
+                "rules[0].name",
+                "must be 1-63 characters of [A-Za-z0-9_-] (it names stats)",
+            ),
+            (
+                with_rule(&format!(
+                    r#"{{"name":"h","match":{{"hosts":["{long}:80"]}},"route":{{"subset":"v1"}}}}"#
+                )),
+                "rules[0].match.hosts[0]",
+                "must not contain a port",
+            ),
+            (
+                with_rule(&format!(
+                    r#"{{"name":"c","match":{{"sourceCidrs":["{long}"]}},"route":{{"subset":"v1"}}}}"#
+                )),
+                "rules[0].match.sourceCidrs[0]",
+                "is not a CIDR block",
+            ),
+            (
+                format!(r#"{{"default":{{"subset":"{long}"}}}}"#),
+                "default.subset",
+                "must be 1-63 characters of [A-Za-z0-9._-]",
+            ),
+        ] {
+            let error = error_of(&json);
+            assert!(error.len() < 400, "{}…", &error[..400]);
+            assert!(
+                error.starts_with(&format!("{path}: {head}")),
+                "{path}: {error}"
+            );
+            assert!(error.contains(reason), "{error}");
+        }
+        // An unknown field's name is part of the path.
+        let json = format!(r#"{{"default":{{"subset":"v1","{long}-":1}}}}"#);
+        let error = error_of(&json);
+        assert!(error.len() < 400, "{}…", &error[..400]);
+        assert!(
+            error.starts_with(&format!(
+                "default[\"{}\"… (5242881 bytes)]: unknown field",
+                "a".repeat(80)
+            )),
+            "{error}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub enum HostCall {
     ClearRouteCache,
     SetResponseHeader,
     SendLocalReply,
+    ResetStream,
     ReadResponseStatus,
     WallClock,
     MonotonicClock,
@@ -42,6 +43,7 @@ impl HostCall {
             HostCall::ClearRouteCache => "clear route cache",
             HostCall::SetResponseHeader => "set response header",
             HostCall::SendLocalReply => "send local reply",
+            HostCall::ResetStream => "reset the stream",
             HostCall::ReadResponseStatus => "read response :status",
             HostCall::WallClock => "read the wall clock",
             HostCall::MonotonicClock => "read the monotonic clock",
@@ -83,6 +85,16 @@ pub trait RequestHost {
     /// Ends the request here with a local reply (used only when a forged routing header could
     /// be neither removed nor overwritten: refusing beats letting the client choose).
     fn send_local_reply(&mut self, status: u32, body: &str) -> Result<(), HostError>;
+
+    /// Resets the request's stream, without a reply: the last resort when the local reply above
+    /// could not be sent, since the forged header is then still in the request. The default is
+    /// for a host whose local reply cannot fail: it has no reset to offer and says so.
+    fn reset_stream(&mut self) -> Result<(), HostError> {
+        Err(HostError {
+            call: HostCall::ResetStream,
+            code: 0,
+        })
+    }
 }
 
 /// Access to the response (`on_http_response_headers`).

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use crate::cidr::Cidr;
+use crate::error::quoted;
 use crate::request::{self, RequestView};
 
 /// The operator of a header, cookie or query condition.
@@ -52,14 +53,14 @@ pub fn full_match_regex(pattern: &str) -> Result<regex_lite::Regex, String> {
         return Err("must not be empty".to_owned());
     }
     regex_lite::Regex::new(pattern)
-        .map_err(|e| format!("{pattern:?} is not a valid regex: {}", one_line(&e)))?;
+        .map_err(|e| format!("{} is not a valid regex: {}", quoted(pattern), one_line(&e)))?;
     // A valid pattern is a complete expression, so `(?:…)` holds all of it. The one exception is
     // a verbose-mode (`(?x)`) `#` comment running to the end of the pattern, which would swallow
     // the closing `)$`: then, and only then, a newline ends the comment (and, being whitespace in
     // verbose mode, matches nothing).
     regex_lite::Regex::new(&format!("^(?:{pattern})$"))
         .or_else(|_| regex_lite::Regex::new(&format!("^(?:{pattern}\n)$")))
-        .map_err(|e| format!("{pattern:?} cannot be anchored: {}", one_line(&e)))
+        .map_err(|e| format!("{} cannot be anchored: {}", quoted(pattern), one_line(&e)))
 }
 
 /// regex-lite's multi-line error text (pattern, caret, reason) as one log-friendly line.

@@ -13,7 +13,7 @@ use crate::config::{
     StickyByConfig, ValueMatchConfig, DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE,
     DEFAULT_COOLDOWN_SECONDS, DEFAULT_FLEET_INTERVAL_SECONDS, DEFAULT_FLEET_TIMEOUT_MS, DEFAULT_MAX_TRIPS, DEFAULT_MIN_REQUESTS, DEFAULT_WINDOW_SECONDS,
 };
-use crate::error::ConfigError;
+use crate::error::{truncate, ConfigError};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -269,7 +269,11 @@ impl<'a> Fields<'a> {
         match (plain, self.path.is_empty()) {
             (true, true) => key.to_owned(),
             (true, false) => format!("{}.{key}", self.path),
-            (false, _) => format!("{}[{}]", self.path, Value::String(key.to_owned())),
+            (false, _) => {
+                let (head, cut) = truncate(key);
+                let more = cut.map_or(String::new(), |bytes| format!("… ({bytes} bytes)"));
+                format!("{}[{}{more}]", self.path, Value::String(head.to_owned()))
+            }
         }
     }
 

@@ -336,6 +336,9 @@ impl Sticky {
 }
 
 #[cfg(test)]
+mod cohorts;
+
+#[cfg(test)]
 mod tests {
     use crate::request::OwnedRequest;
     use crate::rng::WyRand;

@@ -55,6 +55,15 @@
     )
 )]
 
+// Every FFI hook catches a panic (`ffi::guard`) so that it never takes Envoy down; with
+// panic = "abort" (the workspace's release profile, right for the .wasm) that catch is a no-op.
+// Tests and clippy use the dev/test profiles, which unwind.
+#[cfg(panic = "abort")]
+compile_error!(
+    "subset-router-native must be built with panic = \"unwind\": use scripts/build-native.sh \
+     or `cargo build --profile native -p subset-router-native`, not --release"
+);
+
 pub mod ffi;
 pub mod module;
 pub mod process;

@@ -6,9 +6,9 @@
 //! # Ticks
 //!
 //! Ramps move and guard counts merge in [`Filter::on_tick`], once a second. One configuration is
-//! one [`Filter`] shared by every worker thread (its counts and live state are atomics), so one
-//! tick per configuration and second covers the traffic of the whole proxy — no per-worker tick
-//! is needed. Two things can run it:
+//! one [`Filter`] shared by every worker thread (its live state is atomics, its pending guard
+//! counts one short lock per guard), so one tick per configuration and second covers the
+//! traffic of the whole proxy — no per-worker tick is needed. Two things can run it:
 //!
 //! * normally the configuration's [`Ticker`]: Envoy's per-configuration scheduler runs it on the
 //!   main thread every second (see [`crate::ticker`]), whether traffic flows or not;
@@ -72,6 +72,14 @@ pub struct FilterConfig {
     /// `None` once stopped, or when there is none.
     ticker: Mutex<Option<Ticker>>,
 }
+
+// Envoy hands the configuration to every worker thread as a raw pointer (`ffi`), and its ticker
+// runs on a thread of its own: checked here, so that a field that is not thread-safe fails the
+// build instead of racing.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<FilterConfig>();
+};
 
 impl FilterConfig {
     pub fn filter(&self) -> &Filter {

@@ -36,6 +36,13 @@ pub struct SpecifierConfig {
     stats: SpecifierStats,
 }
 
+// Envoy hands the configuration to every worker thread as a raw pointer (`ffi`): checked here,
+// so that a field that is not thread-safe fails the build instead of racing.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SpecifierConfig>();
+};
+
 /// `on_cluster_specifier_config_new`: the same JSON as the HTTP filter's `filter_config`.
 pub fn new_config(stats: SpecifierStats, name: &[u8], json: &[u8]) -> Option<SpecifierConfig> {
     if name != FILTER_NAME.as_bytes() {

@@ -21,6 +21,8 @@ const COUNTER: u32 = 0;
 const GAUGE: u32 = 1;
 /// WASI `clockid::monotonic`; Envoy answers it from its process-wide steady clock.
 const WASI_CLOCK_MONOTONIC: u32 = 1;
+/// proxy-wasm `StreamType::HttpRequest`.
+const HTTP_REQUEST_STREAM: u32 = 0;
 
 #[derive(Clone, Copy)]
 pub enum HeaderMap {
@@ -84,6 +86,7 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -223,6 +226,13 @@ pub fn send_local_response(status: u32, details: &str, body: &str) -> u32 {
             -1,
         )
     }
+}
+
+/// Resets the current request's stream, with no reply. Envoy resets it once the filter
+/// callback has returned.
+pub fn reset_request_stream() -> u32 {
+    // SAFETY: plain value only.
+    unsafe { proxy_close_stream(HTTP_REQUEST_STREAM) }
 }
 
 pub fn define_counter(name: &str) -> Result<u32, u32> {

@@ -4,8 +4,10 @@
 //! calls ([`ffi`], the one module with `unsafe`) and keeps the per-VM state.
 //!
 //! The SDK is used for context dispatch and memory allocation only: none of its `hostcalls`
-//! (which `panic!` on an unexpected status) is called.
+//! (which `panic!` on an unexpected status) is called, directly or through its traits' default
+//! methods; clippy.toml lists them and this crate denies their use.
 #![deny(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.
 #![cfg_attr(
     not(test),
@@ -200,18 +202,16 @@ impl HttpContext for Request {
         let Some(vm) = &self.vm else {
             return Action::Continue;
         };
-        let mut rng = vm.rng.get();
-        let verdict =
-            vm.filter
-                .on_request(&mut WasmHost, &mut rng, vm.as_ref(), &WasmHost, &WasmClock);
-        vm.rng.set(rng);
-        match verdict {
-            Verdict::Continue(served) => {
-                self.served = served;
-                Action::Continue
-            }
-            Verdict::Stop => Action::Pause,
-        }
+        let (action, served) = request_headers(
+            &vm.filter,
+            &mut WasmHost,
+            &vm.rng,
+            vm.as_ref(),
+            &WasmHost,
+            &WasmClock,
+        );
+        self.served = served;
+        action
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -231,6 +231,28 @@ impl HttpContext for Request {
     // `on_log` at access-log time and `on_done` when the stream is destroyed.
     fn on_log(&mut self) {
         self.done();
+    }
+}
+
+/// `on_http_request_headers` over any host: the core decides, and its verdict becomes the
+/// ABI's action.
+fn request_headers(
+    filter: &Filter,
+    host: &mut impl RequestHost,
+    rng: &Cell<WyRand>,
+    counters: &impl Counters,
+    log: &impl Log,
+    clock: &impl Clock,
+) -> (Action, Served) {
+    let mut draws = rng.get();
+    let verdict = filter.on_request(host, &mut draws, counters, log, clock);
+    rng.set(draws);
+    match verdict {
+        Verdict::Continue(served) => (Action::Continue, served),
+        // Envoy is sending the local reply, or resets the stream once this callback returns.
+        // Should both have failed, the request waits here for Envoy's stream timeout: going on
+        // would route it by the client's own routing header.
+        Verdict::Stop => (Action::Pause, Served::default()),
     }
 }
 
@@ -355,6 +377,10 @@ impl RequestHost for WasmHost {
             ffi::send_local_response(status_code, "subset_router_forged_header", body),
         )
     }
+
+    fn reset_stream(&mut self) -> Result<(), HostError> {
+        status(HostCall::ResetStream, ffi::reset_request_stream())
+    }
 }
 
 impl ResponseHost for WasmHost {
@@ -388,3 +414,6 @@ impl Log for WasmHost {
         ffi::log(INFO, message);
     }
 }
+
+#[cfg(test)]
+mod tests;

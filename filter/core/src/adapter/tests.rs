@@ -18,6 +18,7 @@ enum Call {
     Set(String, String),
     ClearRouteCache,
     LocalReply(u32),
+    ResetStream,
     SetResponse(String, String),
     ReadStatus,
 }
@@ -102,6 +103,10 @@ impl RequestHost for FakeHost {
 
     fn send_local_reply(&mut self, status: u32, _body: &str) -> Result<(), HostError> {
         self.outcome(HostCall::SendLocalReply, Call::LocalReply(status))
+    }
+
+    fn reset_stream(&mut self) -> Result<(), HostError> {
+        self.outcome(HostCall::ResetStream, Call::ResetStream)
     }
 }
 
@@ -299,6 +304,50 @@ fn the_decision_reads_the_request_without_the_routing_headers() {
 }
 
 #[test]
+fn on_request_decides_on_the_request_without_the_clients_routing_headers() {
+    // Validation refuses a rule on a routing header, so such rules are compiled while the
+    // filter writes other headers, then the filter is pointed at the headers they read. Each
+    // rule holds as soon as it sees any value of its header.
+    let json = r#"{
+      "clusterHeader": "x-decided-cluster",
+      "subsetHeader": "x-decided-subset",
+      "rules": [
+        {"name": "reads-cluster", "match": {"headers": [{"name": "x-upstream-cluster", "present": true}]},
+         "route": {"subset": "v2"}},
+        {"name": "reads-subset", "match": {"headers": [{"name": "x-subset", "present": true}]},
+         "route": {"subset": "v3"}}
+      ],
+      "default": {"subset": "v1"}
+    }"#;
+    let compiled = || crate::load(json.as_bytes()).unwrap();
+    let served_rule = |filter: &Filter, headers: &[(&str, &str)]| {
+        let mut host = FakeHost::with_headers(headers);
+        let (verdict, _, _) = run(filter, &mut host);
+        let Verdict::Continue(Served {
+            slot: Some(slot), ..
+        }) = verdict
+        else {
+            panic!("{verdict:?}");
+        };
+        filter.router().slots()[slot].rule.clone()
+    };
+    let forged_cluster = [(":path", "/"), ("x-upstream-cluster", "v2")];
+    let forged_subset = [(":path", "/"), ("X-Subset", "v3"), ("x-subset", "v3")];
+
+    // While they are not the filter's headers, the rules do see them.
+    let reading = Filter::new(compiled());
+    assert_eq!(served_rule(&reading, &forged_cluster), "reads-cluster");
+    assert_eq!(served_rule(&reading, &forged_subset), "reads-subset");
+
+    let mut router = compiled();
+    router.cluster_header = Some("x-upstream-cluster".into());
+    router.subset_header = Some("x-subset".into());
+    let stripping = Filter::new(router);
+    assert_eq!(served_rule(&stripping, &forged_cluster), "default");
+    assert_eq!(served_rule(&stripping, &forged_subset), "default");
+}
+
+#[test]
 fn unreadable_headers_remove_both_routing_headers_and_route_by_default() {
     let f = filter(CONFIG);
     let mut host =
@@ -322,10 +371,35 @@ fn unreadable_headers_remove_both_routing_headers_and_route_by_default() {
             Call::ClearRouteCache,
         ]
     );
-    let counted = counters.by_name(&f);
-    assert!(counted.contains(&("subset_router.host_call_failed".into(), 1)));
+    // Nothing was seen, so nothing counts as forged: the failure is the read's alone.
+    assert_eq!(
+        counters.by_name(&f),
+        [
+            ("subset_router.rule.default.subset.v1".to_string(), 1),
+            ("subset_router.host_call_failed".to_string(), 1),
+        ]
+    );
     assert_eq!(log.0.borrow().len(), 1);
     assert!(log.0.borrow()[0].contains("read request headers"));
+}
+
+#[test]
+fn unreadable_headers_that_can_be_neither_removed_nor_overwritten_get_a_local_503() {
+    // The client may have sent a routing header nobody could read, remove or overwrite.
+    let f = filter(CONFIG);
+    let mut host = FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[
+        HostCall::ReadRequestHeaders,
+        HostCall::RemoveRequestHeader,
+        HostCall::SetRequestHeader,
+    ]);
+    let (verdict, counters, _) = run(&f, &mut host);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(host.calls.last(), Some(&Call::LocalReply(503)));
+    // 1 read + 2 removes + 2 writes; no forgery was seen, and a stopped request is no decision.
+    assert_eq!(
+        counters.by_name(&f),
+        [("subset_router.host_call_failed".to_string(), 5)]
+    );
 }
 
 #[test]
@@ -358,6 +432,48 @@ fn a_forged_header_that_can_be_neither_removed_nor_overwritten_gets_a_local_503(
     assert!(!host.calls.contains(&Call::ClearRouteCache));
     // Two kinds failed: each is logged once.
     assert_eq!(log.0.borrow().len(), 2);
+}
+
+#[test]
+fn a_forged_header_whose_local_reply_fails_resets_the_stream() {
+    // The forged value is still in the request: going on would route it where the client
+    // asked, and stopping without a reply would leave it waiting for Envoy's timeout.
+    let f = filter(CONFIG);
+    let mut host = FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[
+        HostCall::RemoveRequestHeader,
+        HostCall::SetRequestHeader,
+        HostCall::SendLocalReply,
+    ]);
+    let (verdict, counters, log) = run(&f, &mut host);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(
+        host.calls[host.calls.len() - 2..],
+        [Call::LocalReply(503), Call::ResetStream]
+    );
+    assert!(!host.calls.contains(&Call::ClearRouteCache));
+    // 1 remove + 2 writes + the local reply.
+    assert!(counters
+        .by_name(&f)
+        .contains(&("subset_router.host_call_failed".into(), 4)));
+    let lines = log.0.borrow();
+    assert!(lines[2].contains("send local reply"), "{lines:?}");
+
+    // A reset that fails too is counted; the request still stops (it is never routed).
+    let f = filter(CONFIG);
+    let mut host = FakeHost::with_headers(&[("x-subset", "v2")]).failing(&[
+        HostCall::RemoveRequestHeader,
+        HostCall::SetRequestHeader,
+        HostCall::SendLocalReply,
+        HostCall::ResetStream,
+    ]);
+    let (verdict, counters, log) = run(&f, &mut host);
+    assert_eq!(verdict, Verdict::Stop);
+    assert_eq!(host.calls.last(), Some(&Call::ResetStream));
+    assert!(counters
+        .by_name(&f)
+        .contains(&("subset_router.host_call_failed".into(), 5)));
+    let lines = log.0.borrow();
+    assert!(lines[3].contains("reset the stream"), "{lines:?}");
 }
 
 #[test]
@@ -515,7 +631,10 @@ fn a_rejected_configuration_logs_each_error_then_what_stays_in_effect() {
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines[0].starts_with("subset-router: invalid configuration: rules[0].name: "));
         assert!(lines[1].starts_with("subset-router: invalid configuration: default.subset: "));
-        assert_eq!(lines[2], format!("subset-router: configuration rejected (2 error(s)){tail}"));
+        assert_eq!(
+            lines[2],
+            format!("subset-router: configuration rejected (2 error(s)){tail}")
+        );
     }
     let log = FakeLog::default();
     assert!(load_logged(CONFIG.as_bytes(), &log, None).is_some());

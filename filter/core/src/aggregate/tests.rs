@@ -407,3 +407,76 @@ proptest! {
         prop_assert_eq!(reported, expected);
     }
 }
+
+/// One guarded request that failed, slowly, beside a failed baseline request: every field 1, so
+/// any number of them taken together has six equal fields.
+const FAILED_REQUEST: Counts = Counts {
+    requests: 1,
+    errors: 1,
+    slow: 1,
+    baseline_requests: 1,
+    baseline_errors: 1,
+    baseline_slow: 1,
+};
+
+#[test]
+fn a_tick_takes_whole_observations_while_workers_keep_observing() {
+    // Workers observe on their threads while the tick takes the pending counts on another. A
+    // take that split an observation (its error taken, its request left for the next tick)
+    // would merge more errors than requests into the record: every take must hold whole
+    // observations, and all of them together exactly what was observed.
+    const OBSERVERS: usize = 3;
+    const PER_OBSERVER: u64 = 200_000;
+    let specs = [spec(60_000, 3)];
+    let aggregator = Aggregator::new(&specs, "p", 42);
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let (taken, takes, torn) = std::thread::scope(|s| {
+        for _ in 0..OBSERVERS {
+            s.spawn(|| {
+                for _ in 0..PER_OBSERVER {
+                    aggregator.observe(0, &FAILED_REQUEST);
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        let (mut taken, mut takes, mut torn) = (Counts::default(), 0u64, Vec::new());
+        loop {
+            let last = finished.load(Ordering::Relaxed) == OBSERVERS;
+            let delta = aggregator.pending[0].take();
+            let n = delta.requests;
+            if [
+                delta.errors,
+                delta.slow,
+                delta.baseline_requests,
+                delta.baseline_errors,
+                delta.baseline_slow,
+            ] != [n; 5]
+            {
+                torn.push(delta);
+            }
+            taken.add(&delta);
+            takes += 1;
+            if last {
+                break (taken, takes, torn);
+            }
+        }
+    });
+    assert!(
+        torn.is_empty(),
+        "{} of {takes} takes split an observation, e.g. {:?}",
+        torn.len(),
+        torn.first()
+    );
+    let total = OBSERVERS as u64 * PER_OBSERVER;
+    assert_eq!(
+        taken,
+        Counts {
+            requests: total,
+            errors: total,
+            slow: total,
+            baseline_requests: total,
+            baseline_errors: total,
+            baseline_slow: total,
+        }
+    );
+}

@@ -8,6 +8,7 @@ use crate::config::{
     FleetConfig, GuardConfig, PluginConfig, RampConfig, SplitEntryConfig, DEFAULT_FLEET_PATH,
     DEFAULT_MIN_MARGIN_PERCENT,
 };
+use crate::error::quoted;
 use crate::fleet::FleetSpec;
 use crate::guard::{percent, GuardSpec, SlowTrigger};
 use crate::ramp::{percent_to_ppm, start_ppm, Ramp};
@@ -44,8 +45,8 @@ impl Compiler {
                 self.error(
                     format!("{path}.start"),
                     format!(
-                        "{:?} is not an RFC 3339 time such as 2026-12-01T10:00:00Z: it {reason}",
-                        r.start
+                        "{} is not an RFC 3339 time such as 2026-12-01T10:00:00Z: it {reason}",
+                        quoted(&r.start)
                     ),
                 )
             })
@@ -70,7 +71,11 @@ impl Compiler {
             let names: Vec<&str> = entries.iter().map(|e| e.subset.as_str()).collect();
             self.error(
                 format!("{path}.subset"),
-                format!("{:?} is not in this split ({})", r.subset, names.join(", ")),
+                format!(
+                    "{} is not in this split ({})",
+                    quoted(&r.subset),
+                    names.join(", ")
+                ),
             );
             return None;
         };
@@ -125,24 +130,24 @@ impl Compiler {
                 self.error(
                     format!("{path}.subset"),
                     format!(
-                        "{:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]",
-                        g.subset
+                        "{} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]",
+                        quoted(&g.subset)
                     ),
                 );
             } else if !in_splits.contains(&g.subset.as_str()) {
                 self.error(
                     format!("{path}.subset"),
                     format!(
-                        "{:?} is not in any split; a guard takes its subset out of splits",
-                        g.subset
+                        "{} is not in any split; a guard takes its subset out of splits",
+                        quoted(&g.subset)
                     ),
                 );
             } else if let Some(first) = seen.insert(g.subset.as_str(), i) {
                 self.error(
                     format!("{path}.subset"),
                     format!(
-                        "{:?} already has a guard (guards[{first}]); one guard per subset",
-                        g.subset
+                        "{} already has a guard (guards[{first}]); one guard per subset",
+                        quoted(&g.subset)
                     ),
                 );
             }
@@ -208,15 +213,24 @@ impl Compiler {
         match &g.baseline {
             Some(b) if *b == g.subset => self.error(
                 format!("{path}.baseline"),
-                format!("{b:?} is the guarded subset itself; the baseline is another subset to compare with"),
+                format!(
+                    "{} is the guarded subset itself; the baseline is another subset to compare with",
+                    quoted(b)
+                ),
             ),
             Some(b) if !is_name(b, true) => self.error(
                 format!("{path}.baseline"),
-                format!("{b:?} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]"),
+                format!(
+                    "{} must be 1-{MAX_NAME_LEN} characters of [A-Za-z0-9._-]",
+                    quoted(b)
+                ),
             ),
             Some(b) if !in_splits.contains(&b.as_str()) => self.error(
                 format!("{path}.baseline"),
-                format!("{b:?} is not in any split; only requests a split sends to it are observed"),
+                format!(
+                    "{} is not in any split; only requests a split sends to it are observed",
+                    quoted(b)
+                ),
             ),
             Some(_) => {}
             None if g.min_margin_percent.is_some() => self.error(

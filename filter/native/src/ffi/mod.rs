@@ -23,9 +23,10 @@
 //! every hook exported here (`readelf --dyn-syms`, `strings`).
 //!
 //! Rules of this module:
-//! * no Rust panic ever unwinds into Envoy: every hook runs under [`guard`] (the release build
-//!   of the `.so` uses `panic = "unwind"` so that a panic can be caught; see
-//!   `scripts/build-native.sh`), and its fallback is a safe answer;
+//! * no Rust panic ever unwinds into Envoy: every hook runs under [`guard`], and its fallback is
+//!   a safe answer. The `.so` is built with the cargo profile `native` (`panic = "unwind"`, so
+//!   that a panic can be caught; see `scripts/build-native.sh`); the crate refuses to compile
+//!   with `panic = "abort"`, and `filter/native/unwind/check.sh` checks the shipped `.so`;
 //! * a pointer Envoy hands to a hook is wrapped in a handle whose lifetime is that hook's call,
 //!   so safe code cannot keep it;
 //! * header slices borrowed from Envoy's header map are only visible inside
@@ -689,6 +690,23 @@ fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| fallback())
 }
 
+/// What [`subset_router_selftest_panic_guard`] returns when [`guard`] caught its panic.
+pub const PANIC_GUARD_SELFTEST_ANSWER: u32 = 0x5afe;
+
+/// Not an Envoy hook (Envoy never looks it up): proof that this very `.so` catches a panic at
+/// the FFI boundary. It panics under [`guard`], as a hook body would, and returns
+/// [`PANIC_GUARD_SELFTEST_ANSWER`] from the fallback. A module built with `panic = "abort"`
+/// would abort the calling process here instead — and so take Envoy down on any panic in a
+/// hook; `filter/native/unwind/check.sh` calls this on the shipped `.so` to rule that out.
+#[no_mangle]
+#[allow(clippy::panic)] // The panic is the point: it must be caught.
+pub extern "C" fn subset_router_selftest_panic_guard() -> u32 {
+    guard(
+        || panic!("subset-router: panic-guard self-test (a deliberate panic, caught)"),
+        || PANIC_GUARD_SELFTEST_ANSWER,
+    )
+}
+
 // ------------------------------------------------------------------------------------------
 // Event hooks (called by Envoy). Envoy 1.40 refuses a filter config whose module lacks any
 // of the required HTTP-filter hooks, so the ones this filter has no use for are exported as
@@ -1052,5 +1070,13 @@ mod tests {
         // SAFETY: program_init returns a pointer to a static NUL-terminated string.
         let returned = unsafe { std::ffi::CStr::from_ptr(envoy_dynamic_module_on_program_init()) };
         assert_eq!(returned.to_str().unwrap(), ABI_VERSION);
+    }
+
+    #[test]
+    fn the_panic_guard_self_test_answers_from_the_fallback() {
+        assert_eq!(
+            subset_router_selftest_panic_guard(),
+            PANIC_GUARD_SELFTEST_ANSWER
+        );
     }
 }
