@@ -516,7 +516,7 @@ impl<V: RequestView> RequestView for WithoutRoutingHeaders<'_, V> {
 mod observe;
 mod tick;
 
-pub use tick::gauge_names;
+pub use tick::{gauge_names, FleetQuery};
 
 #[cfg(test)]
 mod tests;

@@ -200,7 +200,7 @@ impl Compiler {
                 "name",
                 format!(
                     "{} must be 1-{MAX_INSTANCE_NAME_LEN} characters of [a-z0-9_-]",
-                    format!("{name:?}")
+                    crate::error::quoted(name)
                 ),
             );
         }
@@ -603,7 +603,7 @@ impl Compiler {
                 path,
                 format!(
                     "{} must be 1-{MAX_INSTANCE_NAME_LEN} characters of [A-Za-z0-9._-]",
-                    format!("{cohort:?}")
+                    crate::error::quoted(cohort)
                 ),
             );
             None

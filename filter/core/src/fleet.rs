@@ -337,8 +337,9 @@ pub fn percent_encode(s: &str) -> String {
             out.push(b as char);
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
+            for nibble in [b >> 4, b & 0xF] {
+                out.push(HEX.get(usize::from(nibble)).map_or('0', |&h| char::from(h)));
+            }
         }
     }
     out
@@ -466,7 +467,7 @@ pub fn parse_answer(spec: &GuardSpec, status: u64, body: &[u8]) -> Result<Counts
 /// count; `None` for NaN, ±Inf, negatives and absurd sizes.
 fn parse_count(text: &str) -> Option<u64> {
     let x: f64 = text.trim().parse().ok()?;
-    if !x.is_finite() || x < 0.0 || x > MAX_COUNT {
+    if !x.is_finite() || !(0.0..=MAX_COUNT).contains(&x) {
         return None;
     }
     Some(libm::round(x) as u64)

@@ -14,6 +14,9 @@ pub const CAS_MISMATCH: u32 = 8;
 /// proxy-wasm `MapType`.
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+/// proxy-wasm `BufferType::HttpCallResponseBody`.
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 /// proxy-wasm `BufferType::PluginConfiguration`.
 const PLUGIN_CONFIGURATION: u32 = 7;
 /// proxy-wasm `MetricType::Counter` and `MetricType::Gauge`.
@@ -28,6 +31,8 @@ const HTTP_REQUEST_STREAM: u32 = 0;
 pub enum HeaderMap {
     Request,
     Response,
+    /// The headers of an answer to an HTTP call (in `on_http_call_response`).
+    HttpCallResponse,
 }
 
 impl HeaderMap {
@@ -35,6 +40,7 @@ impl HeaderMap {
         match self {
             HeaderMap::Request => REQUEST_HEADERS,
             HeaderMap::Response => RESPONSE_HEADERS,
+            HeaderMap::HttpCallResponse => HTTP_CALL_RESPONSE_HEADERS,
         }
     }
 }
@@ -151,6 +157,16 @@ pub fn plugin_configuration() -> Result<Vec<u8>, u32> {
     let status = unsafe {
         proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size)
     };
+    owned(status, data, size)
+}
+
+/// The first `max` bytes of the body of an answer to an HTTP call (in
+/// `on_http_call_response`).
+pub fn http_call_response_body(max: usize) -> Result<Vec<u8>, u32> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: the out-pointers are valid locals; ownership of the result is taken by `owned`.
+    let status =
+        unsafe { proxy_get_buffer_bytes(HTTP_CALL_RESPONSE_BODY, 0, max, &mut data, &mut size) };
     owned(status, data, size)
 }
 

@@ -25,14 +25,16 @@
 mod ffi;
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
 use subset_router_core::adapter::{
-    counter_names, gauge_names, load_logged, Filter, Served, Verdict,
+    counter_names, gauge_names, load_logged, Filter, FleetQuery, Served, Verdict,
 };
 use subset_router_core::host::{
     CasOutcome, Clock, Counters, Gauges, HostCall, HostError, Log, RequestHost, ResponseHost,
@@ -54,9 +56,14 @@ const SOURCE_ADDRESS: &[u8] = b"source\0address";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
 /// Ramps move and guard counts merge once a second.
 const TICK_MS: u32 = 1000;
+/// The largest answer to a fleet query read (a Prometheus vector of a few series is < 1 KiB).
+const FLEET_ANSWER_MAX_BYTES: usize = 64 * 1024;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { vm: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root {
+        vm: None,
+        fleet_calls: HashMap::new(),
+    }) });
 }}
 
 /// The compiled configuration and the counters of this VM, shared by every request.
@@ -72,9 +79,44 @@ struct Vm {
 
 struct Root {
     vm: Option<Rc<Vm>>,
+    /// Fleet queries in flight, by the host's call token.
+    fleet_calls: HashMap<u32, FleetQuery>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let (Some(query), Some(vm)) = (self.fleet_calls.remove(&token_id), &self.vm) else {
+            return;
+        };
+        // Envoy answers a call that failed (timeout, reset, no healthy host) with no headers.
+        let answer = if num_headers == 0 {
+            Err("no response: timed out, reset or refused".to_owned())
+        } else {
+            let status = ffi::header_value(HeaderMap::HttpCallResponse, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u64>().ok());
+            match status {
+                None => Err("an answer without a readable :status".to_owned()),
+                Some(status) => ffi::http_call_response_body(FLEET_ANSWER_MAX_BYTES)
+                    .map(|body| (status, body))
+                    .map_err(|code| format!("its body could not be read (status {code})")),
+            }
+        };
+        let answer = match &answer {
+            Ok((status, body)) => Ok((*status, body.as_slice())),
+            Err(why) => Err(why.as_str()),
+        };
+        vm.filter
+            .on_fleet_answer(&query, answer, &WasmClock, vm.as_ref(), &WasmHost);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -152,9 +194,14 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(vm) = &self.vm {
-            vm.filter
-                .on_tick(&WasmStore, &WasmClock, vm.as_ref(), vm.as_ref(), &WasmHost);
+        let Some(vm) = self.vm.clone() else {
+            return;
+        };
+        let rounds = vm
+            .filter
+            .on_tick(&WasmStore, &WasmClock, vm.as_ref(), vm.as_ref(), &WasmHost);
+        for query in rounds {
+            self.dispatch_fleet_query(&vm, query);
         }
     }
 
@@ -167,6 +214,41 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    /// Sends one fleet round through Envoy's cluster; the answer arrives in
+    /// `on_http_call_response`. A call the host refuses (an unknown cluster) is a failed round.
+    fn dispatch_fleet_query(&mut self, vm: &Vm, query: FleetQuery) {
+        let headers = vec![
+            (":method", "GET"),
+            (":path", query.path.as_str()),
+            (":authority", query.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        // The SDK's dispatch is the one way to have the answer routed back to this context (it
+        // registers the call's token with the SDK's dispatcher). Envoy's `proxy_http_call`
+        // answers Ok, BadArgument (unknown cluster, bad headers) or InternalFailure, all of
+        // which it returns as values; no other status reaches the SDK's panic.
+        #[allow(clippy::disallowed_methods)]
+        let sent = self.dispatch_http_call(
+            &query.cluster,
+            headers,
+            None,
+            vec![],
+            Duration::from_millis(query.timeout_ms),
+        );
+        match sent {
+            Ok(token) => {
+                self.fleet_calls.insert(token, query);
+            }
+            Err(status) => {
+                let why = format!("the call could not be sent (status {})", status as u32);
+                vm.filter
+                    .on_fleet_answer(&query, Err(&why), &WasmClock, vm, &WasmHost);
+            }
+        }
     }
 }
 

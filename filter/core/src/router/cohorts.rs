@@ -19,7 +19,7 @@ fn on_canary(r: &Router, n: usize) -> Vec<usize> {
     let mut rng = WyRand::new(1);
     (0..n)
         .filter(|i| {
-            let req = OwnedRequest::new().header("x-user-id", &format!("user-{i}"));
+            let req = OwnedRequest::new().header("x-user-id", format!("user-{i}"));
             r.decide(&req, &mut rng).unwrap().target.subset == "v2"
         })
         .collect()
