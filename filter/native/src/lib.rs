@@ -10,8 +10,8 @@
 //!   small safe handles over the raw pointers Envoy passes to a hook.
 //! * [`module`]: the safe side — configuration load, counter and gauge definition, the stream
 //!   hooks and the once-a-second tick, and the core's host traits over those handles.
-//! * [`process`]: the clocks and the process-wide shared data (proxy-wasm's shared-data CAS
-//!   rules) that the guards merge every worker's counts into.
+//! * [`process`]: the clocks, and the in-memory shared data (proxy-wasm's shared-data CAS
+//!   rules) that one configuration's guards merge every worker's counts into.
 //! * [`ticker`]: the thread that has Envoy run each configuration's tick on the main thread
 //!   once a second (the ABI's per-configuration scheduler).
 //!
@@ -37,8 +37,10 @@
 //!
 //! Ramps and guards behave as in the proxy-wasm build: one configuration is one core `Filter`
 //! shared by every worker thread, ticked once a second on the main thread; guard observations
-//! of every worker merge into process-wide shared data, so each proxy decides from its own
-//! traffic, all workers together.
+//! of every worker merge into shared data that the configuration owns, so each proxy decides
+//! from its own traffic, all workers together, and two configurations in one Envoy (two
+//! listeners, two routes) never share guard state. Fleet guards query Prometheus through an
+//! Envoy cluster with the configuration's HTTP callout, from the main thread only.
 
 #![deny(unsafe_code)]
 // The request path must never panic: no unwrap, expect, panic or fallible indexing outside tests.

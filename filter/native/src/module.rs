@@ -22,14 +22,30 @@
 //!   (microseconds).
 //!
 //! Two ticks never run at once (a `try_lock`: a tick that finds another running is skipped).
+//!
+//! # State
+//!
+//! Each configuration owns the shared data its guards merge into ([`SharedData`], dropped with
+//! it): every worker reaches it through the one [`FilterConfig`], and no other configuration
+//! (another listener, another route) can reach it, whatever their texts.
+//!
+//! # Fleet queries
+//!
+//! The rounds a tick wins ([`Filter::on_tick`]) go out as config-level HTTP callouts through
+//! Envoy's cluster, only ever from the main thread ([`on_scheduled_tick`]), never from a
+//! stream: a round a lazy tick wins waits for the next main-thread tick (one per guard; a newer
+//! round replaces it, and the replaced one counts as a failed query). The answer comes back on
+//! the main thread ([`on_callout_done`]) and goes to [`Filter::on_fleet_answer`]; the next tick
+//! evaluates it. No request ever waits on a query.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use subset_router_core::adapter::{
-    counter_names, gauge_names, load_logged, Filter, Served, Verdict,
+    counter_names, gauge_names, load_logged, Filter, FleetQuery, Served, Verdict,
 };
 use subset_router_core::host::{
     Counters, Gauges, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
@@ -37,13 +53,25 @@ use subset_router_core::host::{
 use subset_router_core::request::{parse_peer_address, HeaderSource};
 use subset_router_core::rng::WyRand;
 
-use crate::ffi::{self, ConfigHandle, FilterHandle, HeaderMap, LogLevel, StatsHandle};
+use crate::ffi::{
+    self, CalloutResult, ConfigHandle, FilterHandle, HeaderMap, LogLevel, StatsHandle,
+};
 use crate::process::{self, NativeClock, SharedData};
 use crate::ticker::Ticker;
 
 /// The `filter_name` this module answers to (Envoy config `filter_name: subset_router`). Also
-/// the plugin name of the shared guard keys (`subset_router.subset_router.guard.<subset>`).
+/// the plugin name in the guard keys of a configuration's store
+/// (`subset_router.subset_router.<slot>.guard.<i>`).
 pub const FILTER_NAME: &str = "subset_router";
+
+/// The largest fleet answer read, as in the Wasm build (a Prometheus vector of a few series is
+/// a few hundred bytes).
+pub const FLEET_ANSWER_MAX_BYTES: usize = 64 * 1024;
+
+/// How long after its own timeout a fleet query Envoy has not answered is given up. Envoy
+/// answers every callout it accepted (a failure at the timeout), so this only keeps the table
+/// of queries in flight bounded should an answer never come.
+pub const CALLOUT_GRACE_MS: u64 = 5_000;
 
 /// Response-code details of a local reply sent by the filter (Envoy's `%RESPONSE_CODE_DETAILS%`).
 const LOCAL_REPLY_DETAILS: &[u8] = b"subset_router_forged_routing_header";
@@ -61,8 +89,9 @@ pub struct FilterConfig {
     counter_ids: Vec<usize>,
     /// Envoy's gauge id per core gauge index (the order of [`gauge_names`]).
     gauge_ids: Vec<usize>,
-    /// The process-wide shared data the guards merge into.
-    store: &'static SharedData,
+    /// The shared data this configuration's guards merge into: every worker's, no other
+    /// configuration's.
+    store: SharedData,
     /// Monotonic milliseconds + 1 of the last tick (0: never).
     last_tick: AtomicU64,
     /// How old the last tick must be for a request to run one.
@@ -71,6 +100,25 @@ pub struct FilterConfig {
     ticking: Mutex<()>,
     /// `None` once stopped, or when there is none.
     ticker: Mutex<Option<Ticker>>,
+    /// Fleet rounds a request-path tick won, for the next main-thread tick to send: at most one
+    /// per guard.
+    deferred: Mutex<Vec<FleetQuery>>,
+    /// Fleet queries Envoy accepted and has not answered, by callout id.
+    in_flight: Mutex<HashMap<u64, InFlight>>,
+}
+
+/// A fleet query sent and not answered yet.
+#[derive(Debug)]
+struct InFlight {
+    query: FleetQuery,
+    /// Monotonic ms after which it is given up ([`CALLOUT_GRACE_MS`] after its timeout).
+    expires_ms: u64,
+}
+
+/// Every lock here guards plain data that each update leaves whole (an insert, a take), so a
+/// lock poisoned by a panic elsewhere still holds sound data.
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 // Envoy hands the configuration to every worker thread as a raw pointer (`ffi`), and its ticker
@@ -94,15 +142,107 @@ impl FilterConfig {
             .is_some()
     }
 
-    /// Runs the tick now, unless one is already running.
-    fn tick(&self, stats: &(impl Counters + Gauges)) {
+    /// Runs the tick now, unless one is already running; returns the fleet rounds it won.
+    fn tick(&self, stats: &(impl Counters + Gauges)) -> Vec<FleetQuery> {
         let _running = match self.ticking.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
+            Err(TryLockError::WouldBlock) => return Vec::new(),
         };
         self.filter
-            .on_tick(self.store, &NativeClock, stats, stats, &EnvoyLog);
+            .on_tick(&self.store, &NativeClock, stats, stats, &EnvoyLog)
+    }
+
+    /// Keeps rounds a request-path tick won for the next main-thread tick: a stream may not
+    /// send them. A round still waiting for its guard is replaced by the newer one and counts
+    /// as a failed query (no main-thread tick ran for a whole interval).
+    fn defer(&self, queries: Vec<FleetQuery>, counters: &impl Counters) {
+        if queries.is_empty() {
+            return;
+        }
+        let mut replaced = Vec::new();
+        {
+            let mut deferred = locked(&self.deferred);
+            for query in queries {
+                match deferred
+                    .iter_mut()
+                    .find(|d| d.round.guard == query.round.guard)
+                {
+                    Some(waiting) => replaced.push(std::mem::replace(waiting, query)),
+                    None => deferred.push(query),
+                }
+            }
+        }
+        for query in replaced {
+            self.answer(
+                &query,
+                Err("not sent: no main-thread tick ran before the next round was due"),
+                counters,
+            );
+        }
+    }
+
+    /// Sends one fleet round through Envoy's cluster (main thread). A round Envoy refuses is
+    /// a failed query at once.
+    fn send(&self, handle: &ConfigHandle<'_>, query: FleetQuery, counters: &impl Counters) {
+        let headers = [
+            (":method", "GET"),
+            (":path", query.path.as_str()),
+            (":authority", query.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match handle.http_callout(&query.cluster, &headers, query.timeout_ms) {
+            Ok(id) => {
+                let expires_ms = process::monotonic_ms()
+                    .saturating_add(query.timeout_ms)
+                    .saturating_add(CALLOUT_GRACE_MS);
+                // Envoy records the callout before returning its id and answers it from a later
+                // event of the main loop, so the answer cannot overtake this insert.
+                let previous = locked(&self.in_flight).insert(id, InFlight { query, expires_ms });
+                if let Some(previous) = previous {
+                    self.answer(
+                        &previous.query,
+                        Err("no answer: Envoy reused its callout id"),
+                        counters,
+                    );
+                }
+            }
+            Err(refused) => self.answer(
+                &query,
+                Err(&format!("the callout could not be sent: {refused}")),
+                counters,
+            ),
+        }
+    }
+
+    /// Gives up the queries Envoy should have answered long ago (see [`CALLOUT_GRACE_MS`]).
+    fn expire_callouts(&self, counters: &impl Counters) {
+        let now = process::monotonic_ms();
+        let mut expired = Vec::new();
+        locked(&self.in_flight).retain(|_, f| {
+            let keep = f.expires_ms > now;
+            if !keep {
+                expired.push(f.query.clone());
+            }
+            keep
+        });
+        for query in expired {
+            self.answer(
+                &query,
+                Err("Envoy never answered (given up after the timeout)"),
+                counters,
+            );
+        }
+    }
+
+    fn answer(
+        &self,
+        query: &FleetQuery,
+        answer: Result<(u64, &[u8]), &str>,
+        counters: &impl Counters,
+    ) {
+        self.filter
+            .on_fleet_answer(query, answer, &NativeClock, counters, &EnvoyLog);
     }
 
     /// The request path's fallback tick (see the module notes).
@@ -123,7 +263,8 @@ impl FilterConfig {
             )
             .is_ok()
         {
-            self.tick(stats);
+            let won = self.tick(stats);
+            self.defer(won, stats);
         }
     }
 }
@@ -193,6 +334,7 @@ pub fn new_config(handle: &ConfigHandle<'_>, name: &[u8], json: &[u8]) -> Option
     })?;
     let gauge_ids = define_all("gauge", &gauge_names(&router), |n| handle.define_gauge(n))?;
     let (ramps, guards) = (router.ramps().len(), router.guards().len());
+    let router_has_fleet = router.guards().iter().any(|g| g.fleet.is_some());
     let rules = router.rule_names().count().saturating_sub(1);
 
     let filter = Filter::for_plugin(router, FILTER_NAME);
@@ -216,11 +358,18 @@ pub fn new_config(handle: &ConfigHandle<'_>, name: &[u8], json: &[u8]) -> Option
                     Some(Err(e)) => format!("no thread for the ticker ({e})"),
                     _ => "Envoy gave no configuration scheduler".to_owned(),
                 };
+                // Fleet queries are sent from the main thread only, which nothing runs here.
+                let fleet = if router_has_fleet {
+                    "; fleet guards send no queries (each round due counts in \
+                     fleet_query_failed) and decide on this proxy's traffic alone"
+                } else {
+                    ""
+                };
                 ffi::log(
                     LogLevel::Warn,
                     &format!(
                         "subset-router: {why}: ramps and guards tick from the request path \
-                         instead (at most once a second, only while requests arrive)"
+                         instead (at most once a second, only while requests arrive){fleet}"
                     ),
                 );
                 None
@@ -250,12 +399,14 @@ pub fn new_config(handle: &ConfigHandle<'_>, name: &[u8], json: &[u8]) -> Option
         filter,
         counter_ids,
         gauge_ids,
-        store: process::shared_data(),
+        store: SharedData::default(),
         // The configuration starts ticked: `start` just evaluated the ramps.
         last_tick: AtomicU64::new(process::monotonic_ms().saturating_add(1)),
         lazy_after_ms,
         ticking: Mutex::new(()),
         ticker: Mutex::new(ticker),
+        deferred: Mutex::new(Vec::new()),
+        in_flight: Mutex::new(HashMap::new()),
     })
 }
 
@@ -271,16 +422,73 @@ pub fn config_destroyed(config: &FilterConfig) {
     }
 }
 
-/// `on_http_filter_config_scheduled` (main thread, once a second).
+/// `on_http_filter_config_scheduled` (main thread, once a second): the tick, then the fleet
+/// rounds it won and those request-path ticks left, sent through Envoy.
 pub fn on_scheduled_tick(config: &FilterConfig, handle: &ConfigHandle<'_>) {
     config
         .last_tick
         .store(process::monotonic_ms().saturating_add(1), Ordering::Relaxed);
-    config.tick(&ConfigStats {
+    let stats = ConfigStats {
         handle,
         counters: &config.counter_ids,
         gauges: &config.gauge_ids,
-    });
+    };
+    config.expire_callouts(&stats);
+    let mut queries = std::mem::take(&mut *locked(&config.deferred));
+    queries.extend(config.tick(&stats));
+    for query in queries {
+        config.send(handle, query, &stats);
+    }
+}
+
+/// `on_http_filter_config_http_callout_done` (main thread): a fleet query's answer, or its
+/// failure, for the core to read. An id not in flight (given up already) is ignored.
+pub fn on_callout_done(
+    config: &FilterConfig,
+    handle: &ConfigHandle<'_>,
+    callout_id: u64,
+    result: CalloutResult,
+    headers: &[(&[u8], &[u8])],
+    body_chunks: &[&[u8]],
+) {
+    let Some(InFlight { query, .. }) = locked(&config.in_flight).remove(&callout_id) else {
+        return;
+    };
+    let stats = ConfigStats {
+        handle,
+        counters: &config.counter_ids,
+        gauges: &config.gauge_ids,
+    };
+    let answer = match result {
+        CalloutResult::Success => read_answer(headers, body_chunks),
+        CalloutResult::Failed(_) => Err(result.to_string()),
+    };
+    let answer = match &answer {
+        Ok((status, body)) => Ok((*status, body.as_slice())),
+        Err(why) => Err(why.as_str()),
+    };
+    config.answer(&query, answer, &stats);
+}
+
+/// An HTTP answer's `:status` and whole body (its chunks joined), or why it cannot be read.
+fn read_answer(
+    headers: &[(&[u8], &[u8])],
+    body_chunks: &[&[u8]],
+) -> Result<(u64, Vec<u8>), String> {
+    let status = headers
+        .iter()
+        .find(|(name, _)| *name == b":status")
+        .and_then(|(_, value)| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok())
+        .ok_or_else(|| "an answer without a readable :status".to_owned())?;
+    let size = body_chunks
+        .iter()
+        .fold(0usize, |n, chunk| n.saturating_add(chunk.len()));
+    if size > FLEET_ANSWER_MAX_BYTES {
+        return Err(format!(
+            "an answer of {size} bytes (more than {FLEET_ANSWER_MAX_BYTES})"
+        ));
+    }
+    Ok((status, body_chunks.concat()))
 }
 
 /// `on_http_filter_request_headers`.

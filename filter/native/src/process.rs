@@ -1,6 +1,7 @@
-//! What the native build provides itself where proxy-wasm has host calls: the clocks and the
-//! proxy-wide shared state. A dynamic module runs in Envoy's own process, on every worker thread
-//! at once, so "proxy-wide" is simply "process-wide" here.
+//! What the native build provides itself where proxy-wasm has host calls: the clocks, and the
+//! shared data that the guards of one configuration merge every worker's counts into. A dynamic
+//! module runs in Envoy's own process, on every worker thread at once, so one configuration's
+//! state is proxy-wide by being one object that every worker reaches.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -60,11 +61,16 @@ fn test_skew_ns() -> u64 {
     0
 }
 
-/// proxy-wasm shared data, re-implemented for one process: one `Mutex<HashMap>` with the CAS
-/// rules of Envoy's Wasm shared data, which the core's guard aggregation relies on (see
-/// [`SharedStore`]): one token counter for the whole store starting at 1 (never 0); `cas == 0`
-/// overwrites; the key's current token writes; any other token is a mismatch; a missing key is
-/// created whatever `cas` is; keys are never deleted.
+/// proxy-wasm shared data, re-implemented in memory: one `Mutex<HashMap>` with the CAS rules of
+/// Envoy's Wasm shared data, which the core's guard aggregation relies on (see [`SharedStore`]):
+/// one token counter for the whole store starting at 1 (never 0); `cas == 0` overwrites; the
+/// key's current token writes; any other token is a mismatch; a missing key is created whatever
+/// `cas` is; keys are never deleted.
+///
+/// Each accepted configuration owns one (see `module::FilterConfig`) and drops it with itself:
+/// Wasm shared data is one table per VM id, shared by every configuration in it, so the core keys
+/// its records by configuration; here no key of one configuration can ever reach another's
+/// store, and a configuration's records do not outlive it.
 #[derive(Debug, Default)]
 pub struct SharedData {
     inner: Mutex<Entries>,
@@ -104,24 +110,6 @@ impl SharedStore for SharedData {
         entries.map.insert(key.to_owned(), (value.to_vec(), next));
         Ok(CasOutcome::Stored)
     }
-}
-
-/// The process's shared data (what a new configuration uses).
-pub fn shared_data() -> &'static SharedData {
-    #[cfg(test)]
-    if let Some(store) = TEST_STORE.with(std::cell::Cell::get) {
-        return store;
-    }
-    static PROCESS: OnceLock<SharedData> = OnceLock::new();
-    PROCESS.get_or_init(SharedData::default)
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Unit tests run in parallel threads of one process: each test's configurations get a
-    /// store of their own (set by `ffi::fake::setup`), so that their guard keys never meet.
-    pub static TEST_STORE: std::cell::Cell<Option<&'static SharedData>> =
-        const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{
-    AttributeId, ConfigSchedulerPtr, EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr,
-    FilterEnvoyPtr, HeaderType, LogLevelAbi, MetricsResult, ModuleBuffer, ModuleHttpHeader,
-    ATTRIBUTE_ID_SOURCE_ADDRESS, HEADER_TYPE_REQUEST_HEADER, HEADER_TYPE_RESPONSE_HEADER,
+    AttributeId, CalloutInitResult, ConfigSchedulerPtr, EnvoyBuffer, EnvoyHttpHeader,
+    FilterConfigEnvoyPtr, FilterEnvoyPtr, HeaderType, LogLevelAbi, MetricsResult, ModuleBuffer,
+    ModuleHttpHeader, ATTRIBUTE_ID_SOURCE_ADDRESS, HEADER_TYPE_REQUEST_HEADER,
+    HEADER_TYPE_RESPONSE_HEADER,
 };
-use crate::process::{SharedData, TEST_STORE};
 
 pub type Headers = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -54,6 +54,30 @@ pub struct FakeEnvoy {
     pub random_value: Option<u64>,
     /// Cluster specifier: `get_random_value` calls so far.
     pub random_calls: u64,
+    /// Every config-level callout the module asked for, in order (refused ones included).
+    pub callouts: Vec<FakeCallout>,
+    /// What `http_filter_config_http_callout` answers (0: Success).
+    pub callout_init_result: CalloutInitResult,
+}
+
+/// One config-level callout request, as Envoy would send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeCallout {
+    /// The id handed back (0 when refused).
+    pub id: u64,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+impl FakeCallout {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What a test sees of one scheduler: commits can come from the module's ticker thread, so
@@ -88,10 +112,8 @@ thread_local! {
     pub static FAKE: RefCell<FakeEnvoy> = RefCell::new(FakeEnvoy::default());
 }
 
-/// Resets the fake and runs `f` on it. Also gives the configurations this thread creates a
-/// shared-data store of their own, and resets the clock skew.
+/// Resets the fake and runs `f` on it. Also resets the clock skew.
 pub fn setup(f: impl FnOnce(&mut FakeEnvoy)) {
-    TEST_STORE.with(|s| s.set(Some(Box::leak(Box::default()) as &'static SharedData)));
     crate::process::SKEW_MS.with(|s| s.set(0));
     FAKE.with(|fake| {
         let mut fake = fake.borrow_mut();
@@ -559,4 +581,101 @@ extern "C" fn envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(
 ) {
     let name = String::from_utf8_lossy(&bytes(cluster_name)).into_owned();
     FAKE.with(|fake| fake.borrow_mut().specifier_clusters.push(name));
+}
+
+// ------------------------------------------------------------------------------------------
+// Config-level HTTP callouts: each request is recorded (`callouts`); a test delivers the answer
+// with [`deliver_callout`], through the module's exported hook, as Envoy's main loop would.
+// ------------------------------------------------------------------------------------------
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+    _filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    callout_id_out: *mut u64,
+    cluster_name: ModuleBuffer,
+    headers: *mut ModuleHttpHeader,
+    headers_size: usize,
+    body: ModuleBuffer,
+    timeout_milliseconds: u64,
+) -> CalloutInitResult {
+    let headers: Vec<(String, String)> = (0..headers_size)
+        .map(|i| {
+            // SAFETY: the module passes an array of `headers_size` headers, readable for the call.
+            let h = unsafe { *headers.add(i) };
+            let text = |ptr: *const std::ffi::c_char, length| {
+                String::from_utf8_lossy(&bytes(ModuleBuffer { ptr, length })).into_owned()
+            };
+            // As Envoy: names are lower-cased when copied into the request.
+            (
+                text(h.key_ptr, h.key_length).to_ascii_lowercase(),
+                text(h.value_ptr, h.value_length),
+            )
+        })
+        .collect();
+    let cluster = String::from_utf8_lossy(&bytes(cluster_name)).into_owned();
+    let body = bytes(body);
+    FAKE.with(|fake| {
+        let mut fake = fake.borrow_mut();
+        let result = fake.callout_init_result;
+        let id = if result == 0 {
+            // As Envoy: a per-configuration sequence, written only on success.
+            let id = fake.callouts.iter().filter(|c| c.id != 0).count() as u64 + 1;
+            // SAFETY: the module passes a valid out-pointer.
+            unsafe { *callout_id_out = id };
+            id
+        } else {
+            0
+        };
+        fake.callouts.push(FakeCallout {
+            id,
+            cluster,
+            headers,
+            body,
+            timeout_ms: timeout_milliseconds,
+        });
+        result
+    })
+}
+
+/// Delivers callout `id`'s outcome to configuration `config` through the exported done hook:
+/// `result` 0 (Success) with response headers and body chunks, or a failure (Envoy then passes
+/// null arrays).
+pub fn deliver_callout(
+    config: *const c_void,
+    id: u64,
+    result: u32,
+    headers: &[(&str, &str)],
+    body_chunks: &[&[u8]],
+) {
+    let mut headers: Vec<EnvoyHttpHeader> = headers
+        .iter()
+        .map(|(k, v)| EnvoyHttpHeader {
+            key_ptr: k.as_ptr().cast(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr().cast(),
+            value_length: v.len(),
+        })
+        .collect();
+    let mut chunks: Vec<EnvoyBuffer> = body_chunks
+        .iter()
+        .map(|c| EnvoyBuffer {
+            ptr: c.as_ptr().cast(),
+            length: c.len(),
+        })
+        .collect();
+    let (headers_ptr, chunks_ptr) = if result == 0 {
+        (headers.as_mut_ptr(), chunks.as_mut_ptr())
+    } else {
+        (std::ptr::null_mut(), std::ptr::null_mut())
+    };
+    super::envoy_dynamic_module_on_http_filter_config_http_callout_done(
+        envoy_ptr(),
+        config,
+        id,
+        result,
+        headers_ptr,
+        if result == 0 { headers.len() } else { 0 },
+        chunks_ptr,
+        if result == 0 { chunks.len() } else { 0 },
+    );
 }

@@ -22,6 +22,20 @@
 //! `mmorel-35` forks); the Envoy 1.40.0 binary exports every callback declared here and looks up
 //! every hook exported here (`readelf --dyn-syms`, `strings`).
 //!
+//! The config-level HTTP callout that fleet guards query Prometheus with
+//! (`http_filter_config_http_callout`, its answer in the optional hook
+//! `on_http_filter_config_http_callout_done`, the enums `http_callout_init_result` and
+//! `http_callout_result`) is declared as abi.h documents it in the newest development snapshot
+//! of it available here (header `v0.1.0`, the 1.40 cycle), with Envoy's side in
+//! `filter_config.cc`: the request needs `:method`, `:path` and `:authority`; the id is Envoy's,
+//! written only on success; a refused callout gets no answer; an answer comes on the main
+//! thread, later than the call, as Success with the response headers and body chunks, or as a
+//! failure with neither; the configuration's destructor cancels those in flight after
+//! `on_http_filter_config_destroy`, without an answer. The Envoy 1.40.0 binary exports the
+//! callback (`nm -D`) and names the hook, and its code reads the arguments as declared here:
+//! 32-byte header entries from the fifth, their count from the sixth, the body buffer and the
+//! 64-bit timeout from the stack.
+//!
 //! Rules of this module:
 //! * no Rust panic ever unwinds into Envoy: every hook runs under [`guard`], and its fallback is
 //!   a safe answer. The `.so` is built with the cargo profile `native` (`panic = "unwind"`, so
@@ -146,6 +160,15 @@ type FilterModulePtr = *const c_void;
 /// its main-thread dispatcher), created by `..._config_scheduler_new`, freed by `..._delete`.
 type ConfigSchedulerPtr = *mut c_void;
 
+/// `envoy_dynamic_module_type_http_callout_init_result`: Success = 0, MissingRequiredHeaders,
+/// ClusterNotFound, DuplicateCalloutId, CannotCreateRequest.
+type CalloutInitResult = u32;
+const CALLOUT_INIT_SUCCESS: CalloutInitResult = 0;
+/// `envoy_dynamic_module_type_http_callout_result`: Success = 0, Reset,
+/// ExceedResponseBufferLimit (Envoy's `AsyncClient::FailureReason` plus Success).
+type CalloutResultAbi = u32;
+const CALLOUT_RESULT_SUCCESS: CalloutResultAbi = 0;
+
 // ------------------------------------------------------------------------------------------
 // Callbacks implemented by Envoy (exported by the envoy binary; resolved when Envoy dlopens
 // the module).
@@ -265,6 +288,20 @@ extern "C" {
         attribute_id: AttributeId,
         result: *mut EnvoyBuffer,
     ) -> bool;
+
+    // A request through an Envoy cluster owned by the configuration, not by a stream: usable
+    // from the configuration's main-thread hooks. Envoy copies the headers (lower-casing the
+    // names) and the body before it returns; the answer (or the failure) arrives in
+    // `on_http_filter_config_http_callout_done` with the id written to `callout_id_out`.
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> CalloutInitResult;
 }
 
 fn module_buffer(bytes: &[u8]) -> ModuleBuffer {
@@ -290,6 +327,20 @@ unsafe fn envoy_bytes<'a>(ptr: *const c_char, length: usize) -> &'a [u8] {
         // SAFETY: non-null, and the caller guarantees `length` readable bytes that stay
         // unchanged for 'a.
         unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), length) }
+    }
+}
+
+/// Views an array of `length` values at `ptr` (empty for a null pointer or zero length).
+///
+/// # Safety
+/// Unless null or empty, `ptr..ptr+length` must be valid, initialised `T`s, unchanged for `'a`.
+unsafe fn envoy_slice<'a, T>(ptr: *const T, length: usize) -> &'a [T] {
+    if ptr.is_null() || length == 0 {
+        &[]
+    } else {
+        // SAFETY: non-null, and the caller guarantees `length` valid values that stay unchanged
+        // for 'a.
+        unsafe { std::slice::from_raw_parts(ptr, length) }
     }
 }
 
@@ -402,6 +453,101 @@ impl ConfigHandle<'_> {
             unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.raw) };
         // Not `then_some`: that would build (and drop, i.e. delete) a scheduler for null too.
         (!raw.is_null()).then(|| ConfigScheduler { raw })
+    }
+
+    /// Sends a request without a body to Envoy cluster `cluster` on behalf of the configuration
+    /// (main thread). `headers` must hold `:method`, `:path` and `:authority`. Returns the
+    /// callout id its answer will carry in `on_http_filter_config_http_callout_done`, or why
+    /// Envoy refused to send it (no answer will come then).
+    pub fn http_callout(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutRefused> {
+        let mut raw_headers: Vec<ModuleHttpHeader> = headers
+            .iter()
+            .map(|(name, value)| ModuleHttpHeader {
+                key_ptr: name.as_ptr().cast(),
+                key_length: name.len(),
+                value_ptr: value.as_ptr().cast(),
+                value_length: value.len(),
+            })
+            .collect();
+        let mut id: u64 = 0;
+        // SAFETY: the running hook's config pointer; the cluster name, the header array (its
+        // length passed with it) and the strings it points into are readable for the call, and
+        // Envoy copies them into its request before returning; no body (null, 0), which Envoy
+        // checks before reading; `id` is a valid out-pointer.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.raw,
+                &mut id,
+                module_buffer(cluster.as_bytes()),
+                raw_headers.as_mut_ptr(),
+                raw_headers.len(),
+                NULL_MODULE_BUFFER,
+                timeout_ms,
+            )
+        };
+        if result == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(CalloutRefused(result))
+        }
+    }
+}
+
+/// Why Envoy did not send a configuration's callout
+/// (`envoy_dynamic_module_type_http_callout_init_result`, never Success).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalloutRefused(pub u32);
+
+impl std::fmt::Display for CalloutRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            1 => f.write_str(
+                "Envoy refused its headers (:method, :path and :authority are required)",
+            ),
+            2 => f.write_str("Envoy has no cluster of that name"),
+            3 => f.write_str("Envoy reported a duplicate callout id"),
+            4 => f.write_str(
+                "Envoy could not create the request (e.g. no healthy host in the cluster)",
+            ),
+            n => write!(f, "Envoy refused it (callout init result {n})"),
+        }
+    }
+}
+
+/// How a configuration's callout ended (`envoy_dynamic_module_type_http_callout_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalloutResult {
+    /// An HTTP answer arrived (any status).
+    Success,
+    /// No answer: Envoy's failure reason, as its ABI number.
+    Failed(u32),
+}
+
+impl CalloutResult {
+    fn from_abi(result: CalloutResultAbi) -> Self {
+        if result == CALLOUT_RESULT_SUCCESS {
+            CalloutResult::Success
+        } else {
+            CalloutResult::Failed(result)
+        }
+    }
+}
+
+impl std::fmt::Display for CalloutResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CalloutResult::Success => f.write_str("answered"),
+            CalloutResult::Failed(1) => {
+                f.write_str("reset: unreachable, refused, reset or timed out")
+            }
+            CalloutResult::Failed(2) => f.write_str("the answer exceeds Envoy's buffer limit"),
+            CalloutResult::Failed(n) => write!(f, "failed (callout result {n})"),
+        }
     }
 }
 
@@ -807,6 +953,73 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
             log(
                 LogLevel::Error,
                 "subset-router: internal error in the once-a-second tick",
+            )
+        },
+    )
+}
+
+/// Main thread: the answer to a callout that [`ConfigHandle::http_callout`] sent (a fleet
+/// query), or its failure (then without headers or body). Envoy calls it only while the
+/// configuration lives: its destructor cancels the callouts still in flight after
+/// `on_http_filter_config_destroy`, without calling this.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // The ABI's signature.
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    filter_config_envoy_ptr: FilterConfigEnvoyPtr,
+    filter_config_ptr: FilterConfigModulePtr,
+    callout_id: u64,
+    result: CalloutResultAbi,
+    headers: *mut EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *mut EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    guard(
+        || {
+            let Some(config) = config_ref(filter_config_ptr) else {
+                return;
+            };
+            // SAFETY: Envoy keeps the header and body-chunk arrays, and the bytes they point
+            // at, valid until this hook returns (null with size 0 for a failure or an empty
+            // body); the slices live in this closure only, and the module copies what it keeps.
+            let (headers, chunks) = unsafe {
+                (
+                    envoy_slice(headers.cast_const(), headers_size),
+                    envoy_slice(body_chunks.cast_const(), body_chunks_size),
+                )
+            };
+            let headers: Vec<(&[u8], &[u8])> = headers
+                .iter()
+                // SAFETY: as above, each key and value is readable until the hook returns.
+                .map(|h| unsafe {
+                    (
+                        envoy_bytes(h.key_ptr, h.key_length),
+                        envoy_bytes(h.value_ptr, h.value_length),
+                    )
+                })
+                .collect();
+            let chunks: Vec<&[u8]> = chunks
+                .iter()
+                // SAFETY: as above.
+                .map(|c| unsafe { envoy_bytes(c.ptr, c.length) })
+                .collect();
+            let handle = ConfigHandle {
+                raw: filter_config_envoy_ptr,
+                _hook: PhantomData,
+            };
+            module::on_callout_done(
+                config,
+                &handle,
+                callout_id,
+                CalloutResult::from_abi(result),
+                &headers,
+                &chunks,
+            );
+        },
+        || {
+            log(
+                LogLevel::Error,
+                "subset-router: internal error while reading a fleet query's answer",
             )
         },
     )

@@ -406,9 +406,10 @@ fn gauges_are_defined_at_load_and_the_ramp_starts_at_its_current_share() {
         assert_eq!(names, subset_router_core::adapter::gauge_names(&router));
         assert_eq!(names, ["subset_router.rule.canary.ramp_ppm"]);
     });
-    // 30 s into 60 s from 10% to 50%: 30%, set by the config-level setter (no stream yet).
+    // 30 s into 60 s from 10% to 50%: 30%, set by the config-level setter (no stream yet). The
+    // share is that of the current whole second, up to a second (0.67%) behind the clock.
     let ppm = gauge("subset_router.rule.canary.ramp_ppm");
-    assert!((299_000..=302_000).contains(&ppm), "ramp_ppm {ppm}");
+    assert!((293_000..=301_000).contains(&ppm), "ramp_ppm {ppm}");
     assert!(inspect(|f| f.config_metric_calls) >= 1);
     assert_eq!(
         logs_with(
@@ -480,11 +481,11 @@ fn validate_mode_starts_no_ticker() {
 fn main_thread_ticks_move_the_ramp_and_its_share() {
     setup(|_| {});
     let config = load("subset_router", &ramp_config());
-    // +20 s: 30 + 40 * 20/60 = 43.3%.
+    // +20 s: 30 + 40 * 20/60 = 43.3% (of the whole second: up to 0.67% less).
     skew(20_000);
     tick(config);
     let ppm = gauge("subset_router.rule.canary.ramp_ppm");
-    assert!((432_000..=436_000).contains(&ppm), "ramp_ppm {ppm}");
+    assert!((426_000..=434_000).contains(&ppm), "ramp_ppm {ppm}");
     let (_, v2) = serve_many(config, 2000, all_ok);
     assert!((780..=960).contains(&v2), "v2 got {v2} of 2000 at 43%");
     assert_eq!(
@@ -689,7 +690,7 @@ fn a_new_configuration_resets_the_guard() {
     tick(first);
     assert_eq!(gauge("subset_router.guard.v2.open"), 1);
     config_destroy(first);
-    // Same process store, changed configuration (a new threshold): a fresh guard.
+    // A changed configuration (a new threshold) replaces it: a fresh guard, in a fresh store.
     let changed = GUARDED.replace("\"maxErrorPercent\": 20", "\"maxErrorPercent\": 30");
     let second = load("subset_router", &changed);
     tick(second);
@@ -698,4 +699,370 @@ fn a_new_configuration_resets_the_guard() {
     let (_, v2) = serve_many(second, 100, all_ok);
     assert!(v2 > 20, "v2 reachable again: {v2}");
     config_destroy(second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Isolation: each configuration owns its guard state.
+// ---------------------------------------------------------------------------------------------
+
+use subset_router_core::adapter::{counter_names, gauge_names};
+use subset_router_core::guard::Record;
+use subset_router_core::host::SharedStore;
+
+/// Counter `name` of one configuration: configurations define the same names, each with ids of
+/// its own.
+fn counter_of(config: *const c_void, name: &str) -> u64 {
+    let config = config_of(config);
+    let index = counter_names(config.filter().router())
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no counter {name}"));
+    let id = config.counter_ids[index];
+    inspect(|f| f.counters[id].1)
+}
+
+fn gauge_of(config: *const c_void, name: &str) -> u64 {
+    let config = config_of(config);
+    let index = gauge_names(config.filter().router())
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no gauge {name}"));
+    let id = config.gauge_ids[index];
+    inspect(|f| f.gauges[id].1)
+}
+
+/// The first guard's record, as stored in the configuration's own store.
+fn guard_record(config: *const c_void) -> Record {
+    let config = config_of(config);
+    let key = config.filter().aggregator().key(0).expect("joined a slot");
+    let (bytes, _) = config.store.get(&key).unwrap().expect("a guard record");
+    Record::decode(&bytes).expect("a readable record")
+}
+
+#[test]
+fn two_configurations_of_one_text_trip_each_on_its_own_traffic() {
+    // Two listeners with the same filter text: one Envoy, two configurations alive at once.
+    setup(|_| {});
+    let first = load("subset_router", GUARDED);
+    let second = load("subset_router", GUARDED);
+    let (_, first_v2) = serve_many(first, 100, v2_fails);
+    let (_, second_v2) = serve_many(second, 100, v2_fails);
+    tick(first);
+    tick(second);
+    let both = [(first, first_v2), (second, second_v2)];
+    for (config, v2) in both {
+        assert_eq!(counter_of(config, "subset_router.guard.v2.tripped"), 1);
+        assert_eq!(gauge_of(config, "subset_router.guard.v2.open"), 1);
+        // Each window holds its own traffic, never the other's.
+        assert_eq!(
+            counter_of(config, "subset_router.guard.v2.requests"),
+            v2 as u64
+        );
+    }
+    for (config, v2) in both {
+        let record = guard_record(config);
+        assert_eq!(
+            (record.totals.requests, record.totals.errors),
+            (v2 as u64, v2 as u64)
+        );
+    }
+    config_destroy(first);
+    config_destroy(second);
+}
+
+#[test]
+fn a_tripped_guard_diverts_only_its_own_configuration() {
+    setup(|_| {});
+    let failing = load("subset_router", GUARDED);
+    let same_text = load("subset_router", GUARDED);
+    let other_text = load(
+        "subset_router",
+        &GUARDED.replace("\"maxErrorPercent\": 20", "\"maxErrorPercent\": 30"),
+    );
+    serve_many(failing, 100, v2_fails);
+    for config in [failing, same_text, other_text] {
+        tick(config);
+    }
+    assert_eq!(gauge_of(failing, "subset_router.guard.v2.open"), 1);
+    assert_eq!(serve_many(failing, 100, all_ok).1, 0, "diverted");
+    for healthy in [same_text, other_text] {
+        assert_eq!(gauge_of(healthy, "subset_router.guard.v2.open"), 0);
+        let (_, v2) = serve_many(healthy, 100, all_ok);
+        assert!(
+            v2 > 20,
+            "v2 got {v2}: another configuration's trip leaked in"
+        );
+        tick(healthy);
+        assert_eq!(counter_of(healthy, "subset_router.guard.v2.tripped"), 0);
+        assert_eq!(counter_of(healthy, "subset_router.guard.v2.diverted"), 0);
+        assert_eq!(guard_record(healthy).totals.errors, 0);
+    }
+    for config in [failing, same_text, other_text] {
+        config_destroy(config);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet guards: rounds sent as config-level callouts from the main-thread tick, answers read in
+// the callout-done hook and evaluated by the next tick.
+// ---------------------------------------------------------------------------------------------
+
+use crate::ffi::fake::{deliver_callout, FakeCallout};
+use subset_router_core::fleet::{query, request_path};
+
+const FLEET: &str = r#"{
+  "rules": [
+    {"name": "canary", "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}]}}
+  ],
+  "default": {"subset": "v1"},
+  "guards": [{"subset": "v2", "maxErrorPercent": 5, "minRequests": 50, "windowSeconds": 30,
+              "cooldownSeconds": 60,
+              "fleet": {"cluster": "prometheus", "authority": "prometheus.monitoring:9090",
+                        "selector": "namespace=\"shop\",app=\"checkout\"",
+                        "intervalSeconds": 5, "timeoutMs": 2000}}]
+}"#;
+
+/// The fleet saw 40 errors in 100 requests to v2: a breach of 5%.
+const FLEET_BREACH: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"counter":"requests"},"value":[1,"100"]},{"metric":{"counter":"errors"},"value":[1,"40"]}]}}"#;
+
+const TRIPPED: &str = "subset_router.guard.v2.tripped";
+const TRIPPED_BY_FLEET: &str = "subset_router.guard.v2.tripped_by_fleet";
+const FLEET_FAILED: &str = "subset_router.guard.v2.fleet_query_failed";
+const OPEN: &str = "subset_router.guard.v2.open";
+
+fn callouts() -> Vec<FakeCallout> {
+    inspect(|f| f.callouts.clone())
+}
+
+/// Ticks a fresh fleet configuration until its first round goes out (the guard's record must
+/// span 2 s first: `increase()` needs two scrapes); returns that round's callout.
+fn first_fleet_round(config: *const c_void) -> FakeCallout {
+    tick(config);
+    assert!(
+        callouts().is_empty(),
+        "no round before the window spans 2 s"
+    );
+    skew(3_000);
+    tick(config);
+    let sent = callouts();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    sent[0].clone()
+}
+
+/// Lets the next round fall due (intervalSeconds 5) and ticks; returns its callout.
+fn next_fleet_round(config: *const c_void) -> FakeCallout {
+    let before = callouts().len();
+    skew(5_000);
+    tick(config);
+    let sent = callouts();
+    assert_eq!(sent.len(), before + 1, "{sent:?}");
+    sent[before].clone()
+}
+
+fn in_flight(config: *const c_void) -> usize {
+    config_of(config).in_flight.lock().unwrap().len()
+}
+
+#[test]
+fn a_fleet_round_is_one_callout_to_the_guards_cluster() {
+    setup(|_| {});
+    let config = load("subset_router", FLEET);
+    let call = first_fleet_round(config);
+    let spec = &config_of(config).filter().router().guards()[0];
+    let fleet = spec.fleet.as_ref().unwrap();
+    // The window reaches back to the guard's start, 3 s ago.
+    let path = request_path(fleet, &query(spec, fleet, None, 3));
+    assert!(path.starts_with("/api/v1/query?query=sum%20by%20%28counter%29"));
+    assert_eq!(call.cluster, "prometheus");
+    assert_eq!(call.header(":method"), Some("GET"));
+    assert_eq!(call.header(":path"), Some(path.as_str()));
+    assert_eq!(
+        call.header(":authority"),
+        Some("prometheus.monitoring:9090")
+    );
+    assert_eq!(call.timeout_ms, 2000);
+    assert!(call.body.is_empty());
+    assert_eq!(in_flight(config), 1);
+    // At most one round per interval, however often the tick runs.
+    skew(1_000);
+    tick(config);
+    tick(config);
+    assert_eq!(callouts().len(), 1);
+    config_destroy(config);
+}
+
+#[test]
+fn a_fleet_breach_trips_a_guard_whose_proxy_saw_no_traffic() {
+    setup(|_| {});
+    let config = load("subset_router", FLEET);
+    let call = first_fleet_round(config);
+    // The answer in two body chunks, as Envoy's buffer may hold it.
+    let (head, tail) = FLEET_BREACH.as_bytes().split_at(FLEET_BREACH.len() / 2);
+    deliver_callout(
+        config,
+        call.id,
+        0,
+        &[(":status", "200"), ("content-type", "application/json")],
+        &[head, tail],
+    );
+    assert_eq!(in_flight(config), 0);
+    // Read in the hook, decided by the next tick (which merges and evaluates in one swap).
+    assert_eq!(counter(TRIPPED), 0);
+    tick(config);
+    assert_eq!(counter(TRIPPED), 1);
+    assert_eq!(counter(TRIPPED_BY_FLEET), 1);
+    assert_eq!(gauge(OPEN), 1);
+    assert_eq!(counter(FLEET_FAILED), 0);
+    assert_eq!(
+        counter("subset_router.guard.v2.requests"),
+        0,
+        "no traffic here"
+    );
+    let warnings = logs_with(3, "v2");
+    assert!(
+        warnings.iter().any(|m| m.contains("40")),
+        "the trip is logged with the fleet's numbers: {warnings:?}"
+    );
+    // Open on this proxy too: its split sends nothing to v2.
+    assert_eq!(serve_many(config, 50, all_ok).1, 0);
+    // No round while the guard is open.
+    skew(5_000);
+    tick(config);
+    assert_eq!(callouts().len(), 1);
+    config_destroy(config);
+}
+
+#[test]
+fn unreadable_fleet_answers_count_as_failed_queries_and_trip_nothing() {
+    setup(|_| {});
+    let config = load("subset_router", FLEET);
+    let breach = FLEET_BREACH.as_bytes();
+    let oversized = vec![b' '; super::FLEET_ANSWER_MAX_BYTES + 1];
+    // (callout result, response headers, body chunks)
+    type Answer<'a> = (u32, &'a [(&'a str, &'a str)], &'a [&'a [u8]]);
+    let answers: [Answer; 5] = [
+        // Prometheus' own error status, whatever the body says.
+        (0, &[(":status", "503")], &[breach]),
+        // Not JSON.
+        (0, &[(":status", "200")], &[b"<html>bad gateway</html>"]),
+        // No status.
+        (0, &[("content-type", "application/json")], &[breach]),
+        // Bigger than any answer worth reading.
+        (0, &[(":status", "200")], &[breach, &oversized]),
+        // No answer at all: Envoy's Reset (unreachable, refused, timed out).
+        (1, &[], &[]),
+    ];
+    for (i, (result, headers, body)) in answers.into_iter().enumerate() {
+        let call = if i == 0 {
+            first_fleet_round(config)
+        } else {
+            next_fleet_round(config)
+        };
+        deliver_callout(config, call.id, result, headers, body);
+        tick(config);
+        assert_eq!(counter(FLEET_FAILED), i as u64 + 1, "answer {i}");
+        assert_eq!(counter(TRIPPED), 0, "answer {i}");
+        assert_eq!(gauge(OPEN), 0, "answer {i}");
+    }
+    assert_eq!(in_flight(config), 0);
+    // Warned the first time, then at most once a minute.
+    let warnings = logs_with(3, "fleet query to cluster prometheus failed");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("HTTP status 503"), "{warnings:?}");
+    config_destroy(config);
+}
+
+#[test]
+fn a_callout_envoy_refuses_counts_as_a_failed_query() {
+    // Envoy's ClusterNotFound: the guard names a cluster this Envoy does not have.
+    setup(|fake| fake.callout_init_result = 2);
+    let config = load("subset_router", FLEET);
+    let call = first_fleet_round(config);
+    assert_eq!(call.id, 0, "refused: no id");
+    assert_eq!(counter(FLEET_FAILED), 1);
+    assert_eq!(in_flight(config), 0);
+    let warnings = logs_with(3, "fleet query to cluster prometheus failed");
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].contains("Envoy has no cluster of that name"),
+        "{warnings:?}"
+    );
+    tick(config);
+    assert_eq!(counter(TRIPPED), 0);
+    config_destroy(config);
+}
+
+#[test]
+fn a_query_envoy_never_answers_is_given_up_once() {
+    setup(|_| {});
+    let config = load("subset_router", FLEET);
+    let call = first_fleet_round(config);
+    // Until its timeout and the grace after it, the query is waited for.
+    skew(2_000);
+    tick(config);
+    assert_eq!((in_flight(config), counter(FLEET_FAILED)), (1, 0));
+    skew(super::CALLOUT_GRACE_MS);
+    tick(config);
+    assert_eq!(counter(FLEET_FAILED), 1);
+    let waiting = config_of(config)
+        .in_flight
+        .lock()
+        .unwrap()
+        .contains_key(&call.id);
+    assert!(!waiting, "given up");
+    // (That tick's own round went out: the next interval had begun.)
+    assert_eq!((callouts().len(), in_flight(config)), (2, 1));
+    // A late answer to it is ignored: counted once, and no decision from it.
+    deliver_callout(
+        config,
+        call.id,
+        0,
+        &[(":status", "200")],
+        &[FLEET_BREACH.as_bytes()],
+    );
+    tick(config);
+    assert_eq!(counter(FLEET_FAILED), 1);
+    assert_eq!(counter(TRIPPED), 0);
+    config_destroy(config);
+}
+
+#[test]
+fn fleet_rounds_won_on_the_request_path_are_sent_from_the_main_thread() {
+    // A stalled ticker: requests tick (lazily), and may win a round, but never send it.
+    setup(|_| {});
+    let config = load("subset_router", FLEET);
+    tick(config);
+    skew(super::LAZY_STALLED_MS + 500);
+    serve(config, &[(":path", "/")], all_ok);
+    assert_eq!(inspect(|f| f.stream_gauge_sets), 1, "one lazy tick");
+    assert!(callouts().is_empty(), "a stream sent a fleet query");
+    // The main thread's next tick sends it.
+    tick(config);
+    let sent = callouts();
+    assert_eq!(sent.len(), 1);
+    let spec = &config_of(config).filter().router().guards()[0];
+    let fleet = spec.fleet.as_ref().unwrap();
+    let range_s = (super::LAZY_STALLED_MS + 500) / 1000;
+    assert_eq!(
+        sent[0].header(":path"),
+        Some(request_path(fleet, &query(spec, fleet, None, range_s)).as_str())
+    );
+    config_destroy(config);
+}
+
+#[test]
+fn without_a_main_thread_tick_fleet_rounds_are_never_sent_and_count_as_failed() {
+    setup(|fake| fake.no_scheduler = true);
+    let config = load("subset_router", FLEET);
+    assert_eq!(logs_with(3, "fleet guards send no queries").len(), 1);
+    // Lazy ticks at most once a second: the first joins, the next ones win a round per
+    // interval, and each round that cannot go out is replaced by the next one.
+    for _ in 0..4 {
+        skew(5_100);
+        serve(config, &[(":path", "/")], all_ok);
+    }
+    assert!(callouts().is_empty(), "a stream sent a fleet query");
+    assert_eq!(counter(FLEET_FAILED), 2, "3 rounds won, 1 still waiting");
+    assert_eq!(config_of(config).deferred.lock().unwrap().len(), 1);
+    config_destroy(config);
 }
