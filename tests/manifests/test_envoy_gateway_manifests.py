@@ -35,6 +35,7 @@ import sys
 import unittest
 
 import jsonschema
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cel_rules  # noqa: E402
@@ -83,6 +84,13 @@ ENVOYPROXY_SCHEMA = _obj({"spec": _obj({
             "container": _obj({"image": {"type": "string", "minLength": 1}, "volumeMounts": _VOLUME_MOUNTS}),
         })}),
     }, ("type",)),
+    # EnvoyProxy.spec.bootstrap (ProxyBootstrap): Replace, Merge (YAML merged into Envoy Gateway's
+    # bootstrap) or JSONPatch.
+    "bootstrap": dict(_obj({
+        "type": {"enum": ["Replace", "Merge", "JSONPatch"]},
+        "value": {"type": "string", "minLength": 1},
+        "jsonPatches": {"type": "array"},
+    })),
     "dynamicModules": {
         "type": "array", "maxItems": 16,
         "items": _obj({
@@ -313,9 +321,13 @@ class EnvoyGatewayManifests(unittest.TestCase):
                 if schema is not None:
                     cls = jsonschema.validators.validator_for(schema)
                     self.assertEqual([e.message for e in cls(schema).iter_errors(cfg)], [])
+        # The fleet variant adds guards; everything else is the same configuration.
+        def routing(cfg):
+            return {k: v for k, v in cfg.items() if k != "guards"}
         first = configs[0][1]
         for where, cfg in configs[1:]:
-            self.assertEqual(cfg, first, f"{where}: every variant carries the same filter configuration")
+            self.assertEqual(routing(cfg), routing(first),
+                             f"{where}: every variant carries the same filter configuration")
 
     def test_05_every_subset_is_routed_by_a_header_match(self):
         cfg = filters_of(self.main_policy())[0][1]
@@ -412,6 +424,29 @@ class EnvoyGatewayManifests(unittest.TestCase):
         same = copy.deepcopy(gws[0])
         same["spec"].pop("infrastructure")
         self.assertEqual(same, base_gw, "the variant's Gateway is gateway.yaml plus infrastructure.parametersRef")
+
+    def test_11_fleet_variant(self):
+        """Every fleet guard names a cluster the proxies have: one their EnvoyProxy's bootstrap adds."""
+        fleet = [(p, d) for p, d in self.policies()
+                 if any(g.get("fleet") for _, c in filters_of(d) for g in (c or {}).get("guards", []))]
+        self.assertEqual(len(fleet), 1, "one variant shows the fleet guard")
+        path, pol = fleet[0]
+        folder = os.path.dirname(path)
+        proxies = [d for p, d in self.manifests if d["kind"] == "EnvoyProxy" and os.path.dirname(p) == folder]
+        self.assertEqual(len(proxies), 1, f"{folder}: one EnvoyProxy adds the Prometheus cluster")
+        boot = proxies[0]["spec"].get("bootstrap") or {}
+        self.assertEqual(boot.get("type"), "Merge", "merge the cluster into Envoy Gateway's bootstrap")
+        clusters = {c["name"]: c for c in yaml.safe_load(boot["value"])["static_resources"]["clusters"]}
+        for _, config in filters_of(pol):
+            config = config or {}
+            self.assertTrue(config.get("name"), "a fleet guard's policy names its instance (the query selects it)")
+            for g in config.get("guards", []):
+                if g.get("fleet"):
+                    self.assertIn(g["fleet"]["cluster"], clusters,
+                                  "the fleet guard's cluster is not in the proxies' bootstrap")
+        gws = [d for p, d in self.manifests if d["kind"] == "Gateway" and os.path.dirname(p) == folder]
+        self.assertEqual(len(gws), 1)
+        self.assertEqual(gws[0]["spec"]["infrastructure"]["parametersRef"]["name"], proxies[0]["metadata"]["name"])
 
 
 if __name__ == "__main__":

@@ -284,7 +284,11 @@ class IstioManifests(unittest.TestCase):
             plain = json.load(f)
         plain_canary = [r for r in plain["rules"] if "split" in r["route"]][0]
         self.assertEqual(ramp, plain_canary["route"]["ramp"], "same ramp as examples/progressive")
-        self.assertEqual(config["guards"], plain["guards"], "same guards as examples/progressive")
+        # The mesh adds the fleet guard (the sidecars' totals from the mesh's Prometheus).
+        local = [{k: v for k, v in g.items() if k != "fleet"} for g in config["guards"]]
+        self.assertEqual(local, plain["guards"], "same guards as examples/progressive")
+        self.assertTrue(all(g.get("fleet") for g in config["guards"]), "the mesh variant guards the fleet")
+        self.assertTrue(config.get("name"), "a fleet guard's configuration names its instance")
 
 
 if __name__ == "__main__":
