@@ -541,8 +541,9 @@ fn sync(
             // Fleet totals about a window that began before the last close (or before this
             // configuration's start) are stale: they may hold the errors that opened it.
             let (counts, since_ms) = fleet?;
+            let span_s = now_ms.saturating_sub(since_ms) / 1000;
             (since_ms >= next.fresh_since_ms)
-                .then(|| next.evaluate_fleet(spec, &counts, now_ms))
+                .then(|| next.evaluate_fleet(spec, &counts, span_s, now_ms))
                 .flatten()
         });
         if !fresh && delta.is_zero() && transition.is_none() {

@@ -159,6 +159,8 @@ pub struct Trip {
     pub window: Counts,
     /// Tripped by the fleet's totals rather than this proxy's window.
     pub by_fleet: bool,
+    /// The seconds `window` covers: the guard's window, or the fleet query's range.
+    pub span_s: u64,
     /// How long it stays open; `None`: latched.
     pub open_ms: Option<u64>,
 }
@@ -240,7 +242,7 @@ impl Record {
             GuardState::Closed => {
                 let window = self.window_counts(now_s, spec.window_s);
                 let cause = breach(spec, &window)?;
-                Some(self.trip(spec, now_ms, cause, window, false))
+                Some(self.trip(spec, now_ms, cause, window, None))
             }
         }
     }
@@ -248,17 +250,19 @@ impl Record {
     /// Applies the fleet's totals (see [`crate::fleet`]) to a closed guard: a breach trips it
     /// exactly as a local one does, whatever this proxy's own window holds. Fleet evidence only
     /// adds trips: an open or latched guard is left as it is.
+    /// `span_s`: the seconds the fleet's totals cover.
     pub fn evaluate_fleet(
         &mut self,
         spec: &GuardSpec,
         fleet: &Counts,
+        span_s: u64,
         now_ms: u64,
     ) -> Option<Transition> {
         if self.is_open() {
             return None;
         }
         let cause = breach(spec, fleet)?;
-        Some(self.trip(spec, now_ms, cause, *fleet, true))
+        Some(self.trip(spec, now_ms, cause, *fleet, Some(span_s)))
     }
 
     fn trip(
@@ -267,7 +271,7 @@ impl Record {
         now_ms: u64,
         cause: Cause,
         window: Counts,
-        by_fleet: bool,
+        fleet_span_s: Option<u64>,
     ) -> Transition {
         self.trips = self.trips.saturating_add(1);
         self.window.clear();
@@ -285,7 +289,8 @@ impl Record {
             trip: self.trips,
             cause,
             window,
-            by_fleet,
+            by_fleet: fleet_span_s.is_some(),
+            span_s: fleet_span_s.unwrap_or(spec.window_s),
             open_ms,
         })
     }

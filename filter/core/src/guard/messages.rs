@@ -49,7 +49,7 @@ impl Trip {
                 w.slow,
                 w.requests,
                 slow.slow_ms,
-                spec.window_s,
+                self.span_s,
                 share(w.slow, w.requests),
                 percent(u64::from(slow.max_slow_ppm))
             ),
@@ -68,7 +68,7 @@ impl Trip {
                     "{}/{} requests failed in the last {}s ({} >= {}{baseline})",
                     w.errors,
                     w.requests,
-                    spec.window_s,
+                    self.span_s,
                     share(w.errors, w.requests),
                     percent(u64::from(spec.max_error_ppm))
                 )

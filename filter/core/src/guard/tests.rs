@@ -245,6 +245,7 @@ fn messages_name_the_subset_the_counts_the_share_and_the_time() {
             baseline_slow: 0,
         },
         by_fleet: false,
+        span_s: 30,
         open_ms: Some(90_000),
     };
     assert_eq!(
