@@ -309,7 +309,8 @@ pub fn compare_stats(
 /// The `subset_router` counters a plugin config declares, read from its JSON (not from the
 /// filter): `subset_router.rule.<rule>.subset.<subset>` for every subset of every rule's route
 /// and of the default route (`default`), weight 0 included, plus
-/// `subset_router.spoofed_header_removed` and `subset_router.sticky_key_missing`.
+/// `subset_router.spoofed_header_removed` and `subset_router.sticky_key_missing` — all under
+/// `subset_router.<name>.` instead when the config has a top-level `name`.
 pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
     let cfg: serde_json::Value =
         serde_json::from_str(plugin).map_err(|e| format!("plugin config: {e}"))?;
@@ -326,9 +327,14 @@ pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
             .ok_or("a rule without a name")?;
         routes.push((name, r.get("route")));
     }
+    // With a top-level `name`, every stat is `subset_router.<name>.…`.
+    let prefix = match cfg.get("name").and_then(|n| n.as_str()) {
+        Some(name) => format!("subset_router.{name}."),
+        None => "subset_router.".to_string(),
+    };
     let mut out: BTreeSet<String> = ["spoofed_header_removed", "sticky_key_missing"]
         .iter()
-        .map(|c| format!("subset_router.{c}"))
+        .map(|c| format!("{prefix}{c}"))
         .collect();
     for (rule, route) in routes {
         let route = route.ok_or_else(|| format!("rule {rule} has no route"))?;
@@ -339,7 +345,7 @@ pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
             .chain(split.into_iter().flatten().filter_map(|e| e.get("subset")));
         for subset in subsets {
             let subset = subset.as_str().ok_or("a subset that is not a string")?;
-            out.insert(format!("subset_router.rule.{rule}.subset.{subset}"));
+            out.insert(format!("{prefix}rule.{rule}.subset.{subset}"));
         }
     }
     Ok(out)

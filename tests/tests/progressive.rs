@@ -52,6 +52,10 @@ mod min_requests;
 mod latency;
 #[path = "progressive/sticky_guard.rs"]
 mod sticky_guard;
+#[path = "progressive/isolation.rs"]
+mod isolation;
+#[path = "progressive/cohort.rs"]
+mod cohort;
 use ramp::*;
 use guard_trips::*;
 use cooldown_latch::*;
@@ -59,6 +63,8 @@ use baseline::*;
 use min_requests::*;
 use latency::*;
 use sticky_guard::*;
+use isolation::*;
+use cohort::*;
 
 /// Envoy worker threads: two VMs (or module threads) must agree.
 const CONCURRENCY: u32 = 2;
@@ -107,13 +113,27 @@ impl Ctx<'_> {
         upstreams: Vec<UpstreamBehaviour>,
         ecds: bool,
     ) -> Result<Envoy, String> {
-        let t = Instant::now();
         let opts = LaunchOptions {
             ecds,
-            concurrency: Some(CONCURRENCY),
             upstreams,
             ..LaunchOptions::default()
         };
+        self.start_all(name, &[plugin], opts)
+    }
+
+    /// [`Ctx::start`] with launch options and one configuration per front listener: the
+    /// first on the front listener, the others on `front-2`, … (`--concurrency 2` unless the
+    /// options say otherwise). Checks every configuration's counters at 0.
+    fn start_all(
+        &mut self,
+        name: &str,
+        plugins: &[&str],
+        mut opts: LaunchOptions,
+    ) -> Result<Envoy, String> {
+        let t = Instant::now();
+        let (plugin, more) = plugins.split_first().ok_or("no configuration")?;
+        opts.concurrency.get_or_insert(CONCURRENCY);
+        opts.more_fronts = more.iter().map(|p| p.to_string()).collect();
         let e = Envoy::start_with(self.env, name, plugin, &opts)?;
         println!(
             "    envoy `{name}` ready in {:.2}s (front :{}, admin :{}, dir {})",
@@ -122,7 +142,7 @@ impl Ctx<'_> {
             e.ports.admin,
             e.dir.display()
         );
-        match self.at_start(&e, plugin) {
+        match self.at_start_all(&e, plugins) {
             Ok(seen) => println!("    at start: {seen}"),
             Err(err) => self.row(
                 &format!("{name}: stats before the first request"),
@@ -134,13 +154,23 @@ impl Ctx<'_> {
         Ok(e)
     }
 
-    fn at_start(&self, envoy: &Envoy, plugin: &str) -> Result<String, String> {
-        let mut declared = report::declared_counters(plugin)?;
-        let (guards, ramps) = progressive_of(plugin)?;
-        for g in &guards {
-            for c in ["tripped", "diverted", "undivertable"] {
-                declared.insert(format!("subset_router.guard.{g}.{c}"));
+    /// Every counter the configurations declare (one per listener) is in `/stats` at 0, every
+    /// guard's `open` gauge is 0 and every ramp's gauge is there.
+    fn at_start_all(&self, envoy: &Envoy, plugins: &[&str]) -> Result<String, String> {
+        let mut declared = BTreeSet::new();
+        let mut guards = Vec::new();
+        let mut ramps = Vec::new();
+        for plugin in plugins {
+            declared.extend(report::declared_counters(plugin)?);
+            let prefix = stat_prefix_of(plugin);
+            let (gs, rs) = progressive_of(plugin)?;
+            for g in gs {
+                for c in guard_counter_names(plugin, &g) {
+                    declared.insert(format!("{prefix}guard.{g}.{c}"));
+                }
+                guards.push(format!("{prefix}guard.{g}.open"));
             }
+            ramps.extend(rs.into_iter().map(|r| format!("{prefix}rule.{r}.ramp_ppm")));
         }
         let printed = envoy.raw_stats()?;
         let (counters, gauges): (BTreeMap<String, u64>, BTreeMap<String, u64>) = printed
@@ -151,15 +181,13 @@ impl Ctx<'_> {
             .iter()
             .map(|(k, v)| (split_namespace(k).1, *v))
             .collect();
-        for g in &guards {
-            let name = format!("subset_router.guard.{g}.open");
+        for name in &guards {
             match gauges.get(name.as_str()) {
                 Some(0) => {}
                 other => return Err(format!("gauge {name}: {other:?}, want 0")),
             }
         }
-        for r in &ramps {
-            let name = format!("subset_router.rule.{r}.ramp_ppm");
+        for name in &ramps {
             if !gauges.contains_key(name.as_str()) {
                 return Err(format!("gauge {name} missing"));
             }
@@ -175,11 +203,23 @@ impl Ctx<'_> {
     }
 
     /// The filter's counters (gauges aside) must equal `expected`; `host_call_failed` is 0.
-    fn final_counters(&mut self, envoy: &Envoy, label: &str, expected: &ExpectedStats) {
+    /// The guards' observation counters are checked against `observed`: each configuration
+    /// (plugin JSON) with the exchanges it decided ([`check_observed`]).
+    fn final_counters(
+        &mut self,
+        envoy: &Envoy,
+        label: &str,
+        expected: &ExpectedStats,
+        observed: &[(&str, &[Ev])],
+    ) {
+        check_observed(self, envoy, label, observed);
         let res = envoy.raw_stats().and_then(|p| {
             let counters: BTreeMap<String, u64> = p
                 .into_iter()
-                .filter(|(k, _)| !is_gauge(split_namespace(k).1))
+                .filter(|(k, _)| {
+                    let name = split_namespace(k).1;
+                    !is_gauge(name) && !is_observation(name)
+                })
                 .collect();
             compare_stats(&counters, &expected.0)
         });
@@ -199,7 +239,155 @@ impl Ctx<'_> {
 }
 
 fn is_gauge(name: &str) -> bool {
-    name.ends_with(".ramp_ppm") || (name.starts_with("subset_router.guard.") && name.ends_with(".open"))
+    name.ends_with(".ramp_ppm") || guard_stat_what(name) == Some("open")
+}
+
+/// The last segment of a guard stat, `subset_router[.<instance>].guard.<subset>.<what>`.
+fn guard_stat_what(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("subset_router.")?;
+    let rest = match rest.strip_prefix("guard.") {
+        Some(r) => r,
+        None => rest.split_once('.')?.1.strip_prefix("guard.")?,
+    };
+    Some(rest.rsplit_once('.')?.1)
+}
+
+/// What a guard observes (SPEC: exported so a fleet can be summed), and its fleet counters.
+const OBSERVATION: [&str; 8] = [
+    "requests",
+    "errors",
+    "slow",
+    "baseline_requests",
+    "baseline_errors",
+    "baseline_slow",
+    "tripped_by_fleet",
+    "fleet_query_failed",
+];
+
+fn is_observation(name: &str) -> bool {
+    guard_stat_what(name).is_some_and(|w| OBSERVATION.contains(&w))
+}
+
+/// The stat prefix of a configuration: `subset_router.` or `subset_router.<name>.`.
+fn stat_prefix_of(plugin: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(plugin)
+        .ok()
+        .and_then(|v| v.get("name")?.as_str().map(|n| format!("subset_router.{n}.")))
+        .unwrap_or_else(|| "subset_router.".into())
+}
+
+/// The guards' observation counters (`requests`, `errors`, `slow`, `baseline_*`) against the
+/// exchanges each configuration decided. A guard counts the split requests to its subset
+/// (and baseline) while it is closed, merged once a second: never more than the responses
+/// show (errors: 5xx; slow: answered no sooner than `slowMs`); exactly those when the guard
+/// never opened (polled up to 3 s for the last merge); at least `minRequests` per trip on
+/// local evidence. Configurations that share stat names (no `name`) are summed.
+fn check_observed(cx: &mut Ctx, envoy: &Envoy, label: &str, observed: &[(&str, &[Ev])]) {
+    // stat name -> (upper bound, guard subset's tripped stat, lower bound per local trip)
+    let mut bounds: BTreeMap<String, (u64, String, u64)> = BTreeMap::new();
+    for (plugin, evs) in observed {
+        let Ok(cfg) = serde_json::from_str::<serde_json::Value>(plugin) else {
+            continue;
+        };
+        let prefix = stat_prefix_of(plugin);
+        for g in cfg.get("guards").and_then(|g| g.as_array()).into_iter().flatten() {
+            let Some(subset) = g.get("subset").and_then(|s| s.as_str()) else {
+                continue;
+            };
+            let min = g.get("minRequests").and_then(|m| m.as_u64()).unwrap_or(20);
+            let slow_ms = g.get("slowMs").and_then(|m| m.as_u64());
+            let split_to = |s: &str| -> Vec<&Ev> {
+                evs.iter().filter(|e| e.kind == Kind::Split && e.served == s).collect()
+            };
+            let count = |evs: &[&Ev]| {
+                let errors = evs.iter().filter(|e| e.status >= 500).count() as u64;
+                let slow = slow_ms.map_or(0, |ms| {
+                    evs.iter().filter(|e| e.latency() * 1000.0 >= ms as f64).count() as u64
+                });
+                (evs.len() as u64, errors, slow)
+            };
+            let tripped = format!("{prefix}guard.{subset}.tripped");
+            // Configurations that share the stat (no `name`) add their responses up; each trip
+            // needs at least the smallest of their minRequests.
+            let mut add = |what: &str, hi: u64, per_trip: u64| {
+                let e = bounds
+                    .entry(format!("{prefix}guard.{subset}.{what}"))
+                    .or_insert((0, tripped.clone(), u64::MAX));
+                e.0 += hi;
+                e.2 = e.2.min(per_trip);
+            };
+            let (r, e, sl) = count(&split_to(subset));
+            add("requests", r, min);
+            add("errors", e, 0);
+            add("slow", sl, 0);
+            if let Some(b) = g.get("baseline").and_then(|b| b.as_str()) {
+                let (r, e, sl) = count(&split_to(b));
+                add("baseline_requests", r, 0);
+                add("baseline_errors", e, 0);
+                add("baseline_slow", sl, 0);
+            }
+        }
+    }
+    if bounds.is_empty() {
+        return;
+    }
+    let judge = |stats: &BTreeMap<String, u64>| -> (bool, Vec<String>) {
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (name, (hi, tripped, per_trip)) in &bounds {
+            let got = stats.get(name).copied();
+            let trips = stats.get(tripped).copied().unwrap_or(0);
+            let by_fleet = stats
+                .get(&tripped.replace(".tripped", ".tripped_by_fleet"))
+                .copied()
+                .unwrap_or(0);
+            let lo = if trips == 0 { *hi } else { per_trip * (trips - by_fleet) };
+            let pass = got.is_some_and(|g| (lo..=*hi).contains(&g));
+            ok &= pass;
+            let short = name.trim_start_matches("subset_router.");
+            out.push(if lo == *hi {
+                format!("{short} {} (= {hi})", got.map_or("-".into(), |g| g.to_string()))
+            } else {
+                format!("{short} {} in {lo}..{hi}", got.map_or("-".into(), |g| g.to_string()))
+            });
+        }
+        (ok, out)
+    };
+    let env = cx.env;
+    let mut last = (false, vec!["/stats unreadable".to_string()]);
+    let _ = wait_until(Duration::from_secs(3), Duration::from_millis(100), || {
+        let stats = filter_stats(env, envoy).ok()?;
+        last = judge(&stats);
+        last.0.then_some(())
+    });
+    cx.row(
+        &format!("{label} (observed)"),
+        "each guard's requests/errors/slow: what the split responses show, exactly while it \
+         never opened, else at most that and at least minRequests per local trip",
+        &last.1.join(", "),
+        last.0,
+    );
+}
+
+/// The counters of guard `subset` in `plugin` (SPEC: every one exists at 0 from the start):
+/// `tripped`, `diverted`, `undivertable`, what it observes (`requests`, `errors`, `slow`, and
+/// with a baseline `baseline_*`), and with `fleet` `tripped_by_fleet`, `fleet_query_failed`.
+fn guard_counter_names(plugin: &str, subset: &str) -> Vec<&'static str> {
+    let cfg: serde_json::Value = serde_json::from_str(plugin).unwrap_or_default();
+    let guard = cfg
+        .get("guards")
+        .and_then(|g| g.as_array())
+        .into_iter()
+        .flatten()
+        .find(|g| g.get("subset").and_then(|s| s.as_str()) == Some(subset));
+    let mut out = vec!["tripped", "diverted", "undivertable", "requests", "errors", "slow"];
+    if guard.is_some_and(|g| g.get("baseline").is_some()) {
+        out.extend(["baseline_requests", "baseline_errors", "baseline_slow"]);
+    }
+    if guard.is_some_and(|g| g.get("fleet").is_some()) {
+        out.extend(["tripped_by_fleet", "fleet_query_failed"]);
+    }
+    out
 }
 
 /// The guarded subsets and the rules with a ramp, read from the plugin JSON.
@@ -260,9 +448,20 @@ impl std::fmt::Display for GuardStats {
 }
 
 fn guard_stats(env: &Env, envoy: &Envoy, subset: &str) -> Result<GuardStats, String> {
+    guard_stats_of(env, envoy, "subset_router.", subset)
+}
+
+/// [`guard_stats`] of the configuration whose stats start with `prefix` (`subset_router.` or
+/// `subset_router.<name>.`).
+fn guard_stats_of(
+    env: &Env,
+    envoy: &Envoy,
+    prefix: &str,
+    subset: &str,
+) -> Result<GuardStats, String> {
     let s = filter_stats(env, envoy)?;
     let get = |what: &str| {
-        let k = format!("subset_router.guard.{subset}.{what}");
+        let k = format!("{prefix}guard.{subset}.{what}");
         s.get(&k).copied().ok_or_else(|| {
             format!(
                 "{}{k} not in /stats (namespace {})",
@@ -365,7 +564,17 @@ fn balanced_clients(
     envoy: &Envoy,
     per_worker: usize,
 ) -> Result<(Conns, Vec<Ev>), String> {
-    let prefix = format!("listener.0.0.0.0_{}.worker_", envoy.ports.front);
+    balanced_clients_on(envoy, 0, per_worker)
+}
+
+/// [`balanced_clients`] to the `listener`-th front listener ([`Envoy::front_n`]).
+fn balanced_clients_on(
+    envoy: &Envoy,
+    listener: usize,
+    per_worker: usize,
+) -> Result<(Conns, Vec<Ev>), String> {
+    let addr = envoy.front_n(listener);
+    let prefix = format!("listener.0.0.0.0_{}.worker_", addr.port());
     let per_worker_cx = || -> Result<Vec<u64>, String> {
         let m = envoy.stats("downstream_cx_total")?;
         let mut v = vec![0u64; CONCURRENCY as usize];
@@ -391,7 +600,7 @@ fn balanced_clients(
         if by_worker.iter().all(|c| c.len() >= per_worker) {
             break;
         }
-        let mut c = envoy.client();
+        let mut c = Client::new(addr);
         let ev = exchange(&mut c, 0, t0, &Req::debug());
         if let Some(e) = &ev.err {
             return Err(format!("opening a connection: {e}"));
@@ -487,6 +696,8 @@ struct Ev {
     status: u16,
     /// `x-served-by`: the subset whose upstream answered ("" if none did).
     served: String,
+    /// `x-served-cluster`: the cluster of that upstream (`v2`, `a-v2`, …).
+    cluster: String,
     /// A transport error or a broken invariant.
     err: Option<String>,
 }
@@ -498,7 +709,8 @@ impl Ev {
 }
 
 /// Sends `req` on `client` and records what came back. Invariants: an upstream answered
-/// (`x-served-by`), the body is its subset, it saw `x-upstream-cluster` = its own cluster.
+/// (`x-served-by`), the body is its subset, it saw `x-upstream-cluster` = its own cluster
+/// (`x-served-cluster`: the subset, or the template's cluster such as `a-v2`).
 fn exchange(client: &mut Client, worker: usize, t0: Instant, req: &Req) -> Ev {
     let hs: Vec<(&str, &str)> = req
         .headers
@@ -519,12 +731,14 @@ fn exchange(client: &mut Client, worker: usize, t0: Instant, req: &Req) -> Ev {
         sent_unix_ms,
         status: 0,
         served: String::new(),
+        cluster: String::new(),
         err: None,
     };
     match res {
         Ok(r) => {
             ev.status = r.status;
             ev.served = r.header("x-served-by").unwrap_or("").to_string();
+            ev.cluster = r.header("x-served-cluster").unwrap_or("").to_string();
             let echo = r.header("x-echo-cluster-header").unwrap_or("");
             if ev.served.is_empty() {
                 ev.err = Some(format!(
@@ -533,7 +747,10 @@ fn exchange(client: &mut Client, worker: usize, t0: Instant, req: &Req) -> Ev {
                     r.header("x-front-flags"),
                     r.body_str()
                 ));
-            } else if r.body_str().trim_end_matches('\n') != ev.served || echo != ev.served {
+            } else if r.body_str().trim_end_matches('\n') != ev.served
+                || echo != ev.cluster
+                || !ev.cluster.ends_with(ev.served.as_str())
+            {
                 ev.err = Some(format!(
                     "served by {} but body {:?}, upstream saw x-upstream-cluster {echo:?}",
                     ev.served,
@@ -681,6 +898,9 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("guard_min_requests", guard_min_requests),
     ("guard_latency", guard_latency),
     ("sticky_guard", sticky_guard),
+    ("isolation", isolation),
+    ("isolation_named", isolation_named),
+    ("cohort", cohort),
 ];
 
 fn main() {

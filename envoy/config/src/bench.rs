@@ -104,7 +104,7 @@ pub fn render_front(front: &Front) -> String {
     );
     admin(&mut out, &front.admin);
     out.push_str("static_resources:\n  listeners:\n");
-    front_listener_start(&mut out, &front.listen, false);
+    front_listener_start(&mut out, "front", &front.listen, false);
     match &front.shape {
         Shape::NativeRouting => {
             let (header, value) = DEBUG_HEADER;

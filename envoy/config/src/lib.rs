@@ -174,6 +174,30 @@ pub struct Spec {
     /// `Some(header)`: each upstream answers 503 to a request whose `header` names its subset
     /// (`x-fail: v2`), so a person can make one version fail and watch a guard trip.
     pub fail_header: Option<String>,
+    /// More front listeners in the same Envoy, each with the filter and its own plugin
+    /// configuration (always inline), and the same routes as the front listener: two services
+    /// (or two teams' configurations) behind one proxy. Not with the cluster-specifier form.
+    pub more_fronts: Vec<Front>,
+    /// Clusters outside this Envoy, e.g. `prometheus` for a guard's `fleet` queries: a
+    /// `STATIC` cluster of one endpoint each.
+    pub external_clusters: Vec<ExternalCluster>,
+}
+
+/// One more front listener ([`Spec::more_fronts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Front {
+    /// The listener's name (and its connection manager's `stat_prefix`).
+    pub name: String,
+    pub address: Addr,
+    /// Its filter's plugin configuration (JSON text), as given.
+    pub plugin_json: String,
+}
+
+/// A cluster outside this Envoy ([`Spec::external_clusters`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalCluster {
+    pub name: String,
+    pub address: Addr,
 }
 
 /// The name of the final (`cluster_header` or fallback) route in [`Spec::filter_routes`].
@@ -202,13 +226,38 @@ pub fn render(spec: &Spec) -> String {
         stats_tags(&mut out, &spec.build);
     }
     out.push_str("static_resources:\n  listeners:\n");
-    front_listener(&mut out, spec);
+    front_listener(
+        &mut out,
+        spec,
+        "front",
+        &spec.front,
+        &spec.plugin_json,
+        &spec.delivery,
+    );
+    for front in &spec.more_fronts {
+        front_listener(
+            &mut out,
+            spec,
+            &front.name,
+            &front.address,
+            &front.plugin_json,
+            &Delivery::Inline,
+        );
+    }
     for upstream in &spec.upstreams {
         upstream_listener(&mut out, spec, upstream);
     }
     out.push_str("  clusters:\n");
     for upstream in &spec.upstreams {
         static_cluster(&mut out, &upstream.cluster, "127.0.0.1", upstream.port);
+    }
+    for cluster in &spec.external_clusters {
+        static_cluster(
+            &mut out,
+            &cluster.name,
+            &q(&cluster.address.host),
+            cluster.address.port,
+        );
     }
     out
 }
@@ -279,8 +328,16 @@ fn router_filter(out: &mut String, indent: &str) {
     );
 }
 
-fn front_listener(out: &mut String, spec: &Spec) {
-    front_listener_start(out, &spec.front, spec.hardened);
+/// A front listener `name` on `address` whose filter has `plugin_json`, delivered as `delivery`.
+fn front_listener(
+    out: &mut String,
+    spec: &Spec,
+    name: &str,
+    address: &Addr,
+    plugin_json: &str,
+    delivery: &Delivery,
+) {
+    front_listener_start(out, name, address, spec.hardened);
     // In the cluster-specifier form nothing writes the subset header: a route on it could only
     // be chosen by the client's own header, so there is none.
     let header_routes = spec.header_routes.as_ref().filter(|_| !spec.specifier_form());
@@ -291,7 +348,7 @@ fn front_listener(out: &mut String, spec: &Spec) {
         }
     }
     if spec.specifier_form() {
-        specifier_route(out, &spec.plugin_json);
+        specifier_route(out, plugin_json);
     } else if let Some(header) = &spec.cluster_header {
         cluster_header_route(out, header);
         enable_on_route(out, spec, FINAL_ROUTE);
@@ -303,7 +360,7 @@ fn front_listener(out: &mut String, spec: &Spec) {
         out.push_str("              response_headers_to_add:\n              - header: { key: x-front-flags, value: \"%RESPONSE_FLAGS%\" }\n");
     }
     out.push_str("          http_filters:\n");
-    match &spec.delivery {
+    match delivery {
         // The route carries the module: the router is the only HTTP filter.
         _ if spec.specifier_form() => {}
         Delivery::Inline => {
@@ -312,7 +369,7 @@ fn front_listener(out: &mut String, spec: &Spec) {
                 out.push_str("            disabled: true\n");
             }
             out.push_str("            typed_config:\n");
-            filter_typed_config(out, 14, &spec.build, &spec.plugin_json);
+            filter_typed_config(out, 14, &spec.build, plugin_json);
         }
         Delivery::Ecds { dir } => {
             let _ = writeln!(
@@ -329,18 +386,21 @@ fn front_listener(out: &mut String, spec: &Spec) {
     router_filter(out, "          ");
 }
 
-/// The front listener up to its routes: the listener `front` on `address`, its connection
-/// manager, the route config `front` with the one virtual host `app`, `routes:`.
-fn front_listener_start(out: &mut String, address: &Addr, hardened: bool) {
+/// A front listener up to its routes: the listener `name` on `address`, its connection
+/// manager, the route config `name` with the one virtual host `app`, `routes:`.
+fn front_listener_start(out: &mut String, name: &str, address: &Addr, hardened: bool) {
     let _ = writeln!(
         out,
-        "  - name: front\n    address: {{ socket_address: {{ address: {}, port_value: {} }} }}\n    \
+        "  - name: {name}\n    address: {{ socket_address: {{ address: {}, port_value: {} }} }}\n    \
          filter_chains:\n    - filters:",
         q(&address.host),
         address.port
     );
-    connection_manager(out, "      ", "front", hardened);
-    out.push_str("          route_config:\n            name: front\n            virtual_hosts:\n            - name: app\n              domains: [\"*\"]\n              routes:\n");
+    connection_manager(out, "      ", name, hardened);
+    let _ = writeln!(
+        out,
+        "          route_config:\n            name: {name}\n            virtual_hosts:\n            - name: app\n              domains: [\"*\"]\n              routes:"
+    );
 }
 
 /// A front route: requests whose `header` is exactly `value` go to `cluster`.
@@ -549,6 +609,15 @@ fn delay_filter(out: &mut String, indent: &str, ms: u64) {
 /// `…guard.<what>{subset}`. Envoy matches every regex against the full stat name, removes its
 /// first capture group from the name and takes the second as the tag value.
 ///
+/// A configuration with a top-level `name` prefixes every stat with it
+/// (`…subset_router.<name>.rule.<rule>.subset.<subset>`, `…subset_router.<name>.guard.<subset>.<what>`,
+/// `…subset_router.<name>.spoofed_header_removed`, …): the `instance` tag takes that segment out,
+/// so named and unnamed configurations print the same families, the named ones with an
+/// `instance` label (which a Prometheus scrape stores as `exported_instance`, its own
+/// `instance` being the target). An unnamed stat's second segment is always `rule`, `guard` or
+/// a one-segment counter name, so a name is any `[a-z0-9_-]{1,64}` segment other than `rule` and
+/// `guard` ([`INSTANCE_NAME`]) that more segments follow.
+///
 /// Rule names are one stat segment (`[A-Za-z0-9_-]`), but subset names may hold dots
 /// (`v2.1-rc.1`): the subset is everything after `.subset.` to the end, and everything between
 /// `.guard.` and the last segment (the counter or gauge name), never just up to the next dot.
@@ -558,28 +627,95 @@ fn delay_filter(out: &mut String, indent: &str, ms: u64) {
 /// filter configurations): one family for alerts, whatever the resource is called (Istio names
 /// a WasmPlugin's `<namespace>.<name>`, dots included).
 fn stats_tags(out: &mut String, build: &Build) {
-    let prefix = regex_escape(build.stat_prefix());
     out.push_str("stats_config:\n  stats_tags:\n");
-    for (tag, regex) in [
+    for (tag, regex) in stats_tag_regexes(build) {
+        let _ = writeln!(out, "  - tag_name: {tag}\n    regex: {}", q(&regex));
+    }
+}
+
+/// The `(tag_name, regex)` pairs of [`stats_tags`], in order.
+pub fn stats_tag_regexes(build: &Build) -> Vec<(&'static str, String)> {
+    let prefix = regex_escape(build.stat_prefix());
+    let name = instance_name_regex();
+    vec![
+        (
+            "instance",
+            format!(
+                r"^{prefix}subset_router\.(({name})\.)(?:rule\.|guard\.|spoofed_header_removed$|sticky_key_missing$|host_call_failed$)"
+            ),
+        ),
         (
             "rule",
-            format!(r"^{prefix}subset_router\.rule\.(([^.]+)\.)"),
+            format!(r"^{prefix}subset_router\.(?:{name}\.)?rule\.(([^.]+)\.)"),
         ),
         (
             "subset",
-            format!(r"^{prefix}subset_router\.rule\.[^.]+\.subset(\.(.+))$"),
+            format!(r"^{prefix}subset_router\.(?:{name}\.)?rule\.[^.]+\.subset(\.(.+))$"),
         ),
         (
             "subset",
-            format!(r"^{prefix}subset_router\.guard\.((.+)\.)[^.]+$"),
+            format!(r"^{prefix}subset_router\.(?:{name}\.)?guard\.((.+)\.)[^.]+$"),
         ),
         (
             "ecds_name",
             r"^extension_config_discovery\.http_filter\.((.+)\.)[^.]+$".to_string(),
         ),
-    ] {
-        let _ = writeln!(out, "  - tag_name: {tag}\n    regex: {}", q(&regex));
+    ]
+}
+
+/// The characters of a configuration's `name` (SPEC: `[a-z0-9_-]{1,64}`).
+const NAME_CHARS: &str = "a-z0-9_-";
+/// Second segments of unnamed stats that more segments follow: never an instance name.
+const NOT_INSTANCE_NAMES: [&str; 2] = ["rule", "guard"];
+
+/// A regex (no lookaround: Envoy's ECMAScript `std::regex` and the tests' `regex` crate both
+/// read it) matching exactly the instance names `[a-z0-9_-]{1,64}` other than
+/// [`NOT_INSTANCE_NAMES`]: every length without an excluded word as is, and for the length of
+/// each excluded word the strings that differ from it at some first position.
+fn instance_name_regex() -> String {
+    let class = |except: Option<char>| match except {
+        None => format!("[{NAME_CHARS}]"),
+        // `[a-z]` minus one lowercase letter: two ranges around it.
+        Some(c) => {
+            let (before, after) = ((c as u8 - 1) as char, (c as u8 + 1) as char);
+            let low = match c {
+                'a' => String::new(),
+                'b' => "a".to_string(),
+                _ => format!("a-{before}"),
+            };
+            let high = match c {
+                'z' => String::new(),
+                'y' => "z".to_string(),
+                _ => format!("{after}-z"),
+            };
+            format!("[{low}{high}0-9_-]")
+        }
+    };
+    let mut alternatives = Vec::new();
+    let mut free_from = 1;
+    for n in 1..=subset_router_core::compile::MAX_INSTANCE_NAME_LEN {
+        // One excluded word per length (two of one length would need a trie; a unit test
+        // checks the regex against every name).
+        let Some(word) = NOT_INSTANCE_NAMES.iter().find(|w| w.len() == n).copied() else {
+            continue;
+        };
+        if free_from < n {
+            alternatives.push(format!("[{NAME_CHARS}]{{{free_from},{}}}", n - 1));
+        }
+        for (i, c) in word.char_indices() {
+            let rest = n - i - 1;
+            let mut alt = format!("{}{}", &word[..i], class(Some(c)));
+            match rest {
+                0 => {}
+                1 => alt.push_str(&class(None)),
+                _ => alt.push_str(&format!("{}{{{rest}}}", class(None))),
+            }
+            alternatives.push(alt);
+        }
+        free_from = n + 1;
     }
+    alternatives.push(format!("[{NAME_CHARS}]{{{free_from},{}}}", subset_router_core::compile::MAX_INSTANCE_NAME_LEN));
+    format!("(?:{})", alternatives.join("|"))
 }
 
 fn regex_escape(s: &str) -> String {

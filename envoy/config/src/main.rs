@@ -308,6 +308,8 @@ fn plugin_spec(
         filter_routes: None,
         // Guards need the HTTP filter: nothing to try with a failing upstream.
         fail_header: (!specifier).then(|| "x-fail".into()),
+        more_fronts: Vec::new(),
+        external_clusters: Vec::new(),
     };
     routes.apply(&mut spec, upstream_port);
     Ok(spec)

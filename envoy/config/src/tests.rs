@@ -23,6 +23,8 @@ fn spec(build: Build, delivery: Delivery) -> Spec {
         stats_tags: false,
         filter_routes: None,
         fail_header: None,
+        more_fronts: Vec::new(),
+        external_clusters: Vec::new(),
     };
     PluginRoutes::from_json(PLUGIN)
         .unwrap()
@@ -329,6 +331,261 @@ fn stats_tags_label_every_subset_router_stat_of_either_build_dotted_subsets_incl
     }
     // Off unless asked for.
     assert!(!render(&spec(Build::Native, Delivery::Inline)).contains("stats_config"));
+}
+
+/// Every stat of every name a configuration can have, with and without a top-level `name`:
+/// the named ones print the unnamed ones' families plus an `instance` tag, so one Prometheus
+/// family holds every configuration of a fleet.
+#[test]
+fn stats_tags_give_named_configurations_the_unnamed_families_plus_an_instance_tag() {
+    for build in [
+        Build::Wasm {
+            file: "/f.wasm".into(),
+        },
+        Build::Native,
+    ] {
+        let mut s = spec(build.clone(), Delivery::Inline);
+        s.stats_tags = true;
+        let yaml = render(&s);
+        let p = build.stat_prefix();
+        let t = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let guard_stats = [
+            "tripped",
+            "diverted",
+            "undivertable",
+            "open",
+            "requests",
+            "errors",
+            "slow",
+            "baseline_requests",
+            "baseline_errors",
+            "baseline_slow",
+            "tripped_by_fleet",
+            "fleet_query_failed",
+        ];
+        // (stat after the configuration's prefix, name after extraction, tags but instance)
+        let mut cases = vec![
+            (
+                "rule.canary.subset.v2".to_string(),
+                "rule.subset".to_string(),
+                vec![t("rule", "canary"), t("subset", "v2")],
+            ),
+            (
+                "rule.canary.subset.v2.1-rc.3".into(),
+                "rule.subset".into(),
+                vec![t("rule", "canary"), t("subset", "v2.1-rc.3")],
+            ),
+            (
+                "rule.guard.subset.open".into(),
+                "rule.subset".into(),
+                vec![t("rule", "guard"), t("subset", "open")],
+            ),
+            (
+                "rule.rule.subset.guard.v2".into(),
+                "rule.subset".into(),
+                vec![t("rule", "rule"), t("subset", "guard.v2")],
+            ),
+            (
+                "rule.canary.ramp_ppm".into(),
+                "rule.ramp_ppm".into(),
+                vec![t("rule", "canary")],
+            ),
+            (
+                "spoofed_header_removed".into(),
+                "spoofed_header_removed".into(),
+                vec![],
+            ),
+            ("sticky_key_missing".into(), "sticky_key_missing".into(), vec![]),
+            ("host_call_failed".into(), "host_call_failed".into(), vec![]),
+        ];
+        for what in guard_stats {
+            for subset in ["v2", "v2.1-rc.3", "rule.x"] {
+                cases.push((
+                    format!("guard.{subset}.{what}"),
+                    format!("guard.{what}"),
+                    vec![t("subset", subset)],
+                ));
+            }
+        }
+        for (stat, name, tags) in &cases {
+            let want_name = format!("{p}subset_router.{name}");
+            // Unnamed: today's names, no instance tag.
+            let unnamed = format!("{p}subset_router.{stat}");
+            let mut want = tags.clone();
+            want.sort();
+            assert_eq!(
+                extract_tags(&yaml, &unnamed),
+                (want_name.clone(), want),
+                "{unnamed} ({})",
+                build.name()
+            );
+            // Named: the same family and tags, plus instance. Names that look like a stat's
+            // own segments included (every character class, the longest name).
+            for instance in [
+                "checkout",
+                "a",
+                "ab",
+                "rul",
+                "rules",
+                "ruler",
+                "guar",
+                "guards",
+                "subset",
+                "spoofed_header_removed",
+                "host_call_failed",
+                "ramp_ppm",
+                "open",
+                "default",
+                "0-9_z",
+                &"x".repeat(64),
+            ] {
+                let named = format!("{p}subset_router.{instance}.{stat}");
+                let mut want = tags.clone();
+                want.push(t("instance", instance));
+                want.sort();
+                assert_eq!(
+                    extract_tags(&yaml, &named),
+                    (want_name.clone(), want),
+                    "{named} ({})",
+                    build.name()
+                );
+            }
+        }
+        // The ramp gauge, whose name ends like a decision would: `rule.<rule>.ramp_ppm`.
+        assert_eq!(
+            extract_tags(&yaml, &format!("{p}subset_router.shop.rule.ramp_ppm.subset.v1")),
+            (
+                format!("{p}subset_router.rule.subset"),
+                vec![t("instance", "shop"), t("rule", "ramp_ppm"), t("subset", "v1")]
+            )
+        );
+        // Names are at most 64 characters: a 65-character second segment is no instance.
+        let long = format!("{p}subset_router.{}.host_call_failed", "x".repeat(65));
+        assert_eq!(extract_tags(&yaml, &long), (long.clone(), vec![]));
+    }
+}
+
+/// The instance-name regex is exactly `[a-z0-9_-]{1,64}` minus `rule` and `guard`: checked
+/// against every name of up to 3 characters over a sample alphabet, every one-letter change
+/// of the excluded words, and lengths around them.
+#[test]
+fn the_instance_name_regex_accepts_every_name_but_rule_and_guard() {
+    let re = regex::Regex::new(&format!("^{}$", instance_name_regex())).unwrap();
+    let alphabet: Vec<char> = "abdeglruz09_-".chars().collect();
+    let mut names: Vec<String> = Vec::new();
+    for len in 1..=3 {
+        let mut idx = vec![0usize; len];
+        loop {
+            names.push(idx.iter().map(|&i| alphabet[i]).collect());
+            let mut k = len;
+            while k > 0 {
+                k -= 1;
+                idx[k] += 1;
+                if idx[k] < alphabet.len() {
+                    break;
+                }
+                idx[k] = 0;
+            }
+            if idx.iter().all(|&i| i == 0) {
+                break;
+            }
+        }
+    }
+    for word in ["rule", "guard"] {
+        for i in 0..word.len() {
+            for c in "abcdefghijklmnopqrstuvwxyz0123456789_-".chars() {
+                let mut w: Vec<char> = word.chars().collect();
+                w[i] = c;
+                names.push(w.into_iter().collect());
+            }
+        }
+        names.push(format!("{word}s"));
+        names.push(word[1..].to_string());
+    }
+    for len in [4, 5, 6, 63, 64, 65] {
+        names.push("q".repeat(len));
+    }
+    for name in &names {
+        let valid = name.len() <= 64 && name != "rule" && name != "guard";
+        assert_eq!(re.is_match(name), valid, "{name:?}");
+    }
+    for not_a_name in ["", "Rule", "a.b", "a b", "é"] {
+        assert!(!re.is_match(not_a_name), "{not_a_name:?}");
+    }
+}
+
+#[test]
+fn more_fronts_each_run_the_filter_with_their_own_configuration() {
+    for build in [
+        Build::Wasm {
+            file: "/f.wasm".into(),
+        },
+        Build::Native,
+    ] {
+        let mut s = spec(build.clone(), Delivery::Inline);
+        let (a, b) = (
+            r#"{"name":"a","clusterTemplate":"a-{subset}","default":{"subset":"v1"}}"#,
+            r#"{"name":"b","clusterTemplate":"b-{subset}","default":{"subset":"v1"}}"#,
+        );
+        s.more_fronts = vec![
+            Front {
+                name: "front-a".into(),
+                address: Addr::new("0.0.0.0", 10001),
+                plugin_json: a.into(),
+            },
+            Front {
+                name: "front-b".into(),
+                address: Addr::new("0.0.0.0", 10002),
+                plugin_json: b.into(),
+            },
+        ];
+        let yaml = render(&s);
+        let listener = |name: &str| {
+            let from = yaml.find(&format!("  - name: {name}\n")).unwrap();
+            let len = yaml[from + 1..].find("\n  - name: ").unwrap();
+            yaml[from..from + 1 + len].to_string()
+        };
+        let (front, fa, fb) = (listener("front"), listener("front-a"), listener("front-b"));
+        assert!(fa.contains("port_value: 10001") && fb.contains("port_value: 10002"));
+        assert!(fa.contains("stat_prefix: \"front-a\"") && fa.contains("name: front-a\n"));
+        // Each with its own configuration, the same filter and routes as the front listener.
+        assert!(fa.contains(&yaml::q(a)) && !fa.contains(&yaml::q(b)));
+        assert!(fb.contains(&yaml::q(b)) && !fb.contains(&yaml::q(a)));
+        assert!(!front.contains(&yaml::q(a)) && !front.contains(&yaml::q(b)));
+        let routes = |l: &str| l[l.find("routes:").unwrap()..l.find("http_filters:").unwrap()].to_string();
+        assert_eq!(routes(&fa), routes(&front));
+        assert_eq!(routes(&fb), routes(&front));
+        let filter = filter_name(&build);
+        for l in [&front, &fa, &fb] {
+            assert_eq!(l.matches(filter).count(), 1, "{l}");
+        }
+        // In the Wasm build the three share the module (and so one VM per worker).
+        if let Build::Wasm { .. } = build {
+            assert_eq!(yaml.matches("vm_id: subset_router").count(), 3);
+        }
+        // ECDS delivers only the first listener's filter; the others stay inline.
+        s.delivery = Delivery::Ecds { dir: "/x".into() };
+        let yaml = render(&s);
+        assert_eq!(yaml.matches("config_discovery:").count(), 1);
+        assert!(yaml.contains(&yaml::q(a)) && yaml.contains(&yaml::q(b)));
+    }
+}
+
+#[test]
+fn an_external_cluster_points_outside_the_envoy() {
+    let mut s = spec(Build::Native, Delivery::Inline);
+    let without = render(&s);
+    s.external_clusters = vec![ExternalCluster {
+        name: "prometheus".into(),
+        address: Addr::new("127.0.0.1", 9090),
+    }];
+    let yaml = render(&s);
+    assert!(yaml.contains(
+        "  - name: \"prometheus\"\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: \"prometheus\"\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: \"127.0.0.1\", port_value: 9090 } } }\n"
+    ), "{yaml}");
+    // Nothing else changes: no listener serves it.
+    assert_eq!(yaml.replace(&without, "").matches("- name:").count(), 1);
+    assert!(yaml.starts_with(&without));
 }
 
 #[test]

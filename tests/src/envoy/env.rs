@@ -2,7 +2,7 @@
 //! which envoy binary validates, and the per-run scratch directory.
 
 use super::host::{
-    docker_answers, env_nonempty, remove_orphan_containers, repo_root, script_last_line, which,
+    docker_answers, env_nonempty, remove_orphan_containers, script_last_line, which,
 };
 use super::FilterBuild;
 use std::fs;
@@ -37,28 +37,7 @@ impl Env {
     /// `scripts/envoy-image.sh`, `scripts/envoy-native.sh` / `envoy` on PATH.
     /// `scratch` is the parent of the per-run directory (the test passes CARGO_TARGET_TMPDIR).
     pub fn from_env(scratch: &Path) -> Result<Env, String> {
-        let root = repo_root();
-        let file = |var: &str, default: &str| {
-            let path = env_nonempty(var)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join(default));
-            if path.is_relative() {
-                root.join(path)
-            } else {
-                path
-            }
-        };
-        let build = match env_nonempty("FILTER").as_deref().unwrap_or("wasm") {
-            "wasm" => FilterBuild::Wasm(file("WASM", "dist/subset_router.wasm")),
-            "native" => FilterBuild::Native(file("NATIVE_SO", "dist/libsubset_router.so")),
-            other => return Err(format!("FILTER must be wasm or native, not {other:?}")),
-        };
-        if !build.file().is_file() {
-            return Err(format!(
-                "filter not found at {} (run `make build` first, or set WASM= / NATIVE_SO=)",
-                build.file().display()
-            ));
-        }
+        let build = FilterBuild::from_env(env_nonempty("FILTER").as_deref().unwrap_or("wasm"))?;
 
         let want = env_nonempty("ENVOY_RUNTIME").unwrap_or_else(|| "auto".into());
         let docker = match want.as_str() {
@@ -131,6 +110,14 @@ impl Env {
             hardened: false,
             work_dir,
         })
+    }
+
+    /// This environment with another filter build under test (a fleet that mixes the two).
+    pub fn with_build(&self, build: FilterBuild) -> Env {
+        Env {
+            build,
+            ..self.clone()
+        }
     }
 
     /// This environment with raised header limits (the reliability suite's hostile requests).

@@ -1,6 +1,7 @@
 //! The build of the filter under test (proxy-wasm `.wasm` or dynamic-module `.so`): its file,
 //! the name Envoy loads it by, and how the renderer and the stats name it.
 
+use super::host::{env_nonempty, repo_root};
 use std::path::{Path, PathBuf};
 
 /// The build of the filter under test, and where its file is on the host.
@@ -13,6 +14,35 @@ pub enum FilterBuild {
 }
 
 impl FilterBuild {
+    /// The build `name` (`wasm` or `native`) from its file: `WASM` / `NATIVE_SO`, else
+    /// `dist/subset_router.wasm` / `dist/libsubset_router.so` (relative paths from the
+    /// repository). The file must exist.
+    pub fn from_env(name: &str) -> Result<FilterBuild, String> {
+        let root = repo_root();
+        let file = |var: &str, default: &str| {
+            let path = env_nonempty(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join(default));
+            if path.is_relative() {
+                root.join(path)
+            } else {
+                path
+            }
+        };
+        let build = match name {
+            "wasm" => FilterBuild::Wasm(file("WASM", "dist/subset_router.wasm")),
+            "native" => FilterBuild::Native(file("NATIVE_SO", "dist/libsubset_router.so")),
+            other => return Err(format!("FILTER must be wasm or native, not {other:?}")),
+        };
+        if !build.file().is_file() {
+            return Err(format!(
+                "filter not found at {} (run `make build` first, or set WASM= / NATIVE_SO=)",
+                build.file().display()
+            ));
+        }
+        Ok(build)
+    }
+
     /// `wasm` or `native`.
     pub fn name(&self) -> &'static str {
         match self {

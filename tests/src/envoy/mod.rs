@@ -45,7 +45,16 @@ pub const CLUSTERS: &[&str] = &[
     "color-red",
     "color-blue",
     "internal-admin",
+    // Two services behind one proxy (clusterTemplate `a-{subset}` / `b-{subset}`): the
+    // isolation scenarios' two configurations, one listener each.
+    "a-v1",
+    "a-v2",
+    "b-v1",
+    "b-v2",
 ];
+
+/// The most front listeners one launch may add to the first ([`LaunchOptions::more_fronts`]).
+pub const MAX_MORE_FRONTS: usize = 3;
 
 /// Where the scenario directory is mounted inside the container.
 pub const CONTAINER_DIR: &str = "/etc/subset-router";

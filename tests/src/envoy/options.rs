@@ -23,6 +23,16 @@ pub struct LaunchOptions {
     /// ECDS (its configuration is part of the route) nor `filter_routes` (there is no HTTP
     /// filter): [`LaunchOptions::check`] refuses those combinations.
     pub native_form: envoy_config::NativeForm,
+    /// More front listeners, each with the filter and its own plugin configuration (inline,
+    /// even with `ecds`), in the order of [`Ports::more_fronts`](super::Ports): two services
+    /// behind one proxy. At most [`MAX_MORE_FRONTS`](super::MAX_MORE_FRONTS).
+    pub more_fronts: Vec<String>,
+    /// Clusters outside this Envoy, `(name, port on 127.0.0.1)`: e.g. `prometheus` for a
+    /// guard's fleet queries.
+    pub external_clusters: Vec<(String, u16)>,
+    /// `Some(header)`: every upstream answers 503 to a request whose `header` names its subset
+    /// (`x-fail: v2`), so one Envoy can serve a version healthy and failing by request.
+    pub fail_header: Option<String>,
 }
 
 impl LaunchOptions {
@@ -42,8 +52,18 @@ impl LaunchOptions {
     /// Refuses what cannot be rendered for `build`: the cluster-specifier form of a Wasm
     /// build, or with ECDS delivery, or with a per-route filter.
     pub fn check(&self, build: &FilterBuild) -> Result<(), String> {
+        if self.more_fronts.len() > super::MAX_MORE_FRONTS {
+            return Err(format!(
+                "{} more front listeners; at most {}",
+                self.more_fronts.len(),
+                super::MAX_MORE_FRONTS
+            ));
+        }
         if !self.specifier_form() {
             return Ok(());
+        }
+        if !self.more_fronts.is_empty() {
+            return Err("more front listeners are HTTP filters (not the cluster-specifier form)".into());
         }
         if !matches!(build, FilterBuild::Native(_)) {
             return Err(format!(

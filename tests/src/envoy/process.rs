@@ -34,6 +34,18 @@ impl Envoy {
         SocketAddr::from(([127, 0, 0, 1], self.ports.front))
     }
 
+    /// The `i`-th front listener: 0 the first, 1.. those of [`LaunchOptions::more_fronts`]
+    /// (`front-2`, …).
+    ///
+    /// [`LaunchOptions::more_fronts`]: super::LaunchOptions::more_fronts
+    pub fn front_n(&self, i: usize) -> SocketAddr {
+        let port = match i {
+            0 => self.ports.front,
+            i => self.ports.more_fronts.get(i - 1).copied().unwrap_or(0),
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     pub fn admin(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.ports.admin))
     }

@@ -31,9 +31,11 @@ pub fn render_with(
     let ecds = opts.ecds;
     let specifier = opts.specifier_form() && matches!(env.build, FilterBuild::Native(_));
     let behaviour = |cluster: &str| opts.upstreams.iter().find(|u| u.cluster == cluster);
+    // `color-red` answers `red`, `a-v2` answers `v2`: the subset its template was filled with.
     let subset_of = |cluster: &str| {
-        cluster
-            .strip_prefix("color-")
+        ["color-", "a-", "b-"]
+            .iter()
+            .find_map(|p| cluster.strip_prefix(p))
             .unwrap_or(cluster)
             .to_string()
     };
@@ -84,7 +86,26 @@ pub fn render_with(
         hardened: env.hardened,
         stats_tags: true,
         filter_routes: opts.filter_routes.clone(),
-        fail_header: None,
+        fail_header: opts.fail_header.clone(),
+        more_fronts: opts
+            .more_fronts
+            .iter()
+            .zip(&ports.more_fronts)
+            .enumerate()
+            .map(|(i, (plugin_json, port))| envoy_config::Front {
+                name: format!("front-{}", i + 2),
+                address: envoy_config::Addr::new("0.0.0.0", *port),
+                plugin_json: plugin_json.clone(),
+            })
+            .collect(),
+        external_clusters: opts
+            .external_clusters
+            .iter()
+            .map(|(name, port)| envoy_config::ExternalCluster {
+                name: name.clone(),
+                address: envoy_config::Addr::new("127.0.0.1", *port),
+            })
+            .collect(),
     };
     envoy_config::render(&spec)
 }
@@ -160,6 +181,47 @@ mod tests {
             out.matches("direct_response: { status: 200,").count(),
             CLUSTERS.len() - 1
         );
+    }
+
+    #[test]
+    fn a_launch_adds_listeners_with_their_own_configuration_and_outside_clusters() {
+        let ports = allocate_ports().unwrap();
+        let env = env_of(FilterBuild::Wasm("/x/subset_router.wasm".into()));
+        let (a, b) = (
+            r#"{"clusterTemplate":"a-{subset}","default":{"subset":"v1"}}"#,
+            r#"{"clusterTemplate":"b-{subset}","default":{"subset":"v1"}}"#,
+        );
+        let opts = LaunchOptions {
+            more_fronts: vec![b.into()],
+            external_clusters: vec![("prometheus".into(), 9090)],
+            fail_header: Some("x-fail".into()),
+            ..LaunchOptions::default()
+        };
+        let out = render_with(&env, &ports, "/run", a, &opts);
+        assert!(out.contains(&format!(
+            "  - name: front-2\n    address: {{ socket_address: {{ address: \"0.0.0.0\", port_value: {} }} }}",
+            ports.more_fronts[0]
+        )));
+        assert_eq!(out.matches("envoy.filters.http.wasm").count(), 2);
+        assert_eq!(out.matches("a-{subset}").count(), 1);
+        assert_eq!(out.matches("b-{subset}").count(), 1);
+        assert!(out.contains("socket_address: { address: \"127.0.0.1\", port_value: 9090 }"));
+        // a-v2 answers its subset, v2, and fails on `x-fail: v2` like v2 itself.
+        assert!(out.contains("- header: { key: x-served-cluster, value: \"a-v2\" }"));
+        assert_eq!(out.matches("string_match: { exact: \"v2\" } } ] }\n                direct_response: { status: 503").count(), 3);
+        // Too many listeners, or listeners for the cluster specifier, are refused.
+        let too_many = LaunchOptions {
+            more_fronts: vec![b.into(); crate::envoy::MAX_MORE_FRONTS + 1],
+            ..LaunchOptions::default()
+        };
+        assert!(too_many.check(&env.build).is_err());
+        let specifier = LaunchOptions {
+            more_fronts: vec![b.into()],
+            ..LaunchOptions::cluster_specifier()
+        };
+        assert!(specifier
+            .check(&FilterBuild::Native("/x/libsubset_router.so".into()))
+            .is_err());
     }
 
     fn env_of(build: FilterBuild) -> Env {

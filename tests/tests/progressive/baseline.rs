@@ -82,6 +82,6 @@ pub(super) fn guard_baseline(cx: &mut Ctx) -> Result<(), String> {
     all.extend(probes);
     let mut st = expected_from(&all, rule_of);
     set_guard(&mut st, "v3", &v3);
-    cx.final_counters(&envoy, "4 baseline: counters", &st);
+    cx.final_counters(&envoy, "4 baseline: counters", &st, &[(&plugin, &all)]);
     Ok(())
 }

@@ -191,6 +191,6 @@ pub(super) fn guard_cooldown_latch(cx: &mut Ctx) -> Result<(), String> {
     all.extend(probes);
     let mut st = expected_from(&all, rule_of_path);
     set_guard(&mut st, "v2", &fin);
-    cx.final_counters(&envoy, "3 cooldown: counters", &st);
+    cx.final_counters(&envoy, "3 cooldown: counters", &st, &[(&plugin, &all)]);
     Ok(())
 }

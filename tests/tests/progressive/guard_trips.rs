@@ -186,6 +186,6 @@ pub(super) fn guard_trip(cx: &mut Ctx) -> Result<(), String> {
     all.extend(probes);
     let mut st = expected_from(&all, rule_of_path);
     set_guard(&mut st, "v2", &fin);
-    cx.final_counters(&envoy, "2 guard trip: counters", &st);
+    cx.final_counters(&envoy, "2 guard trip: counters", &st, &[(&plugin, &all)]);
     Ok(())
 }

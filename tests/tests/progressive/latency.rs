@@ -101,6 +101,6 @@ pub(super) fn guard_latency(cx: &mut Ctx) -> Result<(), String> {
     all.extend(probes);
     let mut st = expected_from(&all, rule_of_path);
     set_guard(&mut st, "v2", &fin);
-    cx.final_counters(&envoy, "6 latency: counters", &st);
+    cx.final_counters(&envoy, "6 latency: counters", &st, &[(&plugin, &all)]);
     Ok(())
 }

@@ -365,7 +365,12 @@ pub(super) fn ramp(cx: &mut Ctx) -> Result<(), String> {
     };
     let mut with_probes = all.clone();
     with_probes.extend(probes);
-    cx.final_counters(&envoy, "1 ramp: counters", &expected_from(&with_probes, rule_of));
+    cx.final_counters(
+        &envoy,
+        "1 ramp: counters",
+        &expected_from(&with_probes, rule_of),
+        &[(&plugin, &with_probes)],
+    );
     println!(
         "    {} requests in {elapsed:.1}s ({:.0}/s)",
         all.len(),

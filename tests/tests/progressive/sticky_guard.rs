@@ -157,6 +157,6 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
     all.extend(probes);
     let mut st = expected_from(&all, rule_of_path);
     set_guard(&mut st, "v2", &fin);
-    cx.final_counters(&envoy, "7 sticky guard: counters", &st);
+    cx.final_counters(&envoy, "7 sticky guard: counters", &st, &[(&guarded, &all)]);
     Ok(())
 }
