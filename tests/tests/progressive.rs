@@ -776,6 +776,17 @@ fn drive<R>(
     make: &(dyn Fn(usize, u64) -> Req + Sync),
     control: impl FnOnce() -> R,
 ) -> (Vec<Ev>, R) {
+    drive_every(clients, t0, DRIVE_INTERVAL, make, control)
+}
+
+/// [`drive`] with each thread sending at most one request per `interval`.
+fn drive_every<R>(
+    clients: &mut [(Client, usize)],
+    t0: Instant,
+    interval: Duration,
+    make: &(dyn Fn(usize, u64) -> Req + Sync),
+    control: impl FnOnce() -> R,
+) -> (Vec<Ev>, R) {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let handles: Vec<_> = clients
@@ -792,7 +803,7 @@ fn drive<R>(
                         let req = make(i, seq);
                         seq += 1;
                         evs.push(exchange(client, worker, t0, &req));
-                        next += DRIVE_INTERVAL;
+                        next += interval;
                         std::thread::sleep(next.saturating_duration_since(Instant::now()));
                     }
                     evs
