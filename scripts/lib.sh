@@ -155,3 +155,30 @@ filter_builds() {
     echo "$b"
   done
 }
+
+# prometheus_tool NAME: the path of Prometheus's `prometheus` or `promtool` binary: from PATH,
+# else taken out of Debian's `prometheus` package into .cache/prometheus-deb (apt-get download +
+# dpkg-deb -x: installing the package would also enable a Prometheus service). Returns 1 when
+# neither works.
+prometheus_tool() {
+  local name="$1" extracted="$CACHE_DIR/prometheus-deb/usr/bin/$1"
+  if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return 0; fi
+  if [ ! -x "$extracted" ] && command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    local tmp deb; tmp="$(mktemp -d)"
+    if ! (cd "$tmp" && apt-get download prometheus >&2 2>/dev/null); then
+      log "apt-get download prometheus failed: apt-get update, then again"
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+      export APT_UPDATED=1
+      (cd "$tmp" && apt-get download prometheus >&2) || true
+    fi
+    deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -n1 || true)"
+    if [ -n "$deb" ]; then
+      log "extracting $name from $(basename "$deb") into $CACHE_DIR/prometheus-deb"
+      mkdir -p "$CACHE_DIR/prometheus-deb"
+      dpkg-deb -x "$deb" "$CACHE_DIR/prometheus-deb"
+    fi
+    rm -rf "$tmp"
+  fi
+  [ -x "$extracted" ] || return 1
+  echo "$extracted"
+}

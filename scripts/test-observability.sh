@@ -43,26 +43,9 @@ fail() { summary+=("$1: FAIL${2:+ ($2)}"); rc=1; }
 # ---- prerequisites ----
 find_promtool() {
   if [ -n "${PROMTOOL:-}" ]; then echo "$PROMTOOL"; return; fi
-  if command -v promtool >/dev/null 2>&1; then command -v promtool; return; fi
-  local extracted="$CACHE_DIR/prometheus-deb/usr/bin/promtool"
-  if [ ! -x "$extracted" ] && command -v apt-get >/dev/null 2>&1; then
-    # promtool ships only inside Debian's `prometheus` package, whose install would also
-    # enable a Prometheus server: take the binary out of the .deb instead.
-    local tmp; tmp="$(mktemp -d)"
-    if ! (cd "$tmp" && apt-get download prometheus >&2 2>/dev/null); then
-      log "apt-get download prometheus failed: apt-get update, then again"
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
-      export APT_UPDATED=1
-      (cd "$tmp" && apt-get download prometheus >&2) || true
-    fi
-    local deb; deb="$(ls "$tmp"/prometheus_*.deb 2>/dev/null | head -n1 || true)"
-    if [ -n "$deb" ]; then
-      log "extracting promtool from $(basename "$deb") into $CACHE_DIR/prometheus-deb"
-      dpkg-deb -x "$deb" "$CACHE_DIR/prometheus-deb"
-    fi
-    rm -rf "$tmp"
-  fi
-  if [ -x "$extracted" ]; then echo "$extracted"; return; fi
+  # promtool ships only inside Debian's `prometheus` package, whose install would also enable a
+  # Prometheus server: prometheus_tool takes the binary out of the .deb instead.
+  if prometheus_tool promtool; then return; fi
   apt_ensure prometheus
   command -v promtool
 }
