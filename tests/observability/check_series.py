@@ -60,8 +60,15 @@ SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
+def stored(label):
+    """A scraped label's name as Prometheus stores it: a target's own `instance` label wins
+    (honor_labels: false), so a series' `instance` (a named configuration's tag) is renamed
+    `exported_instance`."""
+    return "exported_instance" if label == "instance" else label
+
+
 def read_scrape(path):
-    """{metric name: set of label names} of a Prometheus text exposition."""
+    """{metric name: set of label names, as Prometheus stores them} of a text exposition."""
     names = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -71,7 +78,7 @@ def read_scrape(path):
             if not m:
                 raise SystemExit(f"{path}: not a sample line: {line!r}")
             labels = names.setdefault(m.group(1), set())
-            labels.update(k for k, _ in LABEL.findall(m.group(3) or ""))
+            labels.update(stored(k) for k, _ in LABEL.findall(m.group(3) or ""))
     return names
 
 

@@ -30,7 +30,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_series import LABEL, SAMPLE, Selectors, rule_expressions  # noqa: E402
+from check_series import LABEL, SAMPLE, Selectors, rule_expressions, stored  # noqa: E402
 
 W = "subset_router_"
 N = "envoy_dynamicmodulescustom_subset_router_"
@@ -45,13 +45,15 @@ def read_samples(path):
             if not line.strip() or line.startswith("#"):
                 continue
             m = SAMPLE.match(line)
-            labels = tuple(sorted(LABEL.findall(m.group(3) or "")))
+            # As Prometheus stores them: a named configuration's `instance` is exported_instance.
+            labels = tuple(sorted((stored(k), v) for k, v in LABEL.findall(m.group(3) or "")))
             out[(m.group(1), labels)] = float(m.group(4))
     return out
 
 
 def fmt_labels(labels):
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels)) + "}"
+    """A label set as promtool prints it: an empty value is no label."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels) if v != "") + "}"
 
 
 def num(v):
@@ -140,23 +142,46 @@ def main():
         tests.append({"expr": expr, "eval_time": t,
                       "exp_samples": [{"labels": lab, "value": num(v)} for lab, v in samples]})
 
-    decisions = r.deltas("rule_subset", ["rule", "subset"])
+    # The rules on the filter's own families keep each configuration apart (exported_instance:
+    # a named configuration's tag; none for an unnamed one).
+    EI = "exported_instance"
+    decisions = r.deltas("rule_subset", [EI, "rule", "subset"])
     expr_test("round(subset_router:decisions:rate5m * 300)",
-              [(fmt_labels((("job", JOB), ("rule", k[0]), ("subset", k[1]))), v) for k, v in sorted(decisions.items())])
-    ramp = r.last("rule_ramp_ppm", ["rule"], max)
+              [(fmt_labels((("job", JOB), (EI, k[0]), ("rule", k[1]), ("subset", k[2]))), v)
+               for k, v in sorted(decisions.items())])
+    ramp = r.last("rule_ramp_ppm", [EI, "rule"], max)
     if ramp:
         expr_test("subset_router:ramp:share",
-                  [("subset_router:ramp:share" + fmt_labels((("job", JOB), ("rule", k[0]))), v / 1e6)
+                  [("subset_router:ramp:share" + fmt_labels((("job", JOB), (EI, k[0]), ("rule", k[1]))), v / 1e6)
                    for k, v in sorted(ramp.items())])
-    guard_open = r.last("guard_open", ["subset"], sum)
+    guard_open = r.last("guard_open", [EI, "subset"], sum)
     if guard_open:
         expr_test("subset_router:guard_open:proxies",
-                  [("subset_router:guard_open:proxies" + fmt_labels((("job", JOB), ("subset", k[0]))), v)
+                  [("subset_router:guard_open:proxies" + fmt_labels((("job", JOB), (EI, k[0]), ("subset", k[1]))), v)
                    for k, v in sorted(guard_open.items())])
-    forged = sum(r.deltas("spoofed_header_removed", []).values())
-    expr_test("round(subset_router:spoofed_header_removed:rate5m * 300)", [(fmt_labels((("job", JOB),)), forged)])
+    forged_by = r.deltas("spoofed_header_removed", [EI])
+    forged = sum(forged_by.values())
+    expr_test("round(subset_router:spoofed_header_removed:rate5m * 300)",
+              [(fmt_labels((("job", JOB), (EI, k[0]))), v) for k, v in sorted(forged_by.items())])
+    # What the guards observed and the fleet rounds that failed, per configuration and subset
+    # (the AFTER value from minute 1: a 1-minute rate at minute 1 spans the whole change).
+    for family, record in (("guard_requests", "guard_requests:rate1m"),
+                           ("guard_errors", "guard_errors:rate1m"),
+                           ("guard_slow", "guard_slow:rate1m"),
+                           ("guard_baseline_requests", "guard_baseline_requests:rate1m"),
+                           ("guard_baseline_errors", "guard_baseline_errors:rate1m")):
+        moved = r.deltas(family, [EI, "subset"])
+        if moved:
+            tests.append({"expr": f"round(subset_router:{record} * 60)", "eval_time": "1m",
+                          "exp_samples": [{"labels": fmt_labels((("job", JOB), (EI, k[0]), ("subset", k[1]))),
+                                           "value": num(v)} for k, v in sorted(moved.items())]})
+    fleet_failed = r.deltas("guard_fleet_query_failed", [EI, "subset"])
+    if fleet_failed:
+        expr_test("round(subset_router:fleet_query_failed:rate5m * 300)",
+                  [(fmt_labels((("job", JOB), (EI, k[0]), ("subset", k[1]))), v)
+                   for k, v in sorted(fleet_failed.items())])
 
-    subsets = {k[1] for k in decisions}
+    subsets = {k[2] for k in decisions}
     rq = {k: v for k, v in r.deltas("envoy_cluster_upstream_rq_total", ["envoy_cluster_name"]).items() if k[0] in subsets}
     xx5 = r.deltas("envoy_cluster_upstream_rq_xx", ["envoy_cluster_name"],
                    lambda d: d.get("envoy_response_code_class") == "5")
@@ -190,6 +215,8 @@ def main():
     n_module = fired("SubsetRouterDynamicModuleConfigError", ["config_name"], module)
     quiet = {
         "SubsetRouterGuardTripped": sum(r.deltas("guard_tripped", []).values()),
+        # failing fleet rounds fire only after 10 minutes of them
+        "SubsetRouterFleetQueriesFailing": 0,
         "SubsetRouterGuardUndivertable": sum(r.deltas("guard_undivertable", []).values()),
         "SubsetRouterGuardOpen": sum(guard_open.values()),
         "SubsetRouterHostCallFailed": sum(r.deltas("host_call_failed", []).values()),
@@ -214,7 +241,8 @@ def main():
         f.write("# Generated by tests/observability/replay_rules.py from real Envoy scrapes: do not edit.\n")
         yaml.safe_dump(doc, f, sort_keys=False, width=1000)
     print(f"replay: {len(series)} real series ({', '.join(scrapes)}), "
-          f"decisions {', '.join(f'{k[0]}/{k[1]}={num(v)}' for k, v in sorted(decisions.items()))}; "
+          f"decisions {', '.join(f'{k[0] or chr(8709)}/{k[1]}/{k[2]}={num(v)}' for k, v in sorted(decisions.items()))}; "
+          f"fleet rounds failed {', '.join(f'{k[0]}/{k[1]}={num(v)}' for k, v in sorted(fleet_failed.items()))}; "
           f"forged {num(forged)}; subset clusters {', '.join(f'{k[0]}={num(v)}' for k, v in sorted(rq.items()))}; "
           f"alerts expected to fire: ConfigRejected x{n_rejected}, DynamicModuleConfigError x{n_module}; "
           f"silent: {', '.join(n for n, m in quiet.items() if m == 0)} -> {args.output}")

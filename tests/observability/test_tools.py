@@ -19,10 +19,12 @@ PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
 
 WASM_SCRAPE = """# TYPE subset_router_rule_subset counter
 subset_router_rule_subset{rule="canary",subset="v1"} 3
+subset_router_rule_subset{instance="checkout",rule="canary",subset="v1"} 1
 # TYPE envoy_cluster_upstream_rq_xx counter
 envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="v1"} 3
 """
 NATIVE_SCRAPE = """envoy_dynamicmodulescustom_subset_router_rule_subset{rule="canary",subset="v1"} 3
+envoy_dynamicmodulescustom_subset_router_rule_subset{instance="checkout",rule="canary",subset="v1"} 1
 envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="v1"} 3
 """
 GOOD_RULE = ('sum by (job, rule, subset) (rate(subset_router_rule_subset[5m]) '
@@ -57,7 +59,7 @@ class PromQL(unittest.TestCase):
 class CheckSeries(unittest.TestCase):
     def run_check(self, rule_expr, dash_expr='sum(rate(subset_router_rule_subset[$__rate_interval]) '
                                              'or rate(envoy_dynamicmodulescustom_subset_router_rule_subset[$__rate_interval]))',
-                  native=True, build=None):
+                  native=True, build=None, named=True):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
         rule = {"alert": "A", "expr": rule_expr}
@@ -72,10 +74,11 @@ class CheckSeries(unittest.TestCase):
                             "targets": [{"refId": "A", "expr": dash_expr, "datasource": {"uid": "${datasource}"}}]}]}
         with open(f"{d}/dash.json", "w") as f:
             json.dump(dash, f)
+        unnamed = lambda text: "".join(l for l in text.splitlines(True) if 'instance="' not in l)
         with open(f"{d}/wasm.prom", "w") as f:
-            f.write(WASM_SCRAPE)
+            f.write(WASM_SCRAPE if named else unnamed(WASM_SCRAPE))
         with open(f"{d}/native.prom", "w") as f:
-            f.write(NATIVE_SCRAPE)
+            f.write(NATIVE_SCRAPE if named else unnamed(NATIVE_SCRAPE))
         cmd = [sys.executable, f"{HERE}/check_series.py", "--rules", f"{d}/rules.yaml", "--dashboard",
                f"{d}/dash.json", "--scrape", f"wasm={d}/wasm.prom", "--promtool", PROMTOOL]
         if native:
@@ -103,6 +106,16 @@ class CheckSeries(unittest.TestCase):
         rc2, out2 = self.run_check('sum by (envoy_cluster) (rate(envoy_cluster_upstream_rq_xx[5m]))')
         self.assertIn("['envoy_cluster'] exist on none", out2)
         self.assertEqual((rc, rc2), (1, 1))
+
+    def test_a_named_configurations_instance_is_stored_as_exported_instance(self):
+        by = ('sum by (job, exported_instance, rule, subset) (rate(subset_router_rule_subset[5m]) '
+              'or rate(envoy_dynamicmodulescustom_subset_router_rule_subset[5m]))')
+        rc, out = self.run_check(by)
+        self.assertEqual(rc, 0, out)
+        # Without a named configuration in the scrapes, exported_instance exists nowhere.
+        rc, out = self.run_check(by, named=False)
+        self.assertEqual(rc, 1)
+        self.assertIn("['exported_instance'] exist on none", out)
 
     def test_a_build_label_needs_that_builds_name(self):
         rc, out = self.run_check("rate(envoy_cluster_upstream_rq_xx[5m]) + rate(envoy_dynamicmodulescustom_x[5m])",

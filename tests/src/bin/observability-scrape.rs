@@ -15,10 +15,14 @@
 //! requests without the sticky key, the debug rule, and requests with a forged
 //! `x-upstream-cluster` — then pushes an invalid configuration through ECDS, which Envoy
 //! rejects (`extension_config_discovery.http_filter.subset_router.config_fail`), and checks
-//! that the old one keeps serving. Writes the scrape taken after all that to OUT.prom, and
-//! exits 1 unless it shows what was done: the decisions family equal to the requests per rule
-//! and subset, the forged requests in `spoofed_header_removed`, the rejected config in
-//! `config_fail`, the ramp gauge labelled `rule` and the guard stats labelled `subset`.
+//! that the old one keeps serving. A second listener runs the same configuration with a
+//! top-level `name` ([`NAMED`]) and a fleet guard whose `prometheus` cluster reaches nothing,
+//! so the scrape also holds a named configuration's series (label `instance`) and the fleet
+//! counters moving (`fleet_query_failed`). Writes the scrape taken after all that to OUT.prom,
+//! and exits 1 unless it shows what was done: the decisions family equal to the requests per
+//! rule and subset (per configuration), the forged requests in `spoofed_header_removed`, the
+//! rejected config in `config_fail`, the ramp gauge labelled `rule`, the guard stats labelled
+//! `subset`, the named configuration's failed fleet rounds.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -36,6 +40,45 @@ const USAGE: &str =
 /// A configuration the filter rejects (a weight above 1,000,000): Envoy keeps the last good one.
 const INVALID: &str =
     r#"{"rules": [], "default": {"split": [{"subset": "v1", "weight": 1000001}]}}"#;
+
+/// The second listener's configuration name.
+const NAMED: &str = "checkout";
+
+/// `plugin` with a top-level `name` and, on each guard, a fleet query through cluster
+/// `prometheus` every second.
+fn named_variant(plugin: &str) -> Result<String, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(plugin).map_err(|e| format!("plugin config: {e}"))?;
+    let obj = v.as_object_mut().ok_or("plugin config: not an object")?;
+    obj.insert("name".into(), NAMED.into());
+    for g in obj
+        .get_mut("guards")
+        .and_then(|g| g.as_array_mut())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(g) = g.as_object_mut() {
+            g.insert(
+                "fleet".into(),
+                serde_json::json!({"cluster": "prometheus", "selector": "app=\"checkout\"",
+                                   "intervalSeconds": 1, "timeoutMs": 500}),
+            );
+        }
+    }
+    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
+}
+
+/// The scrape's samples of one configuration: without an `instance` label (`None`) or with
+/// `instance` = the name.
+fn of_instance(scrape: &prometheus::Scrape, instance: Option<&str>) -> prometheus::Scrape {
+    let mut out = scrape.clone();
+    out.samples
+        .retain(|s| s.labels.get("instance").map(String::as_str) == instance);
+    for s in &mut out.samples {
+        s.labels.remove("instance");
+    }
+    out
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -88,8 +131,16 @@ fn run(root: &Path, config: &Path, out: &Path, before: Option<&Path>) -> Result<
         env.build.name(),
         env.describe()
     );
+    let named = named_variant(&plugin)?;
+    // Nothing listens there: every fleet round of the named configuration fails.
+    let nowhere = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())?;
     let opts = LaunchOptions {
         ecds: true,
+        more_fronts: vec![named.clone()],
+        external_clusters: vec![("prometheus".into(), nowhere)],
         ..LaunchOptions::default()
     };
     let envoy = Envoy::start_with(&env, "observability", &plugin, &opts)?;
@@ -151,6 +202,33 @@ fn run(root: &Path, config: &Path, out: &Path, before: Option<&Path>) -> Result<
     let after = send(&mut c, 30, &expect, |i| {
         ("/".into(), vec![("x-user-id".into(), format!("user-{i}"))])
     });
+    // The named configuration: sticky users and testers; then its fleet rounds fail.
+    let mut c2 = subset_router_it::Client::new(envoy.front_n(1));
+    let named_sticky = send(&mut c2, 100, &expect, |i| {
+        ("/".into(), vec![("x-user-id".into(), format!("user-{i}"))])
+    });
+    let named_debug = send_same(&mut c2, 10, &expect, "/", &[("user-agent", "debug")]);
+    let ns = env.build.stat_prefix();
+    let failed_rounds = || {
+        envoy
+            .raw_stats()
+            .ok()
+            .and_then(|m| {
+                m.get(&format!("{ns}subset_router.{NAMED}.guard.v2.fleet_query_failed"))
+                    .copied()
+            })
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while failed_rounds() < 2 {
+        if t.elapsed() > Duration::from_secs(15) {
+            return Err(format!(
+                "{NAMED}: fleet_query_failed below 2 after 15 s (a fleet round a second, to a \
+                 cluster that reaches nothing)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let mut errors = Vec::new();
     for (what, t) in [
@@ -159,6 +237,8 @@ fn run(root: &Path, config: &Path, out: &Path, before: Option<&Path>) -> Result<
         ("debug", &debug),
         ("forged", &forged),
         ("after reject", &after),
+        ("named sticky", &named_sticky),
+        ("named debug", &named_debug),
     ] {
         if t.errors > 0 {
             errors.push(format!(
@@ -191,10 +271,36 @@ fn run(root: &Path, config: &Path, out: &Path, before: Option<&Path>) -> Result<
     expected.insert(vec!["default".into(), "v1".into()], 0);
     let p = prometheus::filter_prefix(env.build.stat_prefix());
     let decisions = format!("{p}subset_router_rule_subset");
-    match prometheus::compare_family(&scrape, &decisions, &["rule", "subset"], &expected) {
+    let unnamed = of_instance(&scrape, None);
+    match prometheus::compare_family(&unnamed, &decisions, &["rule", "subset"], &expected) {
         Ok(m) => println!("  {m}: {}", describe(&expected)),
         Err(e) => errors.push(format!("{decisions}: {e}")),
     }
+    // The named configuration's: the same family, labelled instance="checkout".
+    let mut named_expected: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for subset in prometheus_subsets(&plugin)? {
+        named_expected.insert(vec!["canary".into(), subset.clone()], named_sticky.get(&subset));
+    }
+    named_expected.insert(vec!["debug".into(), "v2".into()], named_debug.get("v2"));
+    named_expected.insert(vec!["default".into(), "v1".into()], 0);
+    let named_scrape = of_instance(&scrape, Some(NAMED));
+    match prometheus::compare_family(&named_scrape, &decisions, &["rule", "subset"], &named_expected)
+    {
+        Ok(m) => println!("  instance=\"{NAMED}\": {m}: {}", describe(&named_expected)),
+        Err(e) => errors.push(format!("{decisions}{{instance=\"{NAMED}\"}}: {e}")),
+    }
+    match named_scrape.value(
+        &format!("{p}subset_router_guard_fleet_query_failed"),
+        &[("subset", "v2")],
+    ) {
+        Some(v) if v >= 2.0 => println!(
+            "  {p}subset_router_guard_fleet_query_failed{{instance=\"{NAMED}\",subset=\"v2\"}} {v} (no metrics server)"
+        ),
+        got => errors.push(format!(
+            "{p}subset_router_guard_fleet_query_failed{{instance=\"{NAMED}\",subset=\"v2\"}}: {got:?}, expected >= 2"
+        )),
+    }
+    let scrape = unnamed;
     let forged_n = forged.total as f64;
     let no_key_n = no_key.total as f64;
     let checks = [
