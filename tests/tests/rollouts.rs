@@ -566,6 +566,21 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
         .rule("dotted", "v1.0-rc.1", dotted_n)
         .spoofed(spoof_all.total)
         .sticky_missing(sticky_nokey.total);
+    // What the guard observes: every dotted request (a split's), none an error (404 is not a
+    // 5xx), so it never opens and counts them all; merged once a second, so waited for.
+    let observed = "subset_router.guard.v1.0-rc.1.requests";
+    st.0.insert(observed.into(), dotted_n);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline
+        && envoy.raw_stats().is_ok_and(|m| {
+            m.iter()
+                .find(|(k, _)| k.ends_with(observed))
+                .map(|(_, v)| *v)
+                != Some(dotted_n)
+        })
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let errors = debug.errors + sticky.errors + sticky_nokey.errors + canary.errors + dflt.errors;
     if errors > 0 {
         cx.row(
@@ -628,6 +643,9 @@ fn stats_prometheus(
         "guard_diverted",
         "guard_undivertable",
         "guard_open",
+        "guard_requests",
+        "guard_errors",
+        "guard_slow",
         "spoofed_header_removed",
         "sticky_key_missing",
         "host_call_failed",
@@ -658,10 +676,23 @@ fn stats_prometheus(
 
     // Guard stats labelled `subset` (dotted names whole), and the unlabelled totals.
     let mut problems = Vec::new();
-    for what in ["tripped", "diverted", "undivertable", "open"] {
+    for what in [
+        "tripped",
+        "diverted",
+        "undivertable",
+        "open",
+        "requests",
+        "errors",
+        "slow",
+    ] {
         let family = format!("{p}subset_router_guard_{what}");
-        let want: BTreeMap<Vec<String>, u64> =
-            guarded.iter().map(|s| (vec![s.to_string()], 0)).collect();
+        let want: BTreeMap<Vec<String>, u64> = guarded
+            .iter()
+            .map(|s| {
+                let n = st.0.get(&format!("subset_router.guard.{s}.{what}"));
+                (vec![s.to_string()], n.copied().unwrap_or(0))
+            })
+            .collect();
         if let Err(e) = prometheus::compare_family(&scrape, &family, &["subset"], &want) {
             problems.push(e);
         }
@@ -703,9 +734,9 @@ fn stats_prometheus(
     cx.row(
         "7 stats: /stats/prometheus guard + totals",
         &format!(
-            "{p}subset_router_guard_{{tripped,diverted,undivertable,open}}{{subset=\"{}\"}}=0 \
-             (counter/gauge), spoofed_header_removed={spoofed} sticky_key_missing={missing} \
-             host_call_failed=0",
+            "{p}subset_router_guard_{{tripped,diverted,undivertable,open,errors,slow}}{{subset=\"{}\"}}=0 \
+             (counter/gauge), …_guard_requests = its split requests, spoofed_header_removed={spoofed} \
+             sticky_key_missing={missing} host_call_failed=0",
             guarded.join("|")
         ),
         &if problems.is_empty() {
