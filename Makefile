@@ -17,6 +17,10 @@
 #   make test              build + check-reproducible + test-unit + test-native-unwind + test-wasm + test-integration
 #                          + test-reliability + test-examples + test-observability + test-compat
 #                          (everything CI runs)
+#   make cli               the command-line tool, built to target/release/subset-router
+#                          (not on the PATH: call it by that path, or `make install`)
+#   make install           the command-line tool on the PATH: cargo install into ~/.cargo/bin
+#                          (INSTALL_ROOT=/usr/local: /usr/local/bin)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -36,11 +40,17 @@ WASM := $(CURDIR)/dist/subset_router.wasm
 NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
 
-.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli schema
+.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli install schema
 
-# The host command-line tool: target/release/subset-router (validate, simulate, schema).
+# The host command-line tool (validate, simulate, schedule, set-weights, schema), built to
+# target/release/subset-router; `make install` puts it on the PATH.
 cli:
 	cargo build --release -p subset-router-cli --bin subset-router
+
+INSTALL_ROOT ?=
+install:
+	cargo install --locked --path filter/cli --bin subset-router $(if $(INSTALL_ROOT),--root '$(INSTALL_ROOT)')
+	@echo "installed: $(if $(INSTALL_ROOT),$(INSTALL_ROOT)/bin,$${CARGO_HOME:-$$HOME/.cargo}/bin)/subset-router"
 
 # Regenerate the JSON Schema from the Rust config types (a unit test fails when it is stale).
 schema: cli
@@ -127,7 +137,7 @@ oci:
 push:
 	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' SKOPEO_FLAGS='$(SKOPEO_FLAGS)' scripts/oci.sh push
 
-# ---- reliability and security (issue 6; scripts/test-reliability.sh) ----
+# ---- reliability and security (scripts/test-reliability.sh) ----
 #   make test-reliability  the fuzz run of fuzz/ (FUZZ_CASES, default 1,000,000) and the
 #                          reliability suite tests/tests/reliability.rs against the real Envoy
 #                          (ENVOY_RUNTIME=docker|native|auto, SCENARIO=<scenario filter>)
