@@ -260,7 +260,15 @@ impl std::fmt::Display for GuardStats {
 }
 
 fn guard_stats(env: &Env, envoy: &Envoy, subset: &str) -> Result<GuardStats, String> {
-    let s = filter_stats(env, envoy)?;
+    guard_stats_in(env, &filter_stats(env, envoy)?, subset)
+}
+
+/// [`guard_stats`] from stats already read ([`filter_stats`]).
+fn guard_stats_in(
+    env: &Env,
+    s: &BTreeMap<String, u64>,
+    subset: &str,
+) -> Result<GuardStats, String> {
     let get = |what: &str| {
         let k = format!("subset_router.guard.{subset}.{what}");
         s.get(&k).copied().ok_or_else(|| {
