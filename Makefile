@@ -155,6 +155,11 @@ test-reliability: build
 bench:
 	bench/run.sh
 
+# What each crate and core module costs in the .wasm (twiggy; not part of make test).
+.PHONY: wasm-size
+wasm-size:
+	bench/wasm-size.py
+
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
 
