@@ -98,6 +98,7 @@ check-reproducible: build
 
 # ---- quick start, examples, OCI image (scripts/run.sh, scripts/test-examples.sh, scripts/oci.sh) ----
 #   make run [CONFIG=examples/<x>/config.json] [RUN_SECONDS=N] [PORT=10000 ADMIN_PORT=9901]
+#            [RAMP_START_IN=10s [RAMP_DURATION=5m]]   (a copy of CONFIG whose ramps start then)
 #                          build, boot Envoy with the filter and the example, send a burst,
 #                          print the split and curl lines, serve until Ctrl-C (or N seconds)
 #   make examples          regenerate examples/**/envoy.yaml from their config.json
@@ -123,7 +124,8 @@ SKOPEO_FLAGS ?=
 .PHONY: run examples test-examples oci push
 
 run:
-	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' scripts/run.sh
+	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' \
+	  RAMP_START_IN='$(RAMP_START_IN)' RAMP_DURATION='$(RAMP_DURATION)' scripts/run.sh
 
 examples:
 	source scripts/lib.sh && envoy_config examples

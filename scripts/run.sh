@@ -11,6 +11,9 @@
 #   PORT            front listener on 127.0.0.1 (default 10000); upstreams use PORT+1...
 #   ADMIN_PORT      Envoy admin on 127.0.0.1 (default 9901)
 #   REQUESTS        size of the burst (default 1000)
+#   RAMP_START_IN   e.g. 10s: run a copy of CONFIG whose ramps start that long from now
+#                   (subset-router-demo shift-ramps), so the share moves while you watch;
+#                   RAMP_DURATION (e.g. 5m) also shortens them. CONFIG itself is not changed.
 #   RUN_SECONDS     after the burst: serve N seconds, then stop and exit 0. Unset: until
 #                   Ctrl-C when stdin is a terminal; when it is not (CI, pipes), exit right
 #                   after the burst instead of waiting for a signal that may never come.
@@ -32,6 +35,8 @@ PORT="${PORT:-10000}"
 ADMIN_PORT="${ADMIN_PORT:-9901}"
 REQUESTS="${REQUESTS:-1000}"
 RUN_SECONDS="${RUN_SECONDS:-}"
+RAMP_START_IN="${RAMP_START_IN:-}"
+RAMP_DURATION="${RAMP_DURATION:-}"
 LABEL=org.subset-router.run.pid
 RUN_BASE="$CACHE_DIR/run"
 T0=$(date +%s)
@@ -113,6 +118,14 @@ fi
 RUN_DIR="$RUN_BASE/$$"
 rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR"
+if [ -n "$RAMP_START_IN" ]; then
+  "$DEMO" shift-ramps "$CONFIG" --start-in "$RAMP_START_IN" ${RAMP_DURATION:+--duration "$RAMP_DURATION"} \
+    -o "$RUN_DIR/config.json" || die "RAMP_START_IN=$RAMP_START_IN: cannot shift the ramps of $CONFIG"
+  log "RAMP_START_IN=$RAMP_START_IN${RAMP_DURATION:+ RAMP_DURATION=$RAMP_DURATION}: running a copy of $(realpath --relative-to="$ROOT" "$CONFIG") whose ramps start then"
+  CONFIG="$RUN_DIR/config.json"
+elif [ -n "$RAMP_DURATION" ]; then
+  die "RAMP_DURATION needs RAMP_START_IN (e.g. RAMP_START_IN=10s RAMP_DURATION=5m)"
+fi
 cp "$WASM" "$RUN_DIR/subset_router.wasm"
 if [ "$runtime" = docker ]; then wasm_in=/etc/subset-router/subset_router.wasm; else wasm_in="$RUN_DIR/subset_router.wasm"; fi
 envoy_config render "$CONFIG" --wasm "$wasm_in" --listen "127.0.0.1:$PORT" \

