@@ -509,6 +509,19 @@ fn source_address_rules(
         host_ok && v3 == PER_SOURCE && v1 == others,
     );
 
+    // A client cannot claim another source: x-forwarded-for: 127.0.0.2 from 127.0.0.1 is still
+    // 127.0.0.1 (the front listener uses the peer address, use_remote_address: true).
+    let forged = send("/host/x", SOURCES[0], &[("x-forwarded-for", "127.0.0.2")]);
+    cx.row(
+        "4 source address: a forged x-forwarded-for does not move the source",
+        &format!(
+            "from 127.0.0.1 with x-forwarded-for: 127.0.0.2: {PER_SOURCE} of {PER_SOURCE} on v1 \
+             (default), none on v3"
+        ),
+        &show(&forged),
+        all_on(&forged, "v1"),
+    );
+
     // by-ip: one subset per source, the core's; both subsets among the sources.
     let mut by_ip: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut off_core = Vec::new();
@@ -556,7 +569,7 @@ fn source_address_rules(
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     want.insert("rule.lan.subset.v2".into(), n_all);
     want.insert("rule.one-host.subset.v3".into(), PER_SOURCE);
-    want.insert("rule.default.subset.v1".into(), others);
+    want.insert("rule.default.subset.v1".into(), others + PER_SOURCE);
     for (subset, ips) in &by_ip {
         want.insert(
             format!("rule.by-ip.subset.{subset}"),
