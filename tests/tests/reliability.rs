@@ -1,4 +1,4 @@
-//! Reliability and security of the filter in a real Envoy 1.40 (issue 6, items 1-5):
+//! Reliability and security of the filter in a real Envoy 1.40:
 //!
 //! 1. `forged_headers`: 1,000 requests forging `x-upstream-cluster` / `x-subset` (mixed case,
 //!    repeated, odd whitespace) reach only clusters the rules chose.

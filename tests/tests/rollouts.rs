@@ -1,4 +1,4 @@
-//! The rollout scenarios of issue 3, each against the real filter in a real Envoy.
+//! The rollout scenarios, each against the real filter in a real Envoy.
 //!
 //! Own `main` (harness = false): scenarios run in order, each boots the Envoy(s) its plugin
 //! config needs, sends real requests, checks the split (4.5 binomial standard deviations, or
