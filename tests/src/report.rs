@@ -309,7 +309,8 @@ pub fn compare_stats(
 /// The `subset_router` counters a plugin config declares, read from its JSON (not from the
 /// filter): `subset_router.rule.<rule>.subset.<subset>` for every subset of every rule's route
 /// and of the default route (`default`), weight 0 included, plus
-/// `subset_router.spoofed_header_removed` and `subset_router.sticky_key_missing` — all under
+/// `subset_router.spoofed_header_removed`, `subset_router.sticky_key_missing` and
+/// `subset_router.host_call_failed` (defined at load, not on a first failure) — all under
 /// `subset_router.<name>.` instead when the config has a top-level `name`.
 pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
     let cfg: serde_json::Value =
@@ -332,10 +333,14 @@ pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
         Some(name) => format!("subset_router.{name}."),
         None => "subset_router.".to_string(),
     };
-    let mut out: BTreeSet<String> = ["spoofed_header_removed", "sticky_key_missing"]
-        .iter()
-        .map(|c| format!("{prefix}{c}"))
-        .collect();
+    let mut out: BTreeSet<String> = [
+        "spoofed_header_removed",
+        "sticky_key_missing",
+        "host_call_failed",
+    ]
+    .iter()
+    .map(|c| format!("{prefix}{c}"))
+    .collect();
     for (rule, route) in routes {
         let route = route.ok_or_else(|| format!("rule {rule} has no route"))?;
         let split = route.get("split").and_then(|s| s.as_array());
@@ -620,6 +625,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "subset_router.host_call_failed",
                 "subset_router.rule.c.subset.v1",
                 "subset_router.rule.c.subset.v3",
                 "subset_router.rule.debug.subset.v2",
@@ -638,8 +644,14 @@ mod tests {
         printed.remove("wasmcustom.subset_router.rule.c.subset.v3");
         let e = check_counters_at_zero(&printed, &declared).unwrap_err();
         assert!(e.contains("rule.c.subset.v3"), "{e}");
-        // Above 0 before any request.
+        // host_call_failed must be defined at load too, not on its first failure.
         printed.insert("wasmcustom.subset_router.rule.c.subset.v3".into(), 0);
+        printed.remove("wasmcustom.subset_router.host_call_failed");
+        let e = check_counters_at_zero(&printed, &declared).unwrap_err();
+        assert!(e.contains("subset_router.host_call_failed"), "{e}");
+        printed.insert("wasmcustom.subset_router.host_call_failed".into(), 0);
+        assert!(check_counters_at_zero(&printed, &declared).is_ok());
+        // Above 0 before any request.
         printed.insert("wasmcustom.subset_router.sticky_key_missing".into(), 1);
         assert!(check_counters_at_zero(&printed, &declared).is_err());
     }

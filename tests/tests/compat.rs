@@ -1,4 +1,4 @@
-//! `make test-compat`: the Wasm build against every Envoy users run (issue 12, section 1).
+//! `make test-compat`: the Wasm build against every Envoy users run.
 //!
 //! For each Envoy binary given (`COMPAT_ENVOYS="1.36.4=/path/to/envoy 1.37.0=…"`, set by
 //! `scripts/test-compat.sh`; else `ENVOY_BIN` alone), natively:

@@ -1,4 +1,4 @@
-//! Progressive delivery in the proxy (issue 11; SPEC.md "Progressive delivery in the proxy"):
+//! Progressive delivery in the proxy (the README's "Progressive delivery"):
 //! time-based ramps and canary guards, in a real Envoy 1.40 with `--concurrency 2`, so that
 //! two workers — two Wasm VMs, or two threads of the dynamic module — must agree.
 //!
@@ -459,7 +459,24 @@ fn guard_stats_of(
     prefix: &str,
     subset: &str,
 ) -> Result<GuardStats, String> {
-    let s = filter_stats(env, envoy)?;
+    guard_stats_with(env, &filter_stats(env, envoy)?, prefix, subset)
+}
+
+/// [`guard_stats`] from stats already read ([`filter_stats`]).
+fn guard_stats_in(
+    env: &Env,
+    s: &BTreeMap<String, u64>,
+    subset: &str,
+) -> Result<GuardStats, String> {
+    guard_stats_with(env, s, "subset_router.", subset)
+}
+
+fn guard_stats_with(
+    env: &Env,
+    s: &BTreeMap<String, u64>,
+    prefix: &str,
+    subset: &str,
+) -> Result<GuardStats, String> {
     let get = |what: &str| {
         let k = format!("{prefix}guard.{subset}.{what}");
         s.get(&k).copied().ok_or_else(|| {

@@ -1,4 +1,4 @@
-//! Reliability and security of the filter in a real Envoy 1.40 (issue 6, items 1-5):
+//! Reliability and security of the filter in a real Envoy 1.40:
 //!
 //! 1. `forged_headers`: 1,000 requests forging `x-upstream-cluster` / `x-subset` (mixed case,
 //!    repeated, odd whitespace) reach only clusters the rules chose.
@@ -11,7 +11,10 @@
 //! 4. `hostile_requests`: raw-socket requests (60 KiB header, 100 cookies, non-UTF-8 bytes,
 //!    malformed cookies, huge query, bad percent-encoding, no :authority): each answered by
 //!    exactly the subset the rules give (the fixed default where none may match) or refused by
-//!    Envoy; the filter never fails a request nor the VM; later requests route.
+//!    Envoy; the filter never fails a request nor the VM; later requests route. The same Envoy
+//!    then takes requests from eight loopback source addresses (sockets bound to 127.0.0.1-8):
+//!    `sourceCidrs` rules match exactly their addresses, `stickyBy` `sourceIp` keeps each
+//!    source on the subset the filter's core computes for it.
 //! 5. `soak`: 200,000 requests at concurrency 32 through 10 sticky rules and a debug rule: no
 //!    non-2xx, every response routed by the rules (sticky ids stay, debug goes to v2, shares
 //!    and counters per rule and subset), Envoy RSS growth < 10% from the 50,000th to the last.

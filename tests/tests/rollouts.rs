@@ -1,4 +1,4 @@
-//! The rollout scenarios of issue 3, each against the real filter in a real Envoy.
+//! The rollout scenarios, each against the real filter in a real Envoy.
 //!
 //! Own `main` (harness = false): scenarios run in order, each boots the Envoy(s) its plugin
 //! config needs, sends real requests, checks the split (4.5 binomial standard deviations, or
@@ -493,7 +493,7 @@ fn stats(cx: &mut Ctx) -> Result<(), String> {
     let at_start = counters_at_start(&envoy, plugin);
     cx.row(
         "7 stats: before any request",
-        "every counter of every rule/subset + spoofed_header_removed + sticky_key_missing in /stats, at 0",
+        "every counter of every rule/subset + spoofed_header_removed + sticky_key_missing + host_call_failed in /stats, at 0",
         at_start.as_ref().unwrap_or_else(|e| e),
         at_start.is_ok(),
     );

@@ -303,6 +303,10 @@ fn connection_manager(out: &mut String, indent: &str, stat_prefix: &str, hardene
     let _ = writeln!(out, "{indent}  typed_config:");
     let _ = writeln!(out, "{indent}    \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
     let _ = writeln!(out, "{indent}    stat_prefix: {}", q(stat_prefix));
+    // The peer address is the downstream address: with Envoy's default (false) a client's own
+    // x-forwarded-for would become `source.address`, and `sourceCidrs` / `stickyBy.sourceIp`
+    // would trust whatever the client wrote. Behind a trusted proxy, set xff_num_trusted_hops.
+    let _ = writeln!(out, "{indent}    use_remote_address: true");
     if hardened {
         let _ = writeln!(
             out,

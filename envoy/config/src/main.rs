@@ -141,7 +141,10 @@ fn main() -> ExitCode {
     match run(Cli::parse().command) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("envoy-config: {message}");
+            // A configuration's errors are one `path: reason` a line: each is prefixed.
+            for line in message.lines() {
+                eprintln!("envoy-config: {line}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -171,7 +174,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 addr(&admin)?,
                 upstream_port,
             )
-            .map_err(|e| format!("{}: {e}", config.display()))?;
+            .map_err(|e| at(&config.display(), &e))?;
             write_or_print(output, &render(&spec))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -212,8 +215,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Subsets { config } => {
-            let subsets = envoy_config::subsets_of(&read(&config)?)
-                .map_err(|e| format!("{}: {e}", config.display()))?;
+            let subsets =
+                envoy_config::subsets_of(&read(&config)?).map_err(|e| at(&config.display(), &e))?;
             for subset in subsets {
                 println!("{subset}");
             }
@@ -362,7 +365,7 @@ fn examples(check: bool) -> Result<ExitCode, String> {
             addr(EXAMPLE_ADMIN)?,
             EXAMPLE_UPSTREAM_PORT,
         )
-        .map_err(|e| format!("{}: {e}", rel(&config)))?;
+        .map_err(|e| at(&rel(&config), &e))?;
         spec.comment.splice(
             0..0,
             [
@@ -482,6 +485,15 @@ fn write_or_print(output: Option<PathBuf>, yaml: &str) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `errors` (one a line) each prefixed by the file they are about.
+fn at(file: &dyn std::fmt::Display, errors: &str) -> String {
+    errors
+        .lines()
+        .map(|line| format!("{file}: {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn read(path: &Path) -> Result<String, String> {

@@ -75,7 +75,9 @@ pub fn read(path: &str) -> Result<FileConfigs, Vec<String>> {
     let (format, docs) = match locate::parse_file(text) {
         Ok(parsed) => parsed,
         // Broken JSON: the filter's reader says where, as it would to Envoy.
-        Err(_) if text.trim_start().starts_with('{') => return Ok(bare(bytes)),
+        Err(_) if text.trim_start().starts_with('{') || is_json_file(path) => {
+            return Ok(bare(bytes))
+        }
         Err(e) => return Err(vec![format!("{path}: {e}")]),
     };
     let discovery = locate::discover(text, format, &docs);
@@ -86,6 +88,11 @@ pub fn read(path: &str) -> Result<FileConfigs, Vec<String>> {
         .collect();
     if discovery.found.is_empty() {
         if let [doc] = docs.as_slice() {
+            // A `.json` file that is no Envoy or Kubernetes document is a plugin configuration
+            // to the filter, whatever its mistake (`42`, `[]`, `{}`): the reader names it.
+            if is_json_file(path) && !marks_envoy_or_kubernetes(doc) {
+                return Ok(bare(bytes));
+            }
             if looks_like_plugin_config(doc) {
                 // A plugin configuration with a mistake (no `default`, …): the filter's
                 // reader names it.
@@ -118,6 +125,23 @@ pub fn read(path: &str) -> Result<FileConfigs, Vec<String>> {
         })
         .collect();
     Ok(FileConfigs { configs, skipped })
+}
+
+fn is_json_file(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".json")
+}
+
+/// A mapping with a key only Kubernetes objects and Envoy configurations have.
+fn marks_envoy_or_kubernetes(doc: &Node) -> bool {
+    let Kind::Map(entries) = &doc.kind else {
+        return false;
+    };
+    entries.iter().filter_map(|(k, _)| k.scalar()).any(|k| {
+        matches!(
+            k,
+            "kind" | "apiVersion" | "@type" | "static_resources" | "dynamic_resources" | "resources"
+        )
+    })
 }
 
 /// A mapping with one of the plugin configuration's top-level keys and nothing that marks a

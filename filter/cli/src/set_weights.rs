@@ -39,7 +39,8 @@ pub const STICKY_KEYS: u32 = 10_000;
 #[derive(Args)]
 #[command(
     after_help = "FILE is a plugin configuration (JSON), an Envoy config (YAML or JSON) with \
-    subset-router's Wasm or dynamic module filter (listeners or ECDS resources), an Istio \
+    subset-router's Wasm filter, dynamic module filter or dynamic module cluster specifier \
+    (listeners, routes or ECDS resources), an Istio \
     WasmPlugin or an Envoy Gateway EnvoyExtensionPolicy. Subsets not named keep their weight. \
     Only the weight numbers change in the file; the result is validated first and the file is \
     replaced atomically (rename). A file you may not write (e.g. mode 0444) is refused unless \
@@ -142,9 +143,8 @@ fn set_weights(args: &SetWeightsArgs) -> Result<String, Failure> {
     let discovery = locate::discover(&text, format, &docs);
     if discovery.found.is_empty() {
         let mut lines = vec![format!(
-            "{shown}: no subset-router configuration found (looked for a plugin configuration, \
-             Envoy's Wasm or dynamic module filter, an Istio WasmPlugin's spec.pluginConfig, an \
-             EnvoyExtensionPolicy's spec.wasm[].config or spec.dynamicModule[].config)"
+            "{shown}: no subset-router configuration found ({})",
+            locate::LOOKED_FOR
         )];
         lines.extend(discovery.skipped.iter().map(|s| format!("{shown}: {s}")));
         return Err(Failure::Invalid(lines));

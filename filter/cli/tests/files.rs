@@ -275,3 +275,20 @@ fn equal_configurations_need_no_index() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_json_file_that_is_no_envoy_or_kubernetes_document_is_read_as_a_plugin_configuration() {
+    let dir = work_dir("bare_json");
+    for (text, error) in [
+        ("42", "configuration: expected an object, found 42"),
+        ("[]", "configuration: expected an object, found a list"),
+        ("{}", "default: is required"),
+        ("not json", "configuration: invalid JSON: expected ident at line 1 column 2"),
+    ] {
+        let file = dir.join("plugin.json");
+        std::fs::write(&file, text).unwrap();
+        let out = run(&["validate", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(stderr(&out).contains(error), "{text}: {}", stderr(&out));
+    }
+}

@@ -5,6 +5,9 @@
 //! subset-router-demo free-ports PORT...          exit 1 (naming them) if any port is taken on 127.0.0.1
 //! subset-router-demo wait-ready ADMIN_URL SECS   poll ADMIN_URL/ready until it answers 200 (else exit 1)
 //! subset-router-demo burst CONFIG FRONT_HOST:PORT ADMIN_URL [--requests N] [--curl-host H]
+//! subset-router-demo watch FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]
+//! subset-router-demo shift-ramps CONFIG --start-in DURATION [--duration DURATION] -o OUT
+//! subset-router-demo COMMAND --help
 //! ```
 //!
 //! `burst` sends traffic shaped by the plugin config and prints the observed split:
@@ -25,6 +28,11 @@
 //! subset, a sticky probe spread over several subsets, a responseHeader that disagrees with the
 //! upstream that served, counters that disagree with the core, or a request the core routes
 //! to one subset served by another. Then three ready-to-paste curl lines (plain, debug, sticky).
+//! For a configuration with a ramp or guards, the table shows beside the configured split the
+//! effective one now: each ramp at the current time, each guard as the filter's stats say.
+//!
+//! `shift-ramps` writes a copy of a configuration whose ramps start DURATION from now (and last
+//! `--duration`), so that `make run RAMP_START_IN=10s` shows the share moving.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,8 +42,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use subset_router_core::config::{MatchConfig, PluginConfig, ValueMatchConfig};
+use subset_router_core::live::Snapshot;
 use subset_router_core::request::OwnedRequest;
 use subset_router_core::router::{RouteSummary, Router, StickyKey};
+use subset_router_core::time::{format_rfc3339, UnixMs};
 use subset_router_core::WyRand;
 use subset_router_it::http::{self, Client, Response};
 use subset_router_it::load::Conn;
@@ -47,7 +57,60 @@ const USAGE: &str = "usage:
   subset-router-demo free-ports PORT...
   subset-router-demo wait-ready ADMIN_URL SECONDS
   subset-router-demo burst CONFIG FRONT_HOST:PORT ADMIN_URL [--requests N] [--curl-host H]
-  subset-router-demo watch FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]";
+  subset-router-demo watch FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]
+  subset-router-demo shift-ramps CONFIG --start-in DURATION [--duration DURATION] -o OUT
+  subset-router-demo COMMAND --help";
+
+/// Each command's `--help`.
+const HELP: &[(&str, &str)] = &[
+    (
+        "free-ports",
+        "usage: subset-router-demo free-ports PORT...
+
+Exit 1, naming them, if any PORT cannot be bound on 127.0.0.1 (connections of an earlier run
+in TIME_WAIT do not count).",
+    ),
+    (
+        "wait-ready",
+        "usage: subset-router-demo wait-ready ADMIN_URL SECONDS
+
+Poll ADMIN_URL/ready until Envoy answers 200; exit 1 if it has not after SECONDS.",
+    ),
+    (
+        "burst",
+        "usage: subset-router-demo burst CONFIG FRONT_HOST:PORT ADMIN_URL [--requests N] [--curl-host H]
+
+Send traffic shaped by the plugin configuration CONFIG through Envoy at FRONT_HOST:PORT and
+print the observed split per probe (plain users, one probe per rule, a sticky user), the
+configured split and, for ramps and guards, the effective one now; exit 1 if a check fails.
+
+Options:
+  --requests N     plain requests, each with its own sticky key (default 1000)
+  --curl-host H    host name in the printed curl lines (default localhost)",
+    ),
+    (
+        "watch",
+        "usage: subset-router-demo watch FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]
+
+A live view of a rollout: one line a second with the last second's split per rule, each
+ramp's share and each guard's state (from the filter's stats in ADMIN_URL/stats), while a
+steady trickle of users (x-user-id: user-0 .. user-999) goes to FRONT_HOST:PORT. Ctrl-C stops.
+
+Options:
+  --rate N         users a second (default 50)
+  --fail SUBSET    every request carries x-fail: SUBSET, which the demo's upstream of that
+                   subset answers with 503: watch its guard trip
+  --seconds N      stop after N seconds (default: until Ctrl-C)",
+    ),
+    (
+        "shift-ramps",
+        "usage: subset-router-demo shift-ramps CONFIG --start-in DURATION [--duration DURATION] -o OUT
+
+Write to OUT a copy of the plugin configuration CONFIG in which every ramp starts DURATION
+from now (and, with --duration, lasts that long), so a demo shows the share moving. DURATION
+is seconds, or a number with s, m or h (10s, 2m, 1h). CONFIG itself is not changed.",
+    ),
+];
 
 /// Requests per fixed-subset probe and in the sticky probe.
 const PROBE_REQUESTS: usize = 20;
@@ -84,6 +147,13 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
     let (command, rest) = args
         .split_first()
         .ok_or_else(|| Failure::Usage("no subcommand".into()))?;
+    let help = |command: &str| HELP.iter().find(|(c, _)| *c == command).map(|(_, h)| *h);
+    if let Some(text) = help(command) {
+        if rest.iter().any(|a| a == "-h" || a == "--help") {
+            println!("{text}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     match command.as_str() {
         "free-ports" => free_ports(rest),
         "wait-ready" => match rest {
@@ -108,6 +178,13 @@ fn run(args: &[String]) -> Result<ExitCode, Failure> {
         "watch" => {
             let args = watch::WatchArgs::parse(rest).map_err(Failure::Usage)?;
             watch::watch(&args)
+        }
+        "shift-ramps" => Ok(shift_ramps(rest)?),
+        "help" if !rest.is_empty() => {
+            let name = rest.first().map_or("", String::as_str);
+            let text = help(name).ok_or_else(|| Failure::Usage(format!("no command {name:?}")))?;
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -903,6 +980,134 @@ fn format_g(x: f64) -> String {
     }
 }
 
+// ---- ramps and guards now ----------------------------------------------------------------
+
+/// The wall clock now, in Unix milliseconds.
+fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The routes as the filter decides them at `at` with the guards `open` (by index in
+/// `guards`): each ramp's share then, each open guard's subset out of its splits.
+fn effective_summaries(plugin: &Plugin, at: UnixMs, open: Vec<bool>) -> Vec<RouteSummary> {
+    let conditions = Snapshot {
+        ramps: plugin
+            .router
+            .ramps()
+            .iter()
+            .map(|r| r.ramp.share_at(at))
+            .collect(),
+        open,
+    };
+    plugin.router.summaries_with(&conditions)
+}
+
+/// Which guards the filter has open, by index in `guards`, from its `guard.<subset>.open` gauges.
+fn open_guards(plugin: &Plugin, gauges: &BTreeMap<String, u64>) -> Vec<bool> {
+    plugin
+        .config
+        .guards
+        .iter()
+        .map(|g| gauges.get(&format!("guard.{}.open", g.subset)) == Some(&1))
+        .collect()
+}
+
+/// `10s`, `2m`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<i64, String> {
+    let (number, unit) = match text.strip_suffix(['s', 'm', 'h']) {
+        Some(n) => (n, &text[n.len()..]),
+        None => (text, "s"),
+    };
+    let n: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 10s, 2m or 1h"))?;
+    Ok(n * match unit {
+        "h" => 3600,
+        "m" => 60,
+        _ => 1,
+    })
+}
+
+/// `shift-ramps CONFIG --start-in DURATION [--duration DURATION] -o OUT`.
+fn shift_ramps(args: &[String]) -> Result<ExitCode, Failure> {
+    let mut config = None;
+    let (mut start_in, mut duration, mut out) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Failure::Usage(format!("shift-ramps: {a} needs a value")))
+        };
+        match a.as_str() {
+            "--start-in" => start_in = Some(parse_duration(&value()?).map_err(Failure::Usage)?),
+            "--duration" => duration = Some(parse_duration(&value()?).map_err(Failure::Usage)?),
+            "-o" | "--output" => out = Some(value()?),
+            f if f.starts_with('-') => {
+                return Err(Failure::Usage(format!("shift-ramps: unknown option {f}")))
+            }
+            _ if config.is_none() => config = Some(a.clone()),
+            _ => return Err(Failure::Usage("shift-ramps takes one CONFIG".into())),
+        }
+    }
+    let (Some(config), Some(start_in), Some(out)) = (config, start_in, out) else {
+        return Err(Failure::Usage(
+            "shift-ramps takes CONFIG --start-in DURATION -o OUT".into(),
+        ));
+    };
+    let json = std::fs::read(&config).map_err(|e| format!("cannot read {config}: {e}"))?;
+    let shifted = with_ramps_from(&json, now_ms() + 1000 * start_in, duration)
+        .map_err(|e| format!("{config}: {e}"))?;
+    std::fs::write(&out, shifted).map_err(|e| format!("cannot write {out}: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration with every ramp starting at `start` (and lasting `duration` seconds);
+/// checked by the filter's own validation.
+fn with_ramps_from(json: &[u8], start: UnixMs, duration: Option<i64>) -> Result<Vec<u8>, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut routes: Vec<&mut serde_json::Value> = vec![];
+    let serde_json::Value::Object(root) = &mut v else {
+        return Err("not a JSON object".into());
+    };
+    for (key, value) in root.iter_mut() {
+        match (key.as_str(), value) {
+            ("default", route) => routes.push(route),
+            ("rules", serde_json::Value::Array(rules)) => {
+                routes.extend(rules.iter_mut().filter_map(|r| r.get_mut("route")));
+            }
+            _ => {}
+        }
+    }
+    let mut ramps = 0;
+    let ramps_of = routes.into_iter().filter_map(|r| r.get_mut("ramp"));
+    for ramp in ramps_of.filter(|r| r.is_object()) {
+        ramps += 1;
+        ramp["start"] = format_rfc3339(start - start % 1000).into();
+        if let Some(seconds) = duration {
+            ramp["durationSeconds"] = seconds.into();
+        }
+    }
+    if ramps == 0 {
+        return Err("no ramp to shift".into());
+    }
+    let mut text = serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())?;
+    text.push(b'\n');
+    subset_router_core::load(&text).map_err(|errors| {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!(
+            "the shifted configuration is invalid: {}",
+            errors.join("; ")
+        )
+    })?;
+    Ok(text)
+}
+
 // ---- burst -------------------------------------------------------------------------------
 
 /// The local address a connection to `to` leaves from: the peer address Envoy sees.
@@ -1022,6 +1227,17 @@ fn burst(a: &BurstArgs) -> Result<ExitCode, String> {
         sticky_req = Some(base);
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    // Ramps and guards: the split the filter applies now, beside the configured one.
+    let now = (!plugin.live_routes.is_empty())
+        .then(|| -> Result<_, String> {
+            let gauges = watch::gauges(&mut admin)?;
+            let at = now_ms();
+            Ok((
+                at,
+                effective_summaries(&plugin, at, open_guards(&plugin, &gauges)),
+            ))
+        })
+        .transpose()?;
 
     // ---- the table ----
     let mut cols = subsets.clone();
@@ -1042,6 +1258,10 @@ fn burst(a: &BurstArgs) -> Result<ExitCode, String> {
     ]
     .map(String::from)
     .to_vec();
+    if now.is_some() {
+        head.push("now (ramps, guards applied)".into());
+    }
+    let text_columns = head.len();
     head.extend(cols.iter().cloned());
     head.push("check".into());
     let mut failed = false;
@@ -1055,6 +1275,9 @@ fn burst(a: &BurstArgs) -> Result<ExitCode, String> {
                 rule_counts(&p.rules),
                 configured(&summaries, &p.rules),
             ];
+            if let Some((_, effective)) = &now {
+                cells.push(configured(effective, &p.rules));
+            }
             for s in &cols {
                 let c = p.served.get(s).copied().unwrap_or(0);
                 cells.push(if c > 0 && total > 0 {
@@ -1089,7 +1312,7 @@ fn burst(a: &BurstArgs) -> Result<ExitCode, String> {
             .zip(&widths)
             .enumerate()
             .map(|(i, (c, &w))| {
-                if i < 4 {
+                if i < text_columns {
                     format!("{c:<w$}")
                 } else if i < last {
                     format!("{c:>w$}")
@@ -1122,6 +1345,13 @@ fn burst(a: &BurstArgs) -> Result<ExitCode, String> {
          (column = subset whose upstream answered)",
         a.front
     );
+    if let Some((at, _)) = &now {
+        println!(
+            "Now ({}): each ramp at its share then, each guard as the filter's stats say \
+             (`subset-router schedule CONFIG` prints the ramps' timelines)",
+            format_rfc3339(*at)
+        );
+    }
     println!();
     println!("{}", line(&head));
     println!(
@@ -1189,6 +1419,7 @@ fn burst(a: &BurstArgs) -> Result<ExitCode, String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use subset_router_core::time::parse_rfc3339;
 
     fn plugin(json: &str) -> Plugin {
         let config = subset_router_core::parse(json.as_bytes()).unwrap();
@@ -1388,6 +1619,101 @@ mod tests {
             text.starts_with("GET /x HTTP/1.1\r\nhost: beta.example.com\r\na: 1\r\n\r\n"),
             "{text}"
         );
+    }
+
+    /// Every command answers --help (and `help COMMAND`) with its usage, exit 0.
+    #[test]
+    fn every_command_has_help() {
+        for (command, text) in HELP {
+            for args in [
+                vec![*command, "--help"],
+                vec![*command, "-h"],
+                vec!["help", command],
+            ] {
+                let args: Vec<String> = args.into_iter().map(String::from).collect();
+                assert!(
+                    matches!(run(&args), Ok(code) if code == ExitCode::SUCCESS),
+                    "{args:?}"
+                );
+            }
+            assert!(text.starts_with(&format!("usage: subset-router-demo {command} ")));
+        }
+        assert_eq!(
+            HELP.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            ["free-ports", "wait-ready", "burst", "watch", "shift-ramps"]
+        );
+    }
+
+    /// The progressive example: configured 95/5, its ramp (over long ago) at 50/50 now, and
+    /// with the guard open v2 out of the split.
+    #[test]
+    fn the_effective_split_now_applies_ramps_and_guards() {
+        let p = example("progressive");
+        let rules = BTreeMap::from([("canary".to_owned(), 1)]);
+        let summaries = p.router.summaries();
+        assert_eq!(
+            configured(&summaries, &rules),
+            "canary: v1 95% / v2 5% sticky"
+        );
+        let ramp_end = parse_rfc3339("2026-12-01T12:00:00Z").unwrap();
+        let at =
+            |t: UnixMs, open: bool| configured(&effective_summaries(&p, t, vec![open]), &rules);
+        assert_eq!(at(ramp_end, false), "canary: v1 50% / v2 50% sticky");
+        assert_eq!(
+            at(ramp_end - 3_600_000, false),
+            "canary: v1 72.5% / v2 27.5% sticky"
+        );
+        assert_eq!(at(ramp_end, true), "canary: v1 100% / v2 0% sticky");
+        let gauges = BTreeMap::from([("guard.v2.open".to_owned(), 1)]);
+        assert_eq!(open_guards(&p, &gauges), [true]);
+        assert_eq!(open_guards(&p, &BTreeMap::new()), [false]);
+    }
+
+    /// `shift-ramps`: a copy whose ramp starts then (and lasts --duration), nothing else
+    /// changed, valid for the filter.
+    #[test]
+    fn shift_ramps_moves_only_the_ramps_start_and_duration() {
+        let path = format!(
+            "{}/../examples/progressive/config.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let json = std::fs::read(&path).unwrap();
+        let start = parse_rfc3339("2030-01-02T03:04:05Z").unwrap();
+        let shifted = with_ramps_from(&json, start + 678, Some(120)).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let ramp = &mut expected["rules"][1]["route"]["ramp"];
+        ramp["start"] = "2030-01-02T03:04:05Z".into();
+        ramp["durationSeconds"] = 120.into();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&shifted).unwrap(),
+            expected
+        );
+        let router = subset_router_core::load(&shifted).unwrap();
+        assert_eq!(router.ramps()[0].ramp.start_ms, start);
+        assert!(
+            with_ramps_from(br#"{"default":{"subset":"v1"}}"#, start, None)
+                .unwrap_err()
+                .contains("no ramp")
+        );
+        assert_eq!(parse_duration("10s"), Ok(10));
+        assert_eq!(parse_duration("2m"), Ok(120));
+        assert_eq!(parse_duration("1h"), Ok(3600));
+        assert_eq!(parse_duration("45"), Ok(45));
+        assert!(parse_duration("soon").is_err());
+
+        let out = std::env::temp_dir().join(format!("shift-ramps-{}.json", std::process::id()));
+        let args: Vec<String> = [&path, "--start-in", "10s", "-o", &out.to_string_lossy()]
+            .map(|s| s.to_string())
+            .to_vec();
+        let before = now_ms();
+        assert!(matches!(shift_ramps(&args), Ok(code) if code == ExitCode::SUCCESS));
+        let router = subset_router_core::load(&std::fs::read(&out).unwrap()).unwrap();
+        let start = router.ramps()[0].ramp.start_ms;
+        assert!(
+            (before + 9_000..=now_ms() + 10_000).contains(&start),
+            "{start}"
+        );
+        std::fs::remove_file(&out).unwrap();
     }
 
     #[test]

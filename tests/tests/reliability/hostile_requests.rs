@@ -1,6 +1,8 @@
 //! reliability scenario 4: Hostile requests over raw sockets
 
 use super::*;
+use std::net::{IpAddr, Ipv4Addr};
+use subset_router_core::request::OwnedRequest;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Want {
@@ -222,6 +224,10 @@ pub(super) fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         {"name": "hosts", "match": {"hosts": ["*.example.com"]}, "route": {"subset": "v3"}},
         {"name": "trusted", "match": {"sourceCidrs": ["192.0.2.0/24"], "headers": [{"name": "x-trusted", "present": true}]},
          "route": {"subset": "v3"}},
+        {"name": "lan", "match": {"pathPrefix": "/lan/", "sourceCidrs": ["127.0.0.0/8"]}, "route": {"subset": "v2"}},
+        {"name": "one-host", "match": {"pathPrefix": "/host/", "sourceCidrs": ["127.0.0.2/32"]}, "route": {"subset": "v3"}},
+        {"name": "by-ip", "match": {"pathPrefix": "/by-ip/"},
+         "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}], "stickyBy": {"sourceIp": true}}},
         {"name": "sticky", "match": {"pathPrefix": "/sticky"},
          "route": {"split": [{"subset": "v1", "weight": 50}, {"subset": "v2", "weight": 50}], "stickyBy": {"cookie": "uid"}}},
         {"name": "canary", "match": {"pathPrefix": "/after/"},
@@ -231,7 +237,8 @@ pub(super) fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
     }"#;
     // Every request here that no rule may match falls to the fixed default, v1, so its answer is
     // exact: a wrong match of a header, cookie, query, host or trusted rule answers v2 or v3 (the
-    // splits, which also hold v1, only match /sticky and /after/, paths those requests avoid).
+    // splits, which also hold v1, only match /sticky, /by-ip/ and /after/, paths those requests
+    // avoid; so do the source-address rules' /lan/ and /host/).
     let envoy = cx.start("hostile", plugin)?;
     let ex = Expect {
         response_header: Some("x-routed-subset".into()),
@@ -301,6 +308,8 @@ pub(super) fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         dec_mid - dec_before == routed_expected,
     );
 
+    sent += source_address_rules(cx, &envoy, plugin, &ex)?;
+
     // Later requests still route with the configured split.
     let mut c = envoy.client();
     let after = send(&mut c, 1000, &ex, |i| (format!("/after/{i}"), vec![]));
@@ -367,4 +376,232 @@ pub(super) fn hostile_requests(cx: &mut Ctx) -> Result<(), String> {
         format!("{sent} / {}", bad.len()),
     );
     Ok(())
+}
+
+/// Client addresses for the source-address rules: all on the loopback (127.0.0.0/8), where Envoy
+/// (native, or in a container on the host's network) sees each as the peer address.
+pub(super) const SOURCES: [Ipv4Addr; 8] = [
+    Ipv4Addr::new(127, 0, 0, 1),
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+    Ipv4Addr::new(127, 0, 0, 4),
+    Ipv4Addr::new(127, 0, 0, 5),
+    Ipv4Addr::new(127, 0, 0, 6),
+    Ipv4Addr::new(127, 0, 0, 7),
+    Ipv4Addr::new(127, 0, 0, 8),
+];
+
+/// Requests per source address and path, each on a new connection (a new source port).
+pub(super) const PER_SOURCE: u64 = 12;
+
+/// The hostile config's source-address rules with real peer addresses: `lan` (`sourceCidrs`
+/// 127.0.0.0/8 -> v2) takes every source; `one-host` (127.0.0.2/32 -> v3) only 127.0.0.2, the
+/// others fall to the default v1; `by-ip` (v1/v2 50/50 `stickyBy` `sourceIp`) puts each source on one subset, the one the
+/// filter's own core computes for that address. Exact counts; the decision counters moved by
+/// exactly these requests. Returns the requests sent.
+fn source_address_rules(
+    cx: &mut Ctx,
+    envoy: &Envoy,
+    plugin: &str,
+    ex: &Expect,
+) -> Result<u64, String> {
+    let router = subset_router_core::load(plugin.as_bytes())
+        .map_err(|e| format!("the core refuses the hostile config: {e:?}"))?;
+    let mut rng = subset_router_core::WyRand::new(1);
+    let core_by_ip = |src: Ipv4Addr, rng: &mut subset_router_core::WyRand| {
+        let req = OwnedRequest::new()
+            .header(":path", "/by-ip/x")
+            .header(":method", "GET")
+            .header(":authority", "subset-router.test")
+            .source(IpAddr::V4(src));
+        router
+            .decide(&req, rng)
+            .filter(|d| d.rule == "by-ip")
+            .map(|d| d.target.subset.clone())
+            .unwrap_or_else(|| "(not the by-ip rule)".into())
+    };
+    let before = envoy.stats("subset_router")?;
+    let mut sent = 0u64;
+    // (path, source, extra headers) -> what each of PER_SOURCE fresh connections was served by.
+    let mut send = |path: &str, src: Ipv4Addr, headers: &[(&str, &str)]| {
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        for _ in 0..PER_SOURCE {
+            sent += 1;
+            let got = match Client::new(envoy.front())
+                .from_source(src)
+                .get(path, headers)
+            {
+                Ok(r) => ex
+                    .check(&r)
+                    .unwrap_or_else(|e| format!("{} ({e})", r.status)),
+                Err(e) => format!("transport error: {e}"),
+            };
+            *seen.entry(got).or_default() += 1;
+        }
+        seen
+    };
+    let all_on = |seen: &BTreeMap<String, u64>, subset: &str| {
+        seen.len() == 1 && seen.get(subset) == Some(&PER_SOURCE)
+    };
+    let show = |seen: &BTreeMap<String, u64>| {
+        seen.iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let n_all = PER_SOURCE * SOURCES.len() as u64;
+
+    // lan: every loopback source.
+    let mut lan_wrong = Vec::new();
+    let mut lan_v2 = 0;
+    for src in SOURCES {
+        let seen = send("/lan/x", src, &[]);
+        lan_v2 += seen.get("v2").copied().unwrap_or(0);
+        if !all_on(&seen, "v2") {
+            lan_wrong.push(format!("{src}: {}", show(&seen)));
+        }
+    }
+    cx.row(
+        "4 source address: sourceCidrs 127.0.0.0/8 -> v2 (rule lan)",
+        &format!(
+            "{} sources x{PER_SOURCE} (new connection each): {n_all} of {n_all} on v2",
+            SOURCES.len()
+        ),
+        &format!(
+            "{lan_v2} of {n_all} on v2{}",
+            lan_wrong
+                .first()
+                .map(|w| format!("; first wrong: {w}"))
+                .unwrap_or_default()
+        ),
+        lan_wrong.is_empty() && lan_v2 == n_all,
+    );
+
+    // one-host: 127.0.0.2 only.
+    let mut host_rows = Vec::new();
+    let mut host_ok = true;
+    let (mut v3, mut v1) = (0, 0);
+    for src in SOURCES {
+        let want = if src == SOURCES[1] { "v3" } else { "v1" };
+        let seen = send("/host/x", src, &[]);
+        v3 += seen.get("v3").copied().unwrap_or(0);
+        v1 += seen.get("v1").copied().unwrap_or(0);
+        if !all_on(&seen, want) {
+            host_ok = false;
+            host_rows.push(format!("{src}: {} (want {want})", show(&seen)));
+        }
+    }
+    let others = PER_SOURCE * (SOURCES.len() as u64 - 1);
+    cx.row(
+        "4 source address: sourceCidrs 127.0.0.2/32 -> v3 (rule one-host)",
+        &format!(
+            "from 127.0.0.2: {PER_SOURCE} of {PER_SOURCE} on v3; from the other {} sources: \
+             {others} of {others} on v1 (default)",
+            SOURCES.len() - 1
+        ),
+        &format!(
+            "v3 {v3}, v1 {v1} of {n_all}{}",
+            host_rows
+                .first()
+                .map(|w| format!("; first wrong: {w}"))
+                .unwrap_or_default()
+        ),
+        host_ok && v3 == PER_SOURCE && v1 == others,
+    );
+
+    // A client cannot claim another source: x-forwarded-for: 127.0.0.2 from 127.0.0.1 is still
+    // 127.0.0.1 (the front listener uses the peer address, use_remote_address: true).
+    let forged = send("/host/x", SOURCES[0], &[("x-forwarded-for", "127.0.0.2")]);
+    cx.row(
+        "4 source address: a forged x-forwarded-for does not move the source",
+        &format!(
+            "from 127.0.0.1 with x-forwarded-for: 127.0.0.2: {PER_SOURCE} of {PER_SOURCE} on v1 \
+             (default), none on v3"
+        ),
+        &show(&forged),
+        all_on(&forged, "v1"),
+    );
+
+    // by-ip: one subset per source, the core's; both subsets among the sources.
+    let mut by_ip: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut off_core = Vec::new();
+    let mut by_ip_counts: BTreeMap<String, u64> = BTreeMap::new();
+    for src in SOURCES {
+        let want = core_by_ip(src, &mut rng);
+        let seen = send("/by-ip/x", src, &[]);
+        for (k, v) in &seen {
+            *by_ip_counts.entry(k.clone()).or_default() += v;
+        }
+        if !all_on(&seen, &want) {
+            off_core.push(format!("{src}: {} (core: {want})", show(&seen)));
+        }
+        let last = src.octets()[3].to_string();
+        by_ip.entry(want).or_default().push(last);
+    }
+    let both = by_ip.contains_key("v1") && by_ip.contains_key("v2") && by_ip.len() == 2;
+    cx.row(
+        "4 source address: stickyBy sourceIp, v1/v2 50/50 (rule by-ip)",
+        &format!(
+            "each of {} sources: {PER_SOURCE} of {PER_SOURCE} on one subset, the core's \
+             (Router::decide with that source); the sources on both subsets",
+            SOURCES.len()
+        ),
+        &format!(
+            "{} of {} sources as the core says ({}); requests {}{}",
+            SOURCES.len() - off_core.len(),
+            SOURCES.len(),
+            by_ip
+                .iter()
+                .map(|(subset, ips)| format!("{subset}: 127.0.0.{{{}}}", ips.join(",")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            show(&by_ip_counts),
+            off_core
+                .first()
+                .map(|w| format!("; first wrong: {w}"))
+                .unwrap_or_default()
+        ),
+        off_core.is_empty() && both,
+    );
+
+    // The decision counters moved by exactly these requests.
+    let after = envoy.stats("subset_router")?;
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    want.insert("rule.lan.subset.v2".into(), n_all);
+    want.insert("rule.one-host.subset.v3".into(), PER_SOURCE);
+    want.insert("rule.default.subset.v1".into(), others + PER_SOURCE);
+    for (subset, ips) in &by_ip {
+        want.insert(
+            format!("rule.by-ip.subset.{subset}"),
+            PER_SOURCE * ips.len() as u64,
+        );
+    }
+    let delta = |k: &str| {
+        let k = format!("subset_router.{k}");
+        stat(&after, &k) as i64 - stat(&before, &k) as i64
+    };
+    let total = decisions(&after) as i64 - decisions(&before) as i64;
+    let mismatched: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| delta(k) != **v as i64)
+        .map(|(k, v)| format!("{k} {:+} (want +{v})", delta(k)))
+        .collect();
+    cx.row(
+        "4 source address: decision counters",
+        &format!(
+            "{}; +{} in all",
+            want.iter()
+                .map(|(k, v)| format!("{k} +{v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sent
+        ),
+        &if mismatched.is_empty() {
+            format!("equal; +{total} in all")
+        } else {
+            format!("MISMATCH: {}; +{total} in all", mismatched.join(", "))
+        },
+        mismatched.is_empty() && total == sent as i64,
+    );
+    Ok(sent)
 }

@@ -131,6 +131,14 @@ pub fn envoy_ptr() -> *mut c_void {
     std::ptr::NonNull::<u64>::dangling().as_ptr().cast()
 }
 
+/// Runs the body of a fake callback that allocates (Envoy's memory, not the module's): the
+/// per-request allocation tests count the module's allocations only.
+fn envoy_side<R>(body: impl FnOnce() -> R) -> R {
+    let mut out = None;
+    allocation_counter::opt_out(|| out = Some(body()));
+    out.expect("the body ran")
+}
+
 fn bytes(buffer: ModuleBuffer) -> Vec<u8> {
     if buffer.ptr.is_null() {
         return Vec::new();
@@ -153,8 +161,10 @@ fn with_map<R>(
 
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_callback_log(level: LogLevelAbi, message: ModuleBuffer) {
-    let message = String::from_utf8_lossy(&bytes(message)).into_owned();
-    FAKE.with(|fake| fake.borrow_mut().logs.push((level, message)));
+    envoy_side(|| {
+        let message = String::from_utf8_lossy(&bytes(message)).into_owned();
+        FAKE.with(|fake| fake.borrow_mut().logs.push((level, message)));
+    })
 }
 
 #[no_mangle]
@@ -257,21 +267,23 @@ extern "C" fn envoy_dynamic_module_callback_http_set_header(
     key: ModuleBuffer,
     value: ModuleBuffer,
 ) -> bool {
-    let key = bytes(key);
-    let value = bytes(value);
-    FAKE.with(|fake| {
-        let mut fake = fake.borrow_mut();
-        if fake.refuse_set {
-            return false;
-        }
-        // As Envoy's setHeaderValueImpl: a null or empty value removes the header.
-        with_map(&mut fake, header_type, |map| {
-            map.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
-            if !value.is_empty() {
-                map.push((key.to_ascii_lowercase(), value));
+    envoy_side(|| {
+        let key = bytes(key);
+        let value = bytes(value);
+        FAKE.with(|fake| {
+            let mut fake = fake.borrow_mut();
+            if fake.refuse_set {
+                return false;
             }
+            // As Envoy's setHeaderValueImpl: a null or empty value removes the header.
+            with_map(&mut fake, header_type, |map| {
+                map.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
+                if !value.is_empty() {
+                    map.push((key.to_ascii_lowercase(), value));
+                }
+            })
+            .is_some()
         })
-        .is_some()
     })
 }
 
@@ -292,8 +304,10 @@ extern "C" fn envoy_dynamic_module_callback_http_send_response(
     details: ModuleBuffer,
 ) {
     assert_eq!(headers_vector_size, 0);
-    let sent = (status_code, bytes(body), bytes(details));
-    FAKE.with(|fake| fake.borrow_mut().sent = Some(sent));
+    envoy_side(|| {
+        let sent = (status_code, bytes(body), bytes(details));
+        FAKE.with(|fake| fake.borrow_mut().sent = Some(sent));
+    })
 }
 
 #[no_mangle]
@@ -405,36 +419,38 @@ extern "C" fn envoy_dynamic_module_callback_http_get_header(
     index: usize,
     optional_size: *mut usize,
 ) -> bool {
-    let key = bytes(key);
-    FAKE.with(|fake| {
-        let mut fake = fake.borrow_mut();
-        let refuse = fake.refuse_get_header;
-        // As Envoy's getHeaderValueImpl: the number of values (also when out of range), and
-        // false with a null buffer for a missing map, a missing key or an index out of range.
-        let values: Vec<Vec<u8>> = with_map(&mut fake, header_type, |map| {
-            map.iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(&key))
-                .map(|(_, v)| v.clone())
-                .collect()
+    envoy_side(|| {
+        let key = bytes(key);
+        FAKE.with(|fake| {
+            let mut fake = fake.borrow_mut();
+            let refuse = fake.refuse_get_header;
+            // As Envoy's getHeaderValueImpl: the number of values (also when out of range), and
+            // false with a null buffer for a missing map, a missing key or an index out of range.
+            let values: Vec<Vec<u8>> = with_map(&mut fake, header_type, |map| {
+                map.iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(&key))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .filter(|_| !refuse)
+            .unwrap_or_default();
+            let (found, ptr, length) = match values.get(index) {
+                // Leaked: the module reads the bytes after this call (tests only).
+                Some(v) => {
+                    let v: &'static [u8] = Box::leak(v.clone().into_boxed_slice());
+                    (true, v.as_ptr().cast(), v.len())
+                }
+                None => (false, std::ptr::null(), 0),
+            };
+            // SAFETY: the module passes a valid result pointer; the size pointer may be null.
+            unsafe {
+                *result_buffer = EnvoyBuffer { ptr, length };
+                if !optional_size.is_null() {
+                    *optional_size = values.len();
+                }
+            }
+            found
         })
-        .filter(|_| !refuse)
-        .unwrap_or_default();
-        let (found, ptr, length) = match values.get(index) {
-            // Leaked: the module reads the bytes after this call (tests only).
-            Some(v) => {
-                let v: &'static [u8] = Box::leak(v.clone().into_boxed_slice());
-                (true, v.as_ptr().cast(), v.len())
-            }
-            None => (false, std::ptr::null(), 0),
-        };
-        // SAFETY: the module passes a valid result pointer; the size pointer may be null.
-        unsafe {
-            *result_buffer = EnvoyBuffer { ptr, length };
-            if !optional_size.is_null() {
-                *optional_size = values.len();
-            }
-        }
-        found
     })
 }
 
@@ -579,8 +595,10 @@ extern "C" fn envoy_dynamic_module_callback_cluster_specifier_set_cluster_name(
     _context_envoy_ptr: *mut c_void,
     cluster_name: ModuleBuffer,
 ) {
-    let name = String::from_utf8_lossy(&bytes(cluster_name)).into_owned();
-    FAKE.with(|fake| fake.borrow_mut().specifier_clusters.push(name));
+    envoy_side(|| {
+        let name = String::from_utf8_lossy(&bytes(cluster_name)).into_owned();
+        FAKE.with(|fake| fake.borrow_mut().specifier_clusters.push(name));
+    })
 }
 
 // ------------------------------------------------------------------------------------------

@@ -22,7 +22,10 @@ impl WatchArgs {
     pub fn parse(args: &[String]) -> Result<Self, String> {
         let mut it = args.iter();
         let (Some(front), Some(admin)) = (it.next(), it.next()) else {
-            return Err("watch takes FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]".into());
+            return Err(
+                "watch takes FRONT_HOST:PORT ADMIN_URL [--rate N] [--fail SUBSET] [--seconds N]"
+                    .into(),
+            );
         };
         let mut a = WatchArgs {
             front: front.clone(),
@@ -34,10 +37,18 @@ impl WatchArgs {
         while let Some(flag) = it.next() {
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
-                "--rate" => a.rate = value.parse().map_err(|_| format!("--rate: not a number: {value:?}"))?,
+                "--rate" => {
+                    a.rate = value
+                        .parse()
+                        .map_err(|_| format!("--rate: not a number: {value:?}"))?
+                }
                 "--fail" => a.fail = Some(value.clone()),
                 "--seconds" => {
-                    a.seconds = Some(value.parse().map_err(|_| format!("--seconds: not a number: {value:?}"))?)
+                    a.seconds = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("--seconds: not a number: {value:?}"))?,
+                    )
                 }
                 other => return Err(format!("watch: unknown option {other:?}")),
             }
@@ -81,9 +92,14 @@ pub fn watch(a: &WatchArgs) -> Result<std::process::ExitCode, Failure> {
         }
         let now = counters(&mut admin)?;
         let gauges = gauges(&mut admin)?;
-        println!("{}", line(started.elapsed(), &before, &now, &gauges, &statuses));
+        println!(
+            "{}",
+            line(started.elapsed(), &before, &now, &gauges, &statuses)
+        );
         before = now;
-        if a.seconds.is_some_and(|s| started.elapsed() >= Duration::from_secs(s)) {
+        if a.seconds
+            .is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
+        {
             return Ok(std::process::ExitCode::SUCCESS);
         }
     }
@@ -100,7 +116,12 @@ fn line(
 ) -> String {
     let mut per_rule: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
     for ((rule, subset), v) in now {
-        let d = v.saturating_sub(before.get(&(rule.clone(), subset.clone())).copied().unwrap_or(0));
+        let d = v.saturating_sub(
+            before
+                .get(&(rule.clone(), subset.clone()))
+                .copied()
+                .unwrap_or(0),
+        );
         per_rule.entry(rule).or_default().push((subset, d));
     }
     let mut parts = vec![format!("{:>4}s", t.as_secs())];
@@ -117,11 +138,20 @@ fn line(
         parts.push(format!("{rule}: {split} ({total}/s)"));
     }
     for (name, v) in gauges {
-        if let Some(rule) = name.strip_suffix(".ramp_ppm").and_then(|n| n.strip_prefix("rule.")) {
+        if let Some(rule) = name
+            .strip_suffix(".ramp_ppm")
+            .and_then(|n| n.strip_prefix("rule."))
+        {
             parts.push(format!("ramp {rule} {:.2}%", *v as f64 / 10_000.0));
         }
-        if let Some(subset) = name.strip_suffix(".open").and_then(|n| n.strip_prefix("guard.")) {
-            let tripped = gauges.get(&format!("guard.{subset}.tripped")).copied().unwrap_or(0);
+        if let Some(subset) = name
+            .strip_suffix(".open")
+            .and_then(|n| n.strip_prefix("guard."))
+        {
+            let tripped = gauges
+                .get(&format!("guard.{subset}.tripped"))
+                .copied()
+                .unwrap_or(0);
             let state = if *v == 1 { "OPEN" } else { "closed" };
             parts.push(format!("guard {subset} {state} (tripped {tripped})"));
         }
@@ -137,7 +167,7 @@ fn line(
 
 /// The filter's ramp and guard stats (`rule.<r>.ramp_ppm`, `guard.<s>.open`, `.tripped`),
 /// without Envoy's namespace and the `subset_router.` prefix.
-fn gauges(admin: &mut Client) -> Result<BTreeMap<String, u64>, String> {
+pub(super) fn gauges(admin: &mut Client) -> Result<BTreeMap<String, u64>, String> {
     let r = admin
         .get("/stats?filter=subset_router", &[])
         .map_err(|e| format!("admin /stats: {e}"))?;
