@@ -253,19 +253,18 @@ impl Router {
 
     /// [`Self::ramps`] without collecting them (the request path allocates nothing).
     pub fn ramp_views(&self) -> impl Iterator<Item = RampView<'_>> {
-        self.routes()
-            .filter_map(|(rule, route)| match route {
-                Route::Split(Split {
-                    ramp: Some(ramp),
-                    targets,
-                    ..
-                }) => Some(RampView {
-                    rule,
-                    subset: targets.get(ramp.target).map_or("", |t| t.subset.as_str()),
-                    ramp,
-                }),
-                _ => None,
-            })
+        self.routes().filter_map(|(rule, route)| match route {
+            Route::Split(Split {
+                ramp: Some(ramp),
+                targets,
+                ..
+            }) => Some(RampView {
+                rule,
+                subset: targets.get(ramp.target).map_or("", |t| t.subset.as_str()),
+                ramp,
+            }),
+            _ => None,
+        })
     }
 
     /// The guards, in configuration order.

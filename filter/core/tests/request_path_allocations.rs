@@ -129,4 +129,3 @@ fn a_real_percent_escape_in_a_queried_parameter_is_the_one_allocation() {
     let escaped = [(":path", "/?debug=%31")];
     assert_eq!(allocations(config, &escaped, 100), 100);
 }
-
