@@ -139,14 +139,18 @@ test-reliability: build
 # ---- benchmarks (bench/run.sh, filter/benches/decision.rs; not part of `make test`) ----
 #   make bench             A/B/B2/W/C interleaved on the native Envoy 1.40 (ROUNDS=5 …, see
 #                          bench/run.sh): bench/results/{results.md,results.json,bench.png}
-#   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules
+#   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules, and growth:
+#                          1 … 20,000 exact rules and a 100,000-value oneOf, decision and load time,
+#                          the compiled router's bytes (BENCH_ARGS: criterion options, e.g.
+#                          BENCH_ARGS='--warm-up-time 1 --measurement-time 2 growth')
+BENCH_ARGS ?=
 .PHONY: bench bench-core
 
 bench:
 	bench/run.sh
 
 bench-core:
-	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
+	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision -- $(BENCH_ARGS)
 
 # ---- Prometheus rules and Grafana dashboard (issue 12; scripts/test-observability.sh) ----
 #   make test-observability  scrape both builds in a real Envoy, promtool check/test the rules,
