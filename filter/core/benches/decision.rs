@@ -133,7 +133,10 @@ fn exact_rules(n: usize) -> String {
             )
         })
         .collect();
-    format!(r#"{{"rules":[{}],"default":{{"subset":"v1"}}}}"#, rules.join(","))
+    format!(
+        r#"{{"rules":[{}],"default":{{"subset":"v1"}}}}"#,
+        rules.join(",")
+    )
 }
 
 /// One rule whose `oneOf` lists `user-0` … `user-(n-1)`.
@@ -151,7 +154,11 @@ fn request_for(user: &str) -> Vec<u8> {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = HeaderPairs::new(&raw)
         .iter()
         .map(|(n, v)| {
-            let v = if n == b"x-user-id" { user.as_bytes() } else { v };
+            let v = if n == b"x-user-id" {
+                user.as_bytes()
+            } else {
+                v
+            };
             (n.to_vec(), v.to_vec())
         })
         .collect();
@@ -164,7 +171,12 @@ fn growth_cases() -> Vec<(String, String, Vec<u8>, String)> {
         .into_iter()
         .map(|n| {
             let last = format!("user-{}", n - 1);
-            (format!("exact/{n}"), exact_rules(n), request_for(&last), last)
+            (
+                format!("exact/{n}"),
+                exact_rules(n),
+                request_for(&last),
+                last,
+            )
         })
         .collect();
     let one_of = one_of_rule(100_000);

@@ -139,7 +139,7 @@ impl ByteMap {
     }
 
     /// Keys in insertion order (lower case for a caseless map), each with its value.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u32)> + Clone {
         (0..self.len()).filter_map(|k| Some((self.key(k)?, self.value(k))))
     }
 

@@ -133,6 +133,7 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
                 .map(|r| &mut r.route)
                 .chain(std::iter::once(&mut default));
             let observers = progressive::attach_guards(routes, &guards);
+            let plan = crate::router::index::plan(&rules);
             Ok(Router {
                 name: config.name.clone(),
                 stat_prefix: c.stat_prefix,
@@ -140,6 +141,7 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
                 subset_header,
                 response_header,
                 rules,
+                plan,
                 default,
                 slots: c.slots,
                 uses_source_ip,
