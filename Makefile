@@ -138,16 +138,21 @@ test-reliability: build
 
 # ---- benchmarks (bench/run.sh, filter/benches/decision.rs; not part of `make test`) ----
 #   make bench             A/B/B2/W/C interleaved on the native Envoy 1.40 (ROUNDS=5 …, see
-#                          bench/run.sh): bench/results/{results.md,results.json,bench.png}
+#                          bench/run.sh): bench/results/{results.md,results.json,bench.png}, then
+#                          the memory phase (C, W, B, B3, N at 1 and 4 workers, idle and after load)
+#   make bench-memory      the memory phase alone: bench/results/memory.{md,json}
 #   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules, and growth:
 #                          1 … 20,000 exact rules and a 100,000-value oneOf, decision and load time,
 #                          the compiled router's bytes (BENCH_ARGS: criterion options, e.g.
 #                          BENCH_ARGS='--warm-up-time 1 --measurement-time 2 growth')
 BENCH_ARGS ?=
-.PHONY: bench bench-core
+.PHONY: bench bench-core bench-memory
 
 bench:
 	bench/run.sh
+
+bench-memory:
+	bench/run.sh --memory-only
 
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision -- $(BENCH_ARGS)
