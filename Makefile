@@ -141,18 +141,26 @@ test-reliability: build
 #                          bench/run.sh): bench/results/{results.md,results.json,bench.png}, then
 #                          the memory phase (C, W, B, B3, N at 1 and 4 workers, idle and after load)
 #   make bench-memory      the memory phase alone: bench/results/memory.{md,json}
+#   make bench-ecds        ECDS apply time (bench/ecds.py): both builds at 1 and 4 workers, from
+#                          the rename of the watched file to the first request decided anew
+#                          (ECDS_ARGS, e.g. '--rules 20000 --trials 5'): bench/results/ecds.{md,json}
 #   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules, and growth:
 #                          1 … 20,000 exact rules and a 100,000-value oneOf, decision and load time,
 #                          the compiled router's bytes (BENCH_ARGS: criterion options, e.g.
 #                          BENCH_ARGS='--warm-up-time 1 --measurement-time 2 growth')
 BENCH_ARGS ?=
-.PHONY: bench bench-core bench-memory
+ECDS_ARGS ?=
+.PHONY: bench bench-core bench-memory bench-ecds
 
 bench:
 	bench/run.sh
 
 bench-memory:
 	bench/run.sh --memory-only
+
+bench-ecds: build
+	source scripts/lib.sh && host_env && cargo build -q --release -p subset-router-envoy-config
+	ENVOY_BIN="$$(scripts/envoy-native.sh | tail -n1)" bench/ecds.py $(ECDS_ARGS)
 
 bench-core:
 	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision -- $(BENCH_ARGS)
