@@ -150,9 +150,19 @@ test-reliability: build
 
 # ---- benchmarks (bench/run.sh, filter/benches/decision.rs; not part of `make test`) ----
 #   make bench             A/B/B2/W/C interleaved on the native Envoy 1.40 (ROUNDS=5 …, see
-#                          bench/run.sh): bench/results/{results.md,results.json,bench.png}
-#   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules
-.PHONY: bench bench-core
+#                          bench/run.sh): bench/results/{results.md,results.json,bench.png}, then
+#                          the memory phase (C, W, B, B3, N at 1 and 4 workers, idle and after load)
+#   make bench-memory      the memory phase alone: bench/results/memory.{md,json}
+#   make bench-ecds        ECDS apply time (bench/ecds.py): both builds at 1 and 4 workers, from
+#                          the rename of the watched file to the first request decided anew
+#                          (ECDS_ARGS, e.g. '--rules 20000 --trials 5'): bench/results/ecds.{md,json}
+#   make bench-core        host-side decision time (criterion) for 1, 20 and 200 rules, and growth:
+#                          1 … 20,000 exact rules and a 100,000-value oneOf, decision and load time,
+#                          the compiled router's bytes (BENCH_ARGS: criterion options, e.g.
+#                          BENCH_ARGS='--warm-up-time 1 --measurement-time 2 growth')
+BENCH_ARGS ?=
+ECDS_ARGS ?=
+.PHONY: bench bench-core bench-memory bench-ecds
 
 bench:
 	bench/run.sh
@@ -162,8 +172,15 @@ bench:
 wasm-size:
 	bench/wasm-size.py
 
+bench-memory:
+	bench/run.sh --memory-only
+
+bench-ecds: build
+	source scripts/lib.sh && host_env && cargo build -q --release -p subset-router-envoy-config
+	ENVOY_BIN="$$(scripts/envoy-native.sh | tail -n1)" bench/ecds.py $(ECDS_ARGS)
+
 bench-core:
-	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision
+	source scripts/lib.sh && host_env && cargo bench -p subset-router-core --bench decision -- $(BENCH_ARGS)
 
 # ---- Prometheus rules and Grafana dashboard (scripts/test-observability.sh) ----
 #   make test-observability  scrape both builds in a real Envoy, promtool check/test the rules,

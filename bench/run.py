@@ -27,9 +27,10 @@ that core (front Envoy ~25% busy) instead of the proxy. Every round runs every c
                p50/p99 latency, and CPU us/request at that rate
   memory       VmRSS of the front Envoy after the load
 
-Then: per-worker Wasm VM memory (RSS at --concurrency 2 minus --concurrency 1, C subtracted),
-the JSON (bench/results/results.json), the markdown table (bench/results/results.md) and the plot
-(bench/results/bench.png, if matplotlib is importable).
+Then the memory phase: VmRSS of C, W, B, B3 and N at 1 and 4 workers, idle after start-up and
+after 1,000 requests, over C's, with where it is (bench/memory.py); alone with --memory-only
+(bench/results/memory.{json,md}). Then the JSON (bench/results/results.json), the markdown table
+(bench/results/results.md) and the plot (bench/results/bench.png, if matplotlib is importable).
 
 Only loopback traffic. Everything started here is stopped here (by PID).
 """
@@ -49,6 +50,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -532,15 +535,7 @@ def markdown(result):
                      f"{', '.join(texts) or '—'} | {', '.join(verdicts) or '—'} |")
     mem = result.get("memory")
     if mem:
-        n = mem.get("workers", 2)
-        lines += ["", "Memory (VmRSS after 400 requests, idle): "
-                  + ", ".join(f"{k} = {v / 1024:.1f} MiB" for k, v in mem["rss_kib"].items())
-                  + ". Wasm with one worker (RSS minus C's): "
-                  + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem["vm_total_at_1_worker_kib"].items())
-                  + f". Per extra worker (RSS at --concurrency {n} minus 1, minus the same for C, "
-                  f"÷ {n - 1}): "
-                  + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in mem["per_worker_vm_kib"].items())
-                  + "."]
+        lines += ["", memory_markdown(mem).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -575,33 +570,78 @@ def plot(result, path):
     return True
 
 
-MEM_WORKERS = 4
+# The memory phase (`make bench`, or alone: bench/run.sh --memory-only): each configuration's
+# front Envoy at each worker count, idle after start-up and after MEM_REQUESTS requests.
+MEM_CONFIGS = ("C", "W", "B", "B3", "N")
+MEM_WORKERS = (1, 4)
+MEM_REQUESTS = 1000
+# After /ready: Envoy has loaded every Wasm VM by then; a moment for its start-up to settle.
+MEM_SETTLE_SECS = 2.0
 
 
-def memory_per_worker(args, renderer, fronts, work):
-    """RSS at --concurrency 1 and MEM_WORKERS for C, W, B after 400 requests spread over the
-    workers: the Wasm VM per extra worker is ((W or B) delta - C delta) / (MEM_WORKERS - 1)."""
-    rss = {}
-    for name in ("C", "W", "B"):
-        for conc in (1, MEM_WORKERS):
+def memory_phase(args, renderer, fronts, work):
+    """VmRSS of a front Envoy (alone on the machine's Envoys: the rounds' are stopped) for each of
+    MEM_CONFIGS at each of MEM_WORKERS, idle after start-up and after MEM_REQUESTS requests (one
+    connection each, so that the kernel spreads them over the workers), with where the memory is
+    (bench/memory.py: file-backed vs anonymous, tcmalloc's heap, Wasm VMs alive). "Over C" is the
+    RSS minus C's at the same worker count and point: what the filter (and its runtime) costs."""
+    runs = {}
+    for name in MEM_CONFIGS:
+        for conc in MEM_WORKERS:
             env = Envoy(f"mem-{name}-{conc}", args.envoy, renderer, fronts[name].render_args(), work,
                         args.front_cpu, concurrency=conc)
             try:
                 env.wait_ready()
+                time.sleep(MEM_SETTLE_SECS)
+                idle = memory.snapshot(env.pid, env.admin_port)
                 port = fronts[name].port
-                for i in range(400):  # one connection each: the kernel spreads them over workers
-                    http_get(f"http://127.0.0.1:{port}/", {"x-user-id": str(i)})
+                for i in range(MEM_REQUESTS):
+                    http_get(f"http://127.0.0.1:{port}/", {"x-user-id": f"user-{i}"})
                 time.sleep(1.0)
-                rss[f"{name}@{conc}"] = vm_rss_kib(env.pid)
+                loaded = memory.snapshot(env.pid, env.admin_port)
             finally:
                 env.stop()
-    per_worker = {}
-    extra = MEM_WORKERS - 1
-    base = rss[f"C@{MEM_WORKERS}"] - rss["C@1"]
-    for name in ("W", "B"):
-        per_worker[name] = ((rss[f"{name}@{MEM_WORKERS}"] - rss[f"{name}@1"]) - base) / extra
-    return {"rss_kib": rss, "per_worker_vm_kib": per_worker, "workers": MEM_WORKERS,
-            "vm_total_at_1_worker_kib": {n: rss[f"{n}@1"] - rss["C@1"] for n in ("W", "B")}}
+            runs[f"{name}@{conc}"] = {"idle": idle, "loaded": loaded}
+            log(f"memory {name} at {conc} worker(s): RSS idle {idle['split_kib']['rss'] / 1024:.1f} MiB, "
+                f"after {MEM_REQUESTS} requests {loaded['split_kib']['rss'] / 1024:.1f} MiB")
+    rss = {key: {phase: run[phase]["split_kib"]["rss"] for phase in ("idle", "loaded")}
+           for key, run in runs.items()}
+    over_c = {key: {phase: kib - rss[f"C@{key.split('@')[1]}"][phase] for phase, kib in r.items()}
+              for key, r in rss.items()}
+    return {"configs": list(MEM_CONFIGS), "workers": list(MEM_WORKERS), "requests": MEM_REQUESTS,
+            "rss_kib": rss, "over_c_kib": over_c, "runs": runs}
+
+
+def memory_markdown(mem):
+    """The "Memory per proxy" table of a memory phase."""
+    mib = lambda kib: f"{kib / 1024:.1f}"
+    lo, hi = mem["workers"][0], mem["workers"][-1]
+    lines = [f"Memory per proxy: VmRSS MiB of the front Envoy (over C's at the same point in "
+             f"parentheses), idle after start-up and after {mem['requests']:,} requests; resident "
+             f"anonymous / file-backed MiB and Wasm VMs alive at {lo} worker idle.", "",
+             "| config | what | " + " | ".join(f"{w} worker{'s' if w > 1 else ''}: {p}"
+                                               for w in mem["workers"] for p in ("idle", "after load"))
+             + " | anon / file | Wasm VMs |",
+             "|---|---|" + "---|" * (2 * len(mem["workers"])) + "---|---|"]
+    for name in mem["configs"]:
+        cells = []
+        for w in mem["workers"]:
+            for phase in ("idle", "loaded"):
+                kib = mem["rss_kib"][f"{name}@{w}"][phase]
+                over = mem["over_c_kib"][f"{name}@{w}"][phase]
+                cells.append(mib(kib) if name == "C" else f"{mib(kib)} (+{mib(over)})")
+        split = mem["runs"][f"{name}@{lo}"]["idle"]["split_kib"]
+        vms = "/".join(str(mem["runs"][f"{name}@{w}"]["idle"].get("wasm_vms") or 0)
+                       for w in mem["workers"])
+        lines.append(f"| {name} | {CONFIGS[name]} | " + " | ".join(cells)
+                     + f" | {mib(split['anon'])} / {mib(split['file'])} | {vms} |")
+    extra = hi - lo
+    per_worker = {n: ((mem["rss_kib"][f"{n}@{hi}"]["loaded"] - mem["rss_kib"][f"{n}@{lo}"]["loaded"])
+                      - (mem["rss_kib"][f"C@{hi}"]["loaded"] - mem["rss_kib"][f"C@{lo}"]["loaded"])) / extra
+                  for n in mem["configs"] if n != "C"}
+    lines += ["", f"Per extra worker (after load, RSS at {hi} minus {lo} workers, minus the same for "
+              f"C, ÷ {extra}): " + ", ".join(f"{n} {mib(v)} MiB" for n, v in per_worker.items()) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -629,7 +669,10 @@ def main():
     ap.add_argument("--front-cpu", default=os.environ.get("FRONT_CPU", "0"))
     ap.add_argument("--load-cpu", default=os.environ.get("LOAD_CPU", "1"))
     ap.add_argument("--out", default=os.environ.get("OUT", os.path.join(HERE, "results")))
-    ap.add_argument("--no-memory", action="store_true", help="skip the per-worker VM memory phase")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory phase")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the memory phase (C, W, B, B3, N at 1 and 4 workers, idle and after "
+                         "load): bench/results/memory.{json,md}")
     ap.add_argument("--label", default=os.environ.get("LABEL", ""))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=BASE:WASM",
                     help="an extra configuration: BASE's Envoy and plugin config with another .wasm "
@@ -652,8 +695,10 @@ def main():
         CONFIGS[m.group(1)] = f"{m.group(2)} with {os.path.basename(m.group(3))}"
         RATIOS.append((m.group(1), m.group(2)))
         names.append(m.group(1))
-    needed = [("--envoy", args.envoy), ("--loadgen", args.loadgen), ("--wasm", args.wasm),
+    needed = [("--envoy", args.envoy), ("--wasm", args.wasm),
               ("--wasm-floor", args.wasm_floor), ("--envoy-config", args.envoy_config)]
+    if not args.memory_only:
+        needed.append(("--loadgen", args.loadgen))
     if args.upstream == "rust":
         needed.append(("--upstream-bin", args.upstream_bin))
     for what, path in needed:
@@ -704,6 +749,19 @@ def main():
         else:
             up = Upstream(args.upstream_bin, {"v1": v1_port, "v2": v2_port}, work, args.load_cpu)
         envoys["upstream"] = up
+        if args.memory_only:
+            up.wait_ready()
+            mem = memory_phase(args, renderer, fronts, work)
+            meta["loadavg_end"] = loadavg()
+            with open(os.path.join(args.out, "memory.json"), "w") as f:
+                json.dump({"meta": meta, "memory": mem}, f, indent=1)
+            md = (f"Run {meta['date']}, {meta['envoy']}, .wasm {meta['wasm_bytes']:,} bytes, floor "
+                  f"{meta['wasm_floor_bytes']:,} bytes; load average {meta['loadavg_start']} at start, "
+                  f"{meta['loadavg_end']} at end.\n\n" + memory_markdown(mem))
+            with open(os.path.join(args.out, "memory.md"), "w") as f:
+                f.write(md)
+            print(md)
+            return
         for n in names:
             e = Envoy(n, args.envoy, renderer, fronts[n].render_args(), work, args.front_cpu)
             e.front_port = fronts[n].port
@@ -743,7 +801,7 @@ def main():
                     for n in names if profile[n] in STAT_PREFIXES}
         for n in names:
             envoys[n].stop()
-        memory = None if args.no_memory else memory_per_worker(args, renderer, fronts, work)
+        mem = None if args.no_memory else memory_phase(args, renderer, fronts, work)
     finally:
         for e in envoys.values():
             e.stop()
@@ -754,7 +812,7 @@ def main():
     meta["loadavg_during"] = [rd[n]["loadavg"][0] for rd in rounds for n in names]
     meta["front_cpu_steal"] = statistics.mean(rd[n]["closed"]["steal"] for rd in rounds for n in names)
     result = {"meta": meta, "per_config": per, "ratios": ratios, "rounds": rounds,
-              "sanity": checks, "counters": counters, "memory": memory}
+              "sanity": checks, "counters": counters, "memory": mem}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
     md = markdown(result)

@@ -221,7 +221,9 @@ const BAD_TEMPLATES: &[&str] = &[
     "{SUBSET}",
     "{subset}\n",
 ];
-const OPS: &[&str] = &["exact", "prefix", "suffix", "contains", "regex", "present"];
+const OPS: &[&str] = &[
+    "exact", "oneOf", "prefix", "suffix", "contains", "regex", "present",
+];
 
 fn scalar(r: &mut Rng) -> Value {
     match r.below(9) {
@@ -298,6 +300,7 @@ fn value_match(r: &mut Rng, header: bool) -> Value {
             "present" => json!(r.one_in(4)),
             "regex" => pick_str(r, REGEXES, BAD_REGEXES, 10),
             "exact" => json!(r.pick(VALUES)),
+            "oneOf" => one_of(r),
             _ if r.allow_bad => json!(r.pick(VALUES)),
             _ => json!(r.pick(&VALUES[1..])),
         };
@@ -312,6 +315,27 @@ fn value_match(r: &mut Rng, header: bool) -> Value {
         m.insert("regexp".into(), json!("x"));
     }
     Value::Object(m)
+}
+
+/// A `oneOf` list: usually 1 to 5 of the usual values (repeats included), sometimes many
+/// generated ones (one of which requests can carry), empty or holding a non-string when bad
+/// values are allowed.
+fn one_of(r: &mut Rng) -> Value {
+    if r.bad(20) {
+        return if r.one_in(2) {
+            json!([])
+        } else {
+            json!([r.pick(VALUES), scalar(r)])
+        };
+    }
+    if r.one_in(40) {
+        let n = 1 + r.below(1_000);
+        let mut values: Vec<Value> = (0..n).map(|i| json!(format!("user-{i}"))).collect();
+        values.push(json!(r.pick(VALUES)));
+        return Value::Array(values);
+    }
+    let n = 1 + r.below(5);
+    Value::Array((0..n).map(|_| json!(r.pick(VALUES))).collect())
 }
 
 fn list(r: &mut Rng, max: u64, mut f: impl FnMut(&mut Rng) -> Value) -> Value {
@@ -670,7 +694,19 @@ const QUERY_NAMES: &[&[u8]] = &[
     b"debug", b"user", b"u", b"", b"%64ebug", b"a%", b"x%4", b"\xff", b"deb%75g",
 ];
 const QUERY_VALUES: &[&[u8]] = &[
-    b"1", b"%31", b"", b"%", b"%zz", b"a+b", b"\xff", b"v2", b"%00", b"%C3%28", b"==",
+    b"1",
+    b"%31",
+    b"",
+    b"%",
+    b"%zz",
+    b"a+b",
+    b"\xff",
+    b"v2",
+    b"%00",
+    b"%C3%28",
+    b"==",
+    b"user-7",
+    b"user%2D12",
 ];
 const AUTHORITIES: &[&[u8]] = &[
     b"example.com",
@@ -689,6 +725,7 @@ const AUTHORITIES: &[&[u8]] = &[
 const COOKIE_PARTS: &[&[u8]] = &[
     b"a=1",
     b"uid=42",
+    b"a=user-5",
     b"canary=always",
     b" = ",
     b"",
@@ -729,6 +766,8 @@ const REQ_VALUES: &[&[u8]] = &[
     b"DEBUG",
     b"a,b",
     b"\x00",
+    b"user-7",
+    b"user-1999",
 ];
 
 /// Header pairs (name, value), pseudo-headers included, in the order the host gives them.

@@ -114,6 +114,8 @@ impl RoutingHeaders {
 
 enum Op {
     Exact(Vec<u8>),
+    /// `oneOf`: the listed values, searched one by one (the filter's set is not reused).
+    OneOf(Vec<Vec<u8>>),
     Prefix(Vec<u8>),
     Suffix(Vec<u8>),
     Contains(Vec<u8>),
@@ -176,6 +178,16 @@ fn condition(from: From, c: &Value) -> Result<Condition, String> {
     let bytes = |s: String| s.into_bytes();
     let op = if let Some(s) = text("exact")? {
         Op::Exact(bytes(s))
+    } else if let Some(list) = c.get("oneOf").filter(|v| !v.is_null()) {
+        let values = strings(Some(list))?;
+        // The SPEC: a set of up to 100,000 values (an empty one could never hold).
+        if values.is_empty() || values.len() > 100_000 {
+            return Err(format!(
+                "oneOf holds {} values, not 1 to 100,000",
+                values.len()
+            ));
+        }
+        Op::OneOf(values.into_iter().map(bytes).collect())
     } else if let Some(s) = text("prefix")? {
         Op::Prefix(bytes(s))
     } else if let Some(s) = text("suffix")? {
@@ -321,6 +333,7 @@ impl Condition {
                     .any(|v| std::str::from_utf8(v).is_ok_and(|s| re.is_match(s))),
             ),
             Op::Exact(s) => Some(values.iter().any(|v| v == s)),
+            Op::OneOf(set) => Some(values.iter().any(|v| set.contains(v))),
             Op::Prefix(s) => Some(values.iter().any(|v| v.starts_with(s))),
             Op::Suffix(s) => Some(values.iter().any(|v| v.ends_with(s))),
             Op::Contains(s) => Some(
@@ -505,6 +518,34 @@ mod tests {
         assert_eq!(
             holds(r#"{"query":[{"name":"user","present":true}]}"#, &r),
             Some(false)
+        );
+        for (one_of, holds_then) in [
+            (
+                r#"{"headers":[{"name":"USER-AGENT","oneOf":["x","debug"]}]}"#,
+                true,
+            ),
+            (
+                r#"{"headers":[{"name":"user-agent","oneOf":["Debug","debu"]}]}"#,
+                false,
+            ),
+            (r#"{"cookies":[{"name":"uid","oneOf":["41","42"]}]}"#, true),
+            (
+                r#"{"query":[{"name":"debug","oneOf":["1"],"invert":true}]}"#,
+                false,
+            ),
+            (
+                r#"{"query":[{"name":"user","oneOf":["2"],"invert":true}]}"#,
+                true,
+            ),
+        ] {
+            assert_eq!(holds(one_of, &r), Some(holds_then), "{one_of}");
+        }
+        assert!(
+            Match::from_json(Some(
+                &serde_json::json!({"headers":[{"name":"x","oneOf":[]}]})
+            ))
+            .is_err(),
+            "an empty oneOf is not a match the SPEC describes"
         );
         // The client's routing header is stripped before any rule looks.
         let forged = r#"{"headers":[{"name":"x-upstream-cluster","present":true}]}"#;

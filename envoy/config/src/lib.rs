@@ -344,7 +344,10 @@ fn front_listener(
     front_listener_start(out, name, address, spec.hardened);
     // In the cluster-specifier form nothing writes the subset header: a route on it could only
     // be chosen by the client's own header, so there is none.
-    let header_routes = spec.header_routes.as_ref().filter(|_| !spec.specifier_form());
+    let header_routes = spec
+        .header_routes
+        .as_ref()
+        .filter(|_| !spec.specifier_form());
     if let Some((header, values)) = header_routes {
         for (value, cluster) in values {
             header_route(out, header, value, cluster);

@@ -95,6 +95,23 @@ enum Command {
         /// First upstream port (one per subset, consecutive).
         #[arg(long, default_value_t = EXAMPLE_UPSTREAM_PORT)]
         upstream_port: u16,
+        /// Deliver the filter by file-based ECDS from DIR/subset_router.yaml (as Istio delivers
+        /// WasmPlugin updates), and write that file with this configuration; `envoy-config ecds`
+        /// renders a later one (replace the file by rename: Envoy watches the directory).
+        #[arg(long, value_name = "DIR")]
+        ecds: Option<PathBuf>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// The ECDS resource (a DiscoveryResponse) holding the filter with this plugin config: the
+    /// file an Envoy rendered with `render --ecds DIR` watches.
+    Ecds {
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "wasm")]
+        build: BuildArg,
+        /// The .wasm as Envoy sees it (wasm build).
+        #[arg(long, default_value = EXAMPLE_WASM)]
+        wasm: String,
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -159,6 +176,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             listen,
             admin,
             upstream_port,
+            ecds,
             output,
         } => {
             let build = match build {
@@ -166,7 +184,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 BuildArg::Native => Build::Native,
             };
             let json = read(&config)?;
-            let spec = plugin_spec(
+            let mut spec = plugin_spec(
                 &json,
                 build,
                 NativeForm::HttpFilter,
@@ -175,7 +193,28 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 upstream_port,
             )
             .map_err(|e| at(&config.display(), &e))?;
+            if let Some(dir) = ecds {
+                let resource = envoy_config::ecds_resource(&spec.build, &json);
+                write_or_print(Some(dir.join(envoy_config::ECDS_FILE)), &resource)?;
+                spec.delivery = Delivery::Ecds {
+                    dir: dir.display().to_string(),
+                };
+            }
             write_or_print(output, &render(&spec))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ecds {
+            config,
+            build,
+            wasm,
+            output,
+        } => {
+            let build = match build {
+                BuildArg::Wasm => Build::Wasm { file: wasm },
+                BuildArg::Native => Build::Native,
+            };
+            let json = read(&config)?;
+            write_or_print(output, &envoy_config::ecds_resource(&build, &json))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Examples { check } => examples(check),

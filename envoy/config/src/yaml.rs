@@ -25,7 +25,9 @@ pub fn block_or_quoted(text: &str, indent: usize) -> String {
     let body = text.trim_end_matches('\n');
     let plain = body.contains('\n')
         && !body.starts_with([' ', '\t'])
-        && !body.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+        && !body
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
         && !body.lines().any(|l| l.trim().is_empty() && !l.is_empty());
     if !plain {
         return q(text);

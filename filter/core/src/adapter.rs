@@ -20,13 +20,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::aggregate::Aggregator;
+use crate::guard::GuardSpec;
 use crate::host::{
     Clock, Counters, HostCall, HostError, Log, RequestHost, ResponseHost, RouteCache,
 };
 use crate::live::LiveState;
 use crate::request::{DecodedRequest, HeaderSource, RequestView};
 use crate::rng::RandomSource;
-use crate::guard::GuardSpec;
 use crate::router::Router;
 
 /// Counter names that are not decisions, in index order after the decision slots (each after
@@ -272,7 +272,9 @@ impl Filter {
 
     /// Counter index of guard `guard`'s `tripped` (`+ DIVERTED`, `+ UNDIVERTABLE`, …).
     fn guard_counter(&self, guard: usize) -> usize {
-        self.guard_counters.get(guard).map_or(usize::MAX, |g| g.base)
+        self.guard_counters
+            .get(guard)
+            .map_or(usize::MAX, |g| g.base)
     }
 
     /// Adds what a tick merged into guard `guard`'s window to its exported counters.

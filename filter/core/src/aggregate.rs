@@ -191,7 +191,9 @@ impl Aggregator {
 
     /// Counts observed here and not merged yet (for tests and diagnostics).
     pub fn pending(&self, guard: usize) -> Counts {
-        self.pending.get(guard).map_or_else(Counts::default, Pending::peek)
+        self.pending
+            .get(guard)
+            .map_or_else(Counts::default, Pending::peek)
     }
 
     /// The once-a-second merge: finds (or takes) the configuration's slot, then merges and
@@ -497,7 +499,9 @@ enum Synced {
         observed: Counts,
     },
     /// Every attempt lost its swap: the counts wait for the next tick.
-    Contended { open: Option<bool> },
+    Contended {
+        open: Option<bool>,
+    },
     Superseded,
 }
 

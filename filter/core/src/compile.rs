@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 mod progressive;
 
+use crate::bytemap::{ByteMap, TooLarge};
 use crate::cidr::Cidr;
 use crate::config::{
     MatchConfig, PluginConfig, RampConfig, RouteConfig, StickyByConfig, ValueMatchConfig,
@@ -19,6 +20,8 @@ use crate::selection::{self, StickyHasher};
 pub const MAX_WEIGHT: i64 = 1_000_000;
 /// Longest subset or rule name.
 pub const MAX_NAME_LEN: usize = 63;
+/// Most values of one `oneOf` condition (a beta-tester list, not a user database).
+pub const MAX_ONE_OF: usize = 100_000;
 /// The placeholder in `clusterTemplate`.
 pub const SUBSET_PLACEHOLDER: &str = "{subset}";
 
@@ -130,6 +133,7 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
                 .map(|r| &mut r.route)
                 .chain(std::iter::once(&mut default));
             let observers = progressive::attach_guards(routes, &guards);
+            let plan = crate::router::index::plan(&rules);
             Ok(Router {
                 name: config.name.clone(),
                 stat_prefix: c.stat_prefix,
@@ -137,6 +141,7 @@ pub fn compile(config: &PluginConfig) -> Result<Router, Vec<ConfigError>> {
                 subset_header,
                 response_header,
                 rules,
+                plan,
                 default,
                 slots: c.slots,
                 uses_source_ip,
@@ -402,6 +407,7 @@ impl Compiler {
     fn value_op(&mut self, path: &str, v: &ValueMatchConfig) -> Option<ValueOp> {
         let given: Vec<&str> = [
             ("exact", v.exact.is_some()),
+            ("oneOf", v.one_of.is_some()),
             ("prefix", v.prefix.is_some()),
             ("suffix", v.suffix.is_some()),
             ("contains", v.contains.is_some()),
@@ -413,7 +419,8 @@ impl Compiler {
         .collect();
         if given.len() != 1 {
             let reason = if given.is_empty() {
-                "needs one operator: exact, prefix, suffix, contains, regex or present".to_owned()
+                "needs one operator: exact, oneOf, prefix, suffix, contains, regex or present"
+                    .to_owned()
             } else {
                 format!(
                     "has {} operators ({}); exactly one is allowed",
@@ -435,6 +442,9 @@ impl Compiler {
         if let Some(s) = &v.exact {
             return Some(ValueOp::Exact(s.as_bytes().into()));
         }
+        if let Some(values) = &v.one_of {
+            return self.one_of(&format!("{path}.oneOf"), values);
+        }
         if let Some(s) = &v.prefix {
             return non_empty(self, "prefix", s).map(ValueOp::Prefix);
         }
@@ -454,6 +464,33 @@ impl Compiler {
             };
         }
         v.present.map(ValueOp::Present)
+    }
+
+    /// `oneOf`: 1 to [`MAX_ONE_OF`] values, built into a set once, here. A value listed twice is
+    /// harmless (lists are often generated) and kept once.
+    fn one_of(&mut self, path: &str, values: &[String]) -> Option<ValueOp> {
+        if values.is_empty() {
+            self.error(path, "must list at least one value");
+            return None;
+        }
+        if let Some(first_over) = values.get(MAX_ONE_OF) {
+            self.error(
+                path,
+                format!(
+                    "has {} values; at most {MAX_ONE_OF} are allowed (oneOf[{MAX_ONE_OF}] is {})",
+                    values.len(),
+                    quoted(first_over)
+                ),
+            );
+            return None;
+        }
+        match ByteMap::set(values.iter().map(String::as_bytes)) {
+            Ok(set) => Some(ValueOp::OneOf(set)),
+            Err(TooLarge) => {
+                self.error(path, "values add up to 4 GiB or more");
+                None
+            }
+        }
     }
 
     fn route(&mut self, path: &str, rule: &str, r: &RouteConfig, template: &str) -> Option<Route> {
@@ -1134,6 +1171,112 @@ mod tests {
         assert!(errors[0].starts_with("rules[0].match.headers[0].name: \"X-Upstream-Cluster\" is the filter's own routing header (clusterHeader)"));
         assert!(
             errors[1].starts_with("rules[0].match.headers[0].regex: \"(x\" is not a valid regex")
+        );
+    }
+
+    /// The rule that decides `req` under a one-rule configuration with `matches`.
+    fn rule_for(matches: &str, req: &crate::request::OwnedRequest) -> String {
+        let router = load(
+            with_rule(&format!(
+                r#"{{"name":"beta","match":{matches},"route":{{"subset":"v2"}}}}"#
+            ))
+            .as_bytes(),
+        )
+        .unwrap();
+        let decision = router.decide(req, &mut crate::WyRand::new(1)).unwrap();
+        decision.rule.to_owned()
+    }
+
+    #[test]
+    fn one_of_is_exact_membership_for_headers_cookies_and_query() {
+        use crate::request::OwnedRequest;
+        let testers = r#"["alice","bob",""]"#;
+        let header = format!(r#"{{"headers":[{{"name":"X-User-Id","oneOf":{testers}}}]}}"#);
+        let h = |v: &str| rule_for(&header, &OwnedRequest::new().header("x-user-id", v));
+        assert_eq!(h("alice"), "beta");
+        assert_eq!(h("bob"), "beta");
+        assert_eq!(h(""), "beta", "an empty string is a value like any other");
+        assert_eq!(h("Alice"), "default", "values are case-sensitive");
+        assert_eq!(h("alic"), "default", "membership, not a prefix");
+        assert_eq!(h("alicex"), "default");
+        assert_eq!(rule_for(&header, &OwnedRequest::new()), "default");
+        let twice = OwnedRequest::new()
+            .header("x-user-id", "mallory")
+            .header("x-user-id", "bob");
+        assert_eq!(
+            rule_for(&header, &twice),
+            "beta",
+            "any value of a repeated header"
+        );
+
+        let cookie = format!(r#"{{"cookies":[{{"name":"uid","oneOf":{testers}}}]}}"#);
+        let c = |v: &str| rule_for(&cookie, &OwnedRequest::new().header("cookie", v));
+        assert_eq!(c("a=1; uid=bob"), "beta");
+        assert_eq!(c("uid=\"alice\""), "beta");
+        assert_eq!(c("UID=bob"), "default");
+        assert_eq!(c("uid=carol"), "default");
+
+        let query = format!(r#"{{"query":[{{"name":"user","oneOf":{testers}}}]}}"#);
+        let q = |p: &str| rule_for(&query, &OwnedRequest::new().header(":path", p));
+        assert_eq!(q("/?user=b%6Fb"), "beta", "percent-decoded");
+        assert_eq!(q("/x?a=1&user=alice"), "beta");
+        assert_eq!(q("/?user=carol"), "default");
+        assert_eq!(q("/alice"), "default");
+    }
+
+    #[test]
+    fn one_of_can_be_inverted() {
+        use crate::request::OwnedRequest;
+        let m = r#"{"headers":[{"name":"x-user-id","oneOf":["alice","bob"],"invert":true}]}"#;
+        let h = |v: &str| rule_for(m, &OwnedRequest::new().header("x-user-id", v));
+        assert_eq!(h("alice"), "default");
+        assert_eq!(h("carol"), "beta");
+        assert_eq!(
+            rule_for(m, &OwnedRequest::new()),
+            "beta",
+            "absent is not a member"
+        );
+    }
+
+    #[test]
+    fn one_of_holds_up_to_100000_values() {
+        use crate::request::OwnedRequest;
+        let values = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("\"user-{i}\"")).collect();
+            format!(
+                r#"{{"headers":[{{"name":"x-user-id","oneOf":[{}]}}]}}"#,
+                list.join(",")
+            )
+        };
+        let max = values(MAX_ONE_OF);
+        for (user, rule) in [
+            ("user-0", "beta"),
+            ("user-99999", "beta"),
+            ("user-100000", "default"),
+        ] {
+            let req = OwnedRequest::new().header("x-user-id", user);
+            assert_eq!(rule_for(&max, &req), rule, "{user}");
+        }
+        assert_eq!(
+            error_of(&with_rule(&format!(
+                r#"{{"name":"beta","match":{},"route":{{"subset":"v2"}}}}"#,
+                values(MAX_ONE_OF + 1)
+            ))),
+            "rules[0].match.headers[0].oneOf: has 100001 values; at most 100000 are allowed \
+             (oneOf[100000] is \"user-100000\")"
+        );
+        // The value it repeats is cut like every other.
+        let long = "u".repeat(1000);
+        let over = values(MAX_ONE_OF).replace("]}]}", &format!(r#","{long}"]}}]}}"#));
+        let error = error_of(&with_rule(&format!(
+            r#"{{"name":"beta","match":{over},"route":{{"subset":"v2"}}}}"#
+        )));
+        assert!(
+            error.ends_with(&format!(
+                "(oneOf[100000] is \"{}\"… (1000 bytes))",
+                &long[..80]
+            )),
+            "{error}"
         );
     }
 

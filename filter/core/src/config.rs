@@ -130,7 +130,7 @@ pub struct MatchConfig {
 #[cfg_attr(feature = "schema", derive(serde::Deserialize))]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
-    {"required": ["exact"]}, {"required": ["prefix"]}, {"required": ["suffix"]},
+    {"required": ["exact"]}, {"required": ["oneOf"]}, {"required": ["prefix"]}, {"required": ["suffix"]},
     {"required": ["contains"]}, {"required": ["regex"]}, {"required": ["present"]}
 ])))]
 #[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
@@ -139,6 +139,10 @@ pub struct ValueMatchConfig {
     pub name: String,
     #[cfg_attr(feature = "schema", serde(default))]
     pub exact: Option<String>,
+    /// A value equals one of these (1 to 100,000 values; a set, decided in constant time).
+    #[cfg_attr(feature = "schema", serde(default, rename = "oneOf"))]
+    #[cfg_attr(feature = "schema", schemars(extend("minItems" = 1, "maxItems" = 100_000)))]
+    pub one_of: Option<Vec<String>>,
     #[cfg_attr(feature = "schema", serde(default))]
     #[cfg_attr(feature = "schema", schemars(extend("minLength" = 1)))]
     pub prefix: Option<String>,

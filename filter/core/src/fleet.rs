@@ -154,9 +154,7 @@ pub fn parse_selector(selector: &str) -> Result<Vec<Matcher>, String> {
         if matches!(op, MatchOp::Regex | MatchOp::NotRegex) {
             regex_lite::Regex::new(&format!("^(?:{value})$"))
                 .and_then(|_| regex_lite::Regex::new(&value))
-                .map_err(|_| {
-                    format!("the regex of label {label:?} is not a valid pattern")
-                })?;
+                .map_err(|_| format!("the regex of label {label:?} is not a valid pattern"))?;
         }
         out.push(Matcher { label, op, value });
         p.skip_space();
@@ -190,9 +188,15 @@ impl Parser<'_> {
     fn unexpected(&self, wanted: &str) -> String {
         match self.peek() {
             Some(b) if b.is_ascii_graphic() => {
-                format!("expected {wanted} at byte {}, found '{}'", self.at, b as char)
+                format!(
+                    "expected {wanted} at byte {}, found '{}'",
+                    self.at, b as char
+                )
             }
-            Some(b) => format!("expected {wanted} at byte {}, found byte 0x{b:02x}", self.at),
+            Some(b) => format!(
+                "expected {wanted} at byte {}, found byte 0x{b:02x}",
+                self.at
+            ),
             None => format!("expected {wanted} at the end"),
         }
     }
@@ -396,17 +400,20 @@ pub fn parse_answer(spec: &GuardSpec, status: u64, body: &[u8]) -> Result<Counts
         .map_err(|_| FleetFailure::Malformed("the body is not JSON".to_owned()))?;
     let field = |v: &Value, name: &str| v.get(name).cloned();
     if field(&doc, "status").as_ref().and_then(Value::as_str) != Some("success") {
-        return Err(FleetFailure::Malformed("status is not \"success\"".to_owned()));
+        return Err(FleetFailure::Malformed(
+            "status is not \"success\"".to_owned(),
+        ));
     }
-    let data = field(&doc, "data")
-        .ok_or_else(|| FleetFailure::Malformed("no data".to_owned()))?;
+    let data = field(&doc, "data").ok_or_else(|| FleetFailure::Malformed("no data".to_owned()))?;
     if field(&data, "resultType").as_ref().and_then(Value::as_str) != Some("vector") {
         return Err(FleetFailure::Malformed(
             "data.resultType is not \"vector\"".to_owned(),
         ));
     }
     let Some(Value::Array(samples)) = field(&data, "result") else {
-        return Err(FleetFailure::Malformed("data.result is not a list".to_owned()));
+        return Err(FleetFailure::Malformed(
+            "data.result is not a list".to_owned(),
+        ));
     };
     let wanted = counters(spec);
     let mut seen: Vec<Option<u64>> = vec![None; wanted.len()];
@@ -421,7 +428,9 @@ pub fn parse_answer(spec: &GuardSpec, status: u64, body: &[u8]) -> Result<Counts
             .position(|c| c.name() == name)
             .ok_or_else(|| FleetFailure::Malformed(format!("unexpected counter {name:?}")))?;
         let text = match sample.get("value") {
-            Some(Value::Array(pair)) if pair.len() == 2 && pair.first().is_some_and(Value::is_number) => {
+            Some(Value::Array(pair))
+                if pair.len() == 2 && pair.first().is_some_and(Value::is_number) =>
+            {
                 pair.get(1).and_then(Value::as_str)
             }
             _ => None,
@@ -457,7 +466,9 @@ pub fn parse_answer(spec: &GuardSpec, status: u64, body: &[u8]) -> Result<Counts
         ),
     ] {
         if part > whole {
-            return Err(FleetFailure::Inconsistent(format!("{what} ({part} > {whole})")));
+            return Err(FleetFailure::Inconsistent(format!(
+                "{what} ({part} > {whole})"
+            )));
         }
     }
     Ok(counts)

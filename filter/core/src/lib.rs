@@ -9,6 +9,7 @@
 //!   are errors, every error names its JSON path);
 //! * [`compile`]: validation into an immutable [`Router`], with `path: reason` errors;
 //! * [`matching`], [`request`], [`cidr`]: the match conditions and the request they read;
+//!   [`bytemap`]: the constant-time sets of `oneOf` and of the rule index;
 //! * [`selection`], [`rng`]: weighted random and sticky (weighted rendezvous) selection;
 //! * [`router`]: the per-request decision;
 //! * [`ramp`], [`time`]: time-based ramps (`route.ramp`) and their RFC 3339 start times;
@@ -34,6 +35,7 @@
 
 pub mod adapter;
 pub mod aggregate;
+pub mod bytemap;
 pub mod cidr;
 pub mod compile;
 pub mod config;

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use crate::bytemap::ByteMap;
 use crate::cidr::Cidr;
 use crate::error::quoted;
 use crate::request::{self, RequestView};
@@ -10,6 +11,8 @@ use crate::request::{self, RequestView};
 #[derive(Debug, Clone)]
 pub enum ValueOp {
     Exact(Box<[u8]>),
+    /// `oneOf`: the value is one of the set's keys.
+    OneOf(ByteMap),
     Prefix(Box<[u8]>),
     Suffix(Box<[u8]>),
     Contains(Box<[u8]>),
@@ -25,6 +28,7 @@ impl ValueOp {
     fn test(&self, value: &[u8]) -> bool {
         match self {
             ValueOp::Exact(s) => value == &**s,
+            ValueOp::OneOf(set) => set.contains(value),
             ValueOp::Prefix(s) => value.starts_with(s),
             ValueOp::Suffix(s) => value.ends_with(s),
             ValueOp::Contains(s) => contains(value, s),
@@ -246,6 +250,16 @@ mod tests {
         );
         assert!(h(ValueOp::Present(true), false));
         assert!(!h(ValueOp::Present(false), false));
+        let one_of = |values: &[&str]| {
+            ValueOp::OneOf(ByteMap::set(values.iter().map(|v| v.as_bytes())).unwrap())
+        };
+        assert!(h(one_of(&["curl/8", "Mozilla/5.0 debug-build"]), false));
+        assert!(!h(one_of(&["curl/8", "Mozilla/5.0"]), false));
+        assert!(!h(one_of(&["curl/8", "Mozilla/5.0 debug-build"]), true));
+        assert!(
+            h(one_of(&["mozilla/5.0 debug-build"]), true),
+            "case-sensitive"
+        );
         // invert negates each of them
         assert!(!h(ValueOp::Exact(bytes("Mozilla/5.0 debug-build")), true));
         assert!(h(ValueOp::Exact(bytes("Mozilla/5.0")), true));

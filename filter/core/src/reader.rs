@@ -9,9 +9,10 @@
 use serde_json::{Map, Value};
 
 use crate::config::{
-    FleetConfig, GuardConfig, MatchConfig, PluginConfig, RampConfig, RouteConfig, RuleConfig, SplitEntryConfig,
-    StickyByConfig, ValueMatchConfig, DEFAULT_CLUSTER_HEADER, DEFAULT_CLUSTER_TEMPLATE,
-    DEFAULT_COOLDOWN_SECONDS, DEFAULT_FLEET_INTERVAL_SECONDS, DEFAULT_FLEET_TIMEOUT_MS, DEFAULT_MAX_TRIPS, DEFAULT_MIN_REQUESTS, DEFAULT_WINDOW_SECONDS,
+    FleetConfig, GuardConfig, MatchConfig, PluginConfig, RampConfig, RouteConfig, RuleConfig,
+    SplitEntryConfig, StickyByConfig, ValueMatchConfig, DEFAULT_CLUSTER_HEADER,
+    DEFAULT_CLUSTER_TEMPLATE, DEFAULT_COOLDOWN_SECONDS, DEFAULT_FLEET_INTERVAL_SECONDS,
+    DEFAULT_FLEET_TIMEOUT_MS, DEFAULT_MAX_TRIPS, DEFAULT_MIN_REQUESTS, DEFAULT_WINDOW_SECONDS,
 };
 use crate::error::{truncate, ConfigError};
 
@@ -68,7 +69,7 @@ const MATCH_FIELDS: &[&str] = &[
     "sourceCidrs",
 ];
 const VALUE_MATCH_FIELDS: &[&str] = &[
-    "name", "exact", "prefix", "suffix", "contains", "regex", "present", "invert",
+    "name", "exact", "oneOf", "prefix", "suffix", "contains", "regex", "present", "invert",
 ];
 const ROUTE_FIELDS: &[&str] = &["subset", "split", "stickyBy", "ramp"];
 const RAMP_FIELDS: &[&str] = &["subset", "toPercent", "start", "durationSeconds", "steps"];
@@ -127,6 +128,10 @@ fn value_match(v: &Value, path: String) -> Result<ValueMatchConfig> {
     Ok(ValueMatchConfig {
         name: f.string("name")?,
         exact: f.opt_string("exact")?,
+        one_of: match f.get("oneOf") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(f.list("oneOf", string)?),
+        },
         prefix: f.opt_string("prefix")?,
         suffix: f.opt_string("suffix")?,
         contains: f.opt_string("contains")?,

@@ -400,9 +400,9 @@ pub fn percent_decode(input: &[u8]) -> Cow<'_, [u8]> {
 
 /// Where the first valid `%XX` escape starts, if any.
 fn first_escape(input: &[u8]) -> Option<usize> {
-    input.windows(3).position(|w| {
-        matches!(w, [b'%', hi, lo] if hex_value(*hi).is_some() && hex_value(*lo).is_some())
-    })
+    input.windows(3).position(
+        |w| matches!(w, [b'%', hi, lo] if hex_value(*hi).is_some() && hex_value(*lo).is_some()),
+    )
 }
 
 fn hex_value(c: u8) -> Option<u8> {

@@ -8,6 +8,7 @@ use crate::request::{self, RequestView};
 use crate::rng::RandomSource;
 use crate::selection::StickyHasher;
 
+pub(crate) mod index;
 mod split;
 
 use split::Choice;
@@ -27,6 +28,9 @@ pub struct Router {
     pub(crate) subset_header: Option<String>,
     pub(crate) response_header: Option<String>,
     pub(crate) rules: Vec<Rule>,
+    /// How `rules` are evaluated: in order, runs of exact-match rules by one lookup each
+    /// ([`index`]).
+    pub(crate) plan: Vec<index::Step>,
     pub(crate) default: Route,
     pub(crate) slots: Vec<Slot>,
     pub(crate) uses_source_ip: bool,
@@ -146,6 +150,8 @@ pub struct Decision<'r> {
 
 impl Router {
     /// Evaluates the rules in order; the first that matches decides, else the default route.
+    /// (Runs of exact-match rules on one key are decided by one lookup, with the same result:
+    /// see [`index`].)
     /// Ramps and guards as configured (ramps not started, guards closed).
     /// `None` only if a split had no positive weight, which validation rules out.
     pub fn decide<'r>(
@@ -163,10 +169,8 @@ impl Router {
         rng: &mut impl RandomSource,
         now: &impl Conditions,
     ) -> Option<Decision<'r>> {
-        let (rule, route) = self
-            .rules
-            .iter()
-            .find(|r| r.matcher.matches(req))
+        let (rule, route) = index::first_match(&self.plan, &self.rules, req)
+            .and_then(|i| self.rules.get(i))
             .map_or((DEFAULT_RULE_NAME, &self.default), |r| {
                 (r.name.as_str(), &r.route)
             });
@@ -253,19 +257,18 @@ impl Router {
 
     /// [`Self::ramps`] without collecting them (the request path allocates nothing).
     pub fn ramp_views(&self) -> impl Iterator<Item = RampView<'_>> {
-        self.routes()
-            .filter_map(|(rule, route)| match route {
-                Route::Split(Split {
-                    ramp: Some(ramp),
-                    targets,
-                    ..
-                }) => Some(RampView {
-                    rule,
-                    subset: targets.get(ramp.target).map_or("", |t| t.subset.as_str()),
-                    ramp,
-                }),
-                _ => None,
-            })
+        self.routes().filter_map(|(rule, route)| match route {
+            Route::Split(Split {
+                ramp: Some(ramp),
+                targets,
+                ..
+            }) => Some(RampView {
+                rule,
+                subset: targets.get(ramp.target).map_or("", |t| t.subset.as_str()),
+                ramp,
+            }),
+            _ => None,
+        })
     }
 
     /// The guards, in configuration order.

@@ -28,7 +28,11 @@ fn example_configs() -> Vec<PathBuf> {
 #[test]
 fn both_parsers_read_every_example_identically() {
     let configs = example_configs();
-    assert!(configs.len() >= 12, "only {} example configs found", configs.len());
+    assert!(
+        configs.len() >= 12,
+        "only {} example configs found",
+        configs.len()
+    );
     for path in configs {
         let json = std::fs::read(&path).unwrap();
         let by_reader = read_config(&json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -80,4 +84,24 @@ fn both_parsers_read_ramps_and_guards_identically() {
         assert_eq!(by_reader, by_serde, "{json}");
         assert!(subset_router_core::load(json.as_bytes()).is_ok(), "{json}");
     }
+}
+
+/// `oneOf` on every source, given, `null` and beside `invert`, reads the same through both parsers.
+#[test]
+fn both_parsers_read_one_of_identically() {
+    let json = r#"{"rules": [{"name": "beta", "match": {
+            "headers": [{"name": "x-user-id", "oneOf": ["alice", "bob", ""]}],
+            "cookies": [{"name": "uid", "oneOf": ["alice"], "invert": true}],
+            "query": [{"name": "user", "oneOf": null, "exact": "carol"}]},
+          "route": {"subset": "v2"}}],
+        "default": {"subset": "v1"}}"#;
+    let by_reader = read_config(json.as_bytes()).unwrap();
+    let by_serde: PluginConfig = serde_json::from_str(json).unwrap();
+    assert_eq!(by_reader, by_serde);
+    let header = &by_reader.rules[0].matches.headers[0];
+    assert_eq!(
+        header.one_of.as_deref(),
+        Some(&["alice".to_owned(), "bob".into(), "".into()][..])
+    );
+    assert!(subset_router_core::load(json.as_bytes()).is_ok());
 }

@@ -120,6 +120,80 @@ fn the_benchmark_configurations_allocate_nothing_per_request() {
     }
 }
 
+/// Runs of exact-match rules (one lookup each: header, cookie, query parameter, host, path) and
+/// `oneOf` sets allocate nothing either, whichever rule holds, or none.
+#[test]
+fn indexed_rules_and_one_of_allocate_nothing_per_request() {
+    let matches = [
+        r#"{"headers":[{"name":"x-user-id","exact":"user-1"}]}"#,
+        r#"{"headers":[{"name":"X-User-Id","oneOf":["user-2","user-3"]}]}"#,
+        r#"{"cookies":[{"name":"session","exact":"x"}]}"#,
+        r#"{"cookies":[{"name":"session","oneOf":["y","abc"]}]}"#,
+        r#"{"query":[{"name":"page","exact":"1"}]}"#,
+        r#"{"query":[{"name":"page","oneOf":["2","3"]}]}"#,
+        r#"{"hosts":["canary.example.com"]}"#,
+        r#"{"hosts":["shop.example.com","admin.example.com"]}"#,
+        r#"{"path":"/healthz"}"#,
+        r#"{"path":"/api/v1/items"}"#,
+        r#"{"headers":[{"name":"x-tester","oneOf":["a","b","c"]}]}"#,
+    ];
+    let rules: Vec<String> = matches
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!(r#"{{"name":"r{i}","match":{m},"route":{{"subset":"v2"}}}}"#))
+        .collect();
+    let config = format!(
+        r#"{{"rules":[{}],"default":{{"subset":"v1"}}}}"#,
+        rules.join(",")
+    );
+    let router = subset_router_core::load(config.as_bytes()).unwrap();
+    assert_eq!(
+        format!("{router:?}").matches("Lookup(").count(),
+        5,
+        "five runs"
+    );
+    let miss: &[(&str, &str)] = &[
+        (":method", "GET"),
+        (":path", "/api?page=9"),
+        (":authority", "www.example.com"),
+        ("x-user-id", "user-42"),
+        ("cookie", "session=zzz"),
+    ];
+    let with = |name: &str, value: &'static str| -> Vec<(String, String)> {
+        miss.iter()
+            .filter(|(n, _)| *n != name)
+            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+            .chain([(name.to_owned(), value.to_owned())])
+            .collect()
+    };
+    for (headers, rule) in [
+        (with("x-other", "1"), "default"),
+        (with("x-user-id", "user-3"), "r1"),
+        (with("cookie", "a=1; session=abc"), "r3"),
+        (with(":path", "/x?page=%33"), "r5"),
+        (with(":path", "/x?page=3"), "r5"),
+        (with(":authority", "Shop.Example.com:443"), "r7"),
+        (with(":path", "/healthz"), "r8"),
+        (with("x-tester", "b"), "r10"),
+    ] {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let buf = HeaderPairs::encode(&pairs);
+        let req = subset_router_core::request::DecodedRequest::new(HeaderPairs::new(&buf), None);
+        let decided = router.decide(&req, &mut WyRand::new(1)).unwrap().rule;
+        assert_eq!(decided, rule, "{pairs:?}");
+        // A real `%XX` escape in the parameter a rule reads is the documented allocation.
+        let expected = if pairs.iter().any(|(_, v)| v.contains("%33")) {
+            1000
+        } else {
+            0
+        };
+        assert_eq!(allocations(&config, &pairs, 1000), expected, "{pairs:?}");
+    }
+}
+
 #[test]
 fn a_real_percent_escape_in_a_queried_parameter_is_the_one_allocation() {
     let config = r#"{"rules":[{"name":"q","match":{"query":[{"name":"debug","exact":"1"}]},
@@ -129,4 +203,3 @@ fn a_real_percent_escape_in_a_queried_parameter_is_the_one_allocation() {
     let escaped = [(":path", "/?debug=%31")];
     assert_eq!(allocations(config, &escaped, 100), 100);
 }
-

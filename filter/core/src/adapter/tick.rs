@@ -130,7 +130,8 @@ impl Filter {
             };
             match self.aggregator.fleet_round(guard, spec, store, now_ms) {
                 Ok(Some(round)) => {
-                    let promql = crate::fleet::query(spec, fleet, self.router.name(), round.range_s);
+                    let promql =
+                        crate::fleet::query(spec, fleet, self.router.name(), round.range_s);
                     out.push(FleetQuery {
                         round,
                         cluster: fleet.cluster.clone(),
@@ -178,7 +179,9 @@ impl Filter {
             return;
         };
         let previous = last.load(Ordering::Relaxed);
-        if previous == 0 || now_ms.saturating_add(1) >= previous.saturating_add(FLEET_WARNING_EVERY_MS) {
+        if previous == 0
+            || now_ms.saturating_add(1) >= previous.saturating_add(FLEET_WARNING_EVERY_MS)
+        {
             last.store(now_ms.saturating_add(1), Ordering::Relaxed);
             log.warn(&format!(
                 "subset-router: guard {}: fleet query to cluster {} failed: {failure}; no fleet \
@@ -226,7 +229,12 @@ impl Filter {
     /// share is a function of the whole second only: every worker uses the same share in the
     /// same second. Called on the request path too (one clock read; the shares are computed
     /// once a second).
-    pub(super) fn refresh_ramps(&self, clock: &impl Clock, counters: &impl Counters, log: &impl Log) {
+    pub(super) fn refresh_ramps(
+        &self,
+        clock: &impl Clock,
+        counters: &impl Counters,
+        log: &impl Log,
+    ) {
         let second = match clock.wall_ns() {
             Ok(ns) => ns / 1_000_000_000,
             Err(e) => return self.failed(e, counters, log, ()),

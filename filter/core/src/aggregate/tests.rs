@@ -145,7 +145,11 @@ fn a_new_configuration_resets_every_guard() {
     let a_again = Aggregator::new(&specs, "p", 0xA);
     assert_eq!(a_again.tick(&specs, &store, 10_000).open, [Some(false)]);
     assert_eq!(a_again.load(), b.load() + 1);
-    assert_eq!(a_again.key(0), Some(GUARD_KEY.to_owned()), "A's slot, new load");
+    assert_eq!(
+        a_again.key(0),
+        Some(GUARD_KEY.to_owned()),
+        "A's slot, new load"
+    );
     assert_eq!(record(&store, GUARD_KEY).load, a_again.load());
 }
 
@@ -165,7 +169,10 @@ fn configurations_alive_at_once_never_share_a_guard() {
             a.tick(&specs, &store, t * 1000),
             b.tick(&specs, &store, t * 1000 + 10),
         );
-        assert_eq!((trips(&ra), trips(&rb)), if t == 2 { (1, 1) } else { (0, 0) });
+        assert_eq!(
+            (trips(&ra), trips(&rb)),
+            if t == 2 { (1, 1) } else { (0, 0) }
+        );
     }
     assert_ne!(a.key(0), b.key(0));
     assert_eq!(record(&store, &a.key(0).unwrap()).trips, 1);
@@ -173,7 +180,11 @@ fn configurations_alive_at_once_never_share_a_guard() {
     // Slots are bounded: configurations that went away free theirs for new ones.
     let c = Aggregator::new(&specs, "p", 0xC);
     c.tick(&specs, &store, (3 + STALE_S) * 1000 + 500);
-    assert_eq!(c.key(0), Some(GUARD_KEY.to_owned()), "A's and B's slots are free again");
+    assert_eq!(
+        c.key(0),
+        Some(GUARD_KEY.to_owned()),
+        "A's and B's slots are free again"
+    );
 }
 
 #[test]
@@ -200,11 +211,17 @@ fn a_fleet_breach_trips_a_closed_guard_once_and_never_with_stale_totals() {
     // Too soon after the start: the window would be under MIN_FLEET_RANGE_S.
     assert_eq!(w1.fleet_round(0, &specs[0], &store, 2_500), Ok(None));
     // One round per interval per proxy, whichever worker asks first.
-    let round = w1.fleet_round(0, &specs[0], &store, 4_000).unwrap().unwrap();
+    let round = w1
+        .fleet_round(0, &specs[0], &store, 4_000)
+        .unwrap()
+        .unwrap();
     assert_eq!((round.range_s, round.window_start_ms), (3, 1_000));
     assert_eq!(w2.fleet_round(0, &specs[0], &store, 4_100), Ok(None));
     assert_eq!(w2.fleet_round(0, &specs[0], &store, 8_999), Ok(None));
-    assert!(w2.fleet_round(0, &specs[0], &store, 9_000).unwrap().is_some());
+    assert!(w2
+        .fleet_round(0, &specs[0], &store, 9_000)
+        .unwrap()
+        .is_some());
     // The fleet failed 30 of 100: this proxy saw nothing, yet the guard trips, once.
     w1.fleet_answered(&round, errors(30));
     let report = w1.tick(&specs, &store, 9_500);
@@ -221,8 +238,14 @@ fn a_fleet_breach_trips_a_closed_guard_once_and_never_with_stale_totals() {
     assert_eq!(w1.tick(&specs, &store, 19_600).events.len(), 1, "closed");
     w1.fleet_answered(&round, errors(30));
     assert_eq!(trips(&w1.tick(&specs, &store, 20_000)), 0);
-    let after = w1.fleet_round(0, &specs[0], &store, 22_000).unwrap().unwrap();
-    assert_eq!(after.window_start_ms, 20_000, "2 whole seconds since the close at 19.6 s");
+    let after = w1
+        .fleet_round(0, &specs[0], &store, 22_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.window_start_ms, 20_000,
+        "2 whole seconds since the close at 19.6 s"
+    );
     w1.fleet_answered(&after, errors(30));
     assert_eq!(trips(&w1.tick(&specs, &store, 22_100)), 1);
 }

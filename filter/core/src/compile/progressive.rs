@@ -158,10 +158,7 @@ impl Compiler {
                 .as_ref()
                 .and_then(|f| self.fleet(&format!("{path}.fleet"), f));
             if self.errors.len() == errors_before {
-                out.push(GuardSpec {
-                    fleet,
-                    ..spec(g)
-                });
+                out.push(GuardSpec { fleet, ..spec(g) });
             }
         }
         out
@@ -296,7 +293,10 @@ impl Compiler {
         if !(1..=MAX_FLEET_TIMEOUT_MS).contains(&f.timeout_ms) {
             self.error(
                 format!("{path}.timeoutMs"),
-                format!("{} is not between 1 and {MAX_FLEET_TIMEOUT_MS}", f.timeout_ms),
+                format!(
+                    "{} is not between 1 and {MAX_FLEET_TIMEOUT_MS}",
+                    f.timeout_ms
+                ),
             );
         }
         if self.errors.len() != errors_before {
@@ -307,7 +307,9 @@ impl Compiler {
             authority: f.authority.clone().unwrap_or_else(|| f.cluster.clone()),
             path: query_path.to_owned(),
             matchers: matchers?,
-            interval_ms: u64::try_from(f.interval_seconds).unwrap_or(1).saturating_mul(1000),
+            interval_ms: u64::try_from(f.interval_seconds)
+                .unwrap_or(1)
+                .saturating_mul(1000),
             timeout_ms: u64::try_from(f.timeout_ms).unwrap_or(1),
         })
     }

@@ -79,25 +79,70 @@ fn nothing_but_matchers_gets_into_the_query() {
             r#"job="x"} or vector(1) #"#,
             "expected ',' between matchers at byte 7, found '}'",
         ),
-        (r#"job="x"}"#, "expected ',' between matchers at byte 7, found '}'"),
-        (r#"{job="x"}"#, "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*) at byte 0, found '{'"),
-        (r#"job="x" or vector(1)"#, "expected ',' between matchers at byte 8, found 'o'"),
-        (r#"job=x"#, "expected a double-quoted value at byte 4, found 'x'"),
-        (r#"job='x'"#, "expected a double-quoted value at byte 4, found '''"),
+        (
+            r#"job="x"}"#,
+            "expected ',' between matchers at byte 7, found '}'",
+        ),
+        (
+            r#"{job="x"}"#,
+            "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*) at byte 0, found '{'",
+        ),
+        (
+            r#"job="x" or vector(1)"#,
+            "expected ',' between matchers at byte 8, found 'o'",
+        ),
+        (
+            r#"job=x"#,
+            "expected a double-quoted value at byte 4, found 'x'",
+        ),
+        (
+            r#"job='x'"#,
+            "expected a double-quoted value at byte 4, found '''",
+        ),
         (r#"job="x"#, "a quoted value is not closed"),
         (r#"job="x\"#, "a quoted value ends in a lone backslash"),
-        (r#"job="\x41""#, "unsupported escape '\\x' in a quoted value (use \\\\, \\\", \\n or \\t)"),
+        (
+            r#"job="\x41""#,
+            "unsupported escape '\\x' in a quoted value (use \\\\, \\\", \\n or \\t)",
+        ),
         ("job=\"a\nb\"", "a quoted value holds a line break"),
-        (r#"1job="x""#, "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*) at byte 0, found '1'"),
-        (r#"job=="x""#, "expected a double-quoted value at byte 4, found '='"),
-        (r#"job<"x""#, "expected one of =, !=, =~, !~ at byte 3, found '<'"),
+        (
+            r#"1job="x""#,
+            "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*) at byte 0, found '1'",
+        ),
+        (
+            r#"job=="x""#,
+            "expected a double-quoted value at byte 4, found '='",
+        ),
+        (
+            r#"job<"x""#,
+            "expected one of =, !=, =~, !~ at byte 3, found '<'",
+        ),
         (r#"job"#, "expected one of =, !=, =~, !~ at the end"),
-        (r#"job="x",,"#, "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*) at byte 8, found ','"),
-        (r#"subset="v3""#, "label \"subset\" is set by the query itself and cannot be matched here"),
-        (r#"__name__=~".+""#, "label \"__name__\" is set by the query itself and cannot be matched here"),
-        (r#"exported_instance="a""#, "label \"exported_instance\" is set by the query itself and cannot be matched here"),
-        (r#"app=~"(""#, "the regex of label \"app\" is not a valid pattern"),
-        (r#"app=~"a)|(b""#, "the regex of label \"app\" is not a valid pattern"),
+        (
+            r#"job="x",,"#,
+            "expected a label name ([a-zA-Z_][a-zA-Z0-9_]*) at byte 8, found ','",
+        ),
+        (
+            r#"subset="v3""#,
+            "label \"subset\" is set by the query itself and cannot be matched here",
+        ),
+        (
+            r#"__name__=~".+""#,
+            "label \"__name__\" is set by the query itself and cannot be matched here",
+        ),
+        (
+            r#"exported_instance="a""#,
+            "label \"exported_instance\" is set by the query itself and cannot be matched here",
+        ),
+        (
+            r#"app=~"(""#,
+            "the regex of label \"app\" is not a valid pattern",
+        ),
+        (
+            r#"app=~"a)|(b""#,
+            "the regex of label \"app\" is not a valid pattern",
+        ),
     ] {
         assert_eq!(
             parse_selector(selector).as_ref().map_err(String::as_str),
@@ -109,26 +154,45 @@ fn nothing_but_matchers_gets_into_the_query() {
 
 #[test]
 fn the_query_sums_both_builds_families_by_counter() {
-    let q = query(&guard(false, false), &fleet(r#"namespace="shop""#), None, 30);
+    let q = query(
+        &guard(false, false),
+        &fleet(r#"namespace="shop""#),
+        None,
+        30,
+    );
     let sel = r#"{subset="v2",exported_instance="",namespace="shop"}[30s]"#;
     let term = |family: &str, c: &str| {
-        format!(
-            r#"label_replace(increase({family}{c}{sel}),"counter","{c}","__name__",".*")"#
-        )
+        format!(r#"label_replace(increase({family}{c}{sel}),"counter","{c}","__name__",".*")"#)
     };
     let expected = format!(
         "sum by (counter) ({} or {} or {} or {})",
         term("subset_router_guard_", "requests"),
-        term("envoy_dynamicmodulescustom_subset_router_guard_", "requests"),
+        term(
+            "envoy_dynamicmodulescustom_subset_router_guard_",
+            "requests"
+        ),
         term("subset_router_guard_", "errors"),
         term("envoy_dynamicmodulescustom_subset_router_guard_", "errors"),
     );
     assert_eq!(q, expected);
 
     let named = query(&guard(true, true), &fleet(""), Some("checkout"), 7);
-    assert!(named.contains(r#"{subset="v2",exported_instance="checkout"}[7s]"#), "{named}");
-    for c in ["requests", "errors", "slow", "baseline_requests", "baseline_errors"] {
-        assert_eq!(named.matches(&format!("\"counter\",\"{c}\"")).count(), 2, "{c}: {named}");
+    assert!(
+        named.contains(r#"{subset="v2",exported_instance="checkout"}[7s]"#),
+        "{named}"
+    );
+    for c in [
+        "requests",
+        "errors",
+        "slow",
+        "baseline_requests",
+        "baseline_errors",
+    ] {
+        assert_eq!(
+            named.matches(&format!("\"counter\",\"{c}\"")).count(),
+            2,
+            "{c}: {named}"
+        );
     }
 }
 
@@ -143,7 +207,10 @@ fn the_request_path_percent_encodes_the_query() {
         path: "/prometheus/api/v1/query?dedup=true".to_owned(),
         ..fleet("")
     };
-    assert_eq!(request_path(&f, "a b"), "/prometheus/api/v1/query?dedup=true&query=a%20b");
+    assert_eq!(
+        request_path(&f, "a b"),
+        "/prometheus/api/v1/query?dedup=true&query=a%20b"
+    );
 }
 
 fn answer(samples: &[(&str, &str)]) -> Vec<u8> {
@@ -284,7 +351,9 @@ fn arb_matcher() -> impl Strategy<Value = Matcher> {
         ],
         "[ -~]{0,16}",
     )
-        .prop_filter("reserved", |(l, _, _)| !RESERVED_LABELS.contains(&l.as_str()))
+        .prop_filter("reserved", |(l, _, _)| {
+            !RESERVED_LABELS.contains(&l.as_str())
+        })
         .prop_filter("regex", |(_, op, v)| {
             !matches!(op, MatchOp::Regex | MatchOp::NotRegex)
                 || (regex_lite::Regex::new(v).is_ok()

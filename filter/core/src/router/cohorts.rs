@@ -49,12 +49,18 @@ fn services_of_one_cohort_canary_the_same_users_nested_by_share() {
     let checkout = on_canary(&sticky_split("checkout", 10, Some("shop-2026-12")), USERS);
     let payments = on_canary(&sticky_split("payments", 20, Some("shop-2026-12")), USERS);
     let same_share = on_canary(&sticky_split("search", 10, Some("shop-2026-12")), USERS);
-    assert_eq!(checkout, same_share, "same cohort, key, subsets and share: same users");
+    assert_eq!(
+        checkout, same_share,
+        "same cohort, key, subsets and share: same users"
+    );
     let missing: Vec<_> = checkout
         .iter()
         .filter(|u| payments.binary_search(u).is_err())
         .collect();
-    assert!(missing.is_empty(), "on v2 at 10% but not at 20%: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "on v2 at 10% but not at 20%: {missing:?}"
+    );
     // Shares still follow the weights: 10% and 20% of 20,000 within 4.5 sigma.
     for (users, p) in [(&checkout, 0.1), (&payments, 0.2)] {
         let expected = USERS as f64 * p;
@@ -72,5 +78,9 @@ fn services_of_one_cohort_canary_the_same_users_nested_by_share() {
         .iter()
         .filter(|u| apart.binary_search(u).is_ok())
         .count();
-    assert!(common < checkout.len() / 2, "{common} of {}", checkout.len());
+    assert!(
+        common < checkout.len() / 2,
+        "{common} of {}",
+        checkout.len()
+    );
 }
