@@ -57,7 +57,8 @@ else
   log "ENVOY_VERSIONS is not the default list: writing $COMPAT_MD only (README.md untouched)"
 fi
 
-files_sum() { cat "${COMPAT_MD}" "${COMPAT_README:-/dev/null}" 2>/dev/null | sha256sum; }
+# (A file not written yet sums as absent: cat's failure must not end the script under pipefail.)
+files_sum() { { cat "${COMPAT_MD}" "${COMPAT_README:-/dev/null}" 2>/dev/null || true; } | sha256sum; }
 before="$(files_sum)"
 
 host_env
