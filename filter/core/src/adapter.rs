@@ -171,8 +171,6 @@ pub struct Filter {
     ramp_second: AtomicU64,
     ramps: usize,
     guard_counters: Vec<GuardCounterIndex>,
-    /// Per guard: monotonic ms + 1 of the last fleet warning (0: never).
-    fleet_warned_at: Vec<AtomicU64>,
 }
 
 /// What the request path leaves for the response path.
@@ -235,7 +233,6 @@ impl Filter {
             live: LiveState::new(ramps, router.guards().len()),
             aggregator: Aggregator::new(router.guards(), plugin, router.config_hash()),
             guard_counters: guard_counter_index(&router),
-            fleet_warned_at: router.guards().iter().map(|_| AtomicU64::new(0)).collect(),
             router,
             route_cache_supported: AtomicBool::new(true),
             warned: AtomicU32::new(0),

@@ -352,7 +352,14 @@ impl Aggregator {
         if now_ms < due_ms {
             return Ok(None);
         }
-        let next = encode_load(joined.load, now_ms.saturating_add(fleet.interval_ms));
+        // The next round is due one interval after this one was due (not after this tick: ticks
+        // come a few ms early or late, and a schedule that slid with them would skip rounds),
+        // unless this proxy fell a whole interval behind.
+        let next_due = match due_ms.saturating_add(fleet.interval_ms) {
+            on_schedule if due_ms > 0 && on_schedule > now_ms => on_schedule,
+            _ => now_ms.saturating_add(fleet.interval_ms),
+        };
+        let next = encode_load(joined.load, next_due);
         if store.set(&key, &next, cas)? != CasOutcome::Stored {
             return Ok(None);
         }
@@ -361,6 +368,32 @@ impl Aggregator {
             range_s,
             window_start_ms: now_ms.saturating_sub(range_s.saturating_mul(1000)),
         }))
+    }
+
+    /// Whether this worker may log guard `guard`'s failed fleet round now: at most once per
+    /// `every_ms` per proxy (a claim on a shared key, as rounds are claimed), the first at once.
+    pub fn fleet_warning_due(
+        &self,
+        guard: usize,
+        store: &impl SharedStore,
+        now_ms: u64,
+        every_ms: u64,
+    ) -> Result<bool, HostError> {
+        let Some(joined) = Joined::unpack(self.joined.load(Ordering::Relaxed)) else {
+            return Ok(true);
+        };
+        let key = format!("{}{}.fleet_warned.{guard}", self.prefix, joined.slot);
+        let (last_ms, cas) = match store.get(&key)? {
+            None => (None, CREATE_ONLY),
+            Some((bytes, cas)) => match decode_load(&bytes) {
+                Some((load, last)) if load == joined.load => (Some(last), cas),
+                _ => (None, cas),
+            },
+        };
+        if last_ms.is_some_and(|last| now_ms < last.saturating_add(every_ms)) {
+            return Ok(false);
+        }
+        Ok(store.set(&key, &encode_load(joined.load, now_ms), cas)? == CasOutcome::Stored)
     }
 
     /// The fleet's totals from an answered round, for the next tick to evaluate.

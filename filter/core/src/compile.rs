@@ -208,6 +208,12 @@ impl Compiler {
                     crate::error::quoted(name)
                 ),
             );
+        } else if matches!(name, "rule" | "guard") {
+            // `subset_router.rule.…` would read as an unnamed configuration's rule stats.
+            self.error(
+                "name",
+                format!("{name:?} is reserved: stat names already use it after subset_router."),
+            );
         }
     }
 

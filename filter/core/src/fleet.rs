@@ -371,6 +371,11 @@ impl core::fmt::Display for FleetFailure {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             FleetFailure::Unreachable(why) => write!(f, "no answer ({why})"),
+            // Envoy answers 503 itself when the cluster has no healthy host (Prometheus down).
+            FleetFailure::Status(503) => write!(
+                f,
+                "HTTP status 503 (Prometheus unreachable through the cluster, or answering 503)"
+            ),
             FleetFailure::Status(s) => write!(f, "HTTP status {s}"),
             FleetFailure::Malformed(why) => write!(f, "not a Prometheus vector answer: {why}"),
             FleetFailure::Empty(counter) => write!(f, "no sample for {counter}"),

@@ -241,8 +241,14 @@ impl FilterConfig {
         answer: Result<(u64, &[u8]), &str>,
         counters: &impl Counters,
     ) {
-        self.filter
-            .on_fleet_answer(query, answer, &NativeClock, counters, &EnvoyLog);
+        self.filter.on_fleet_answer(
+            query,
+            answer,
+            &self.store,
+            &NativeClock,
+            counters,
+            &EnvoyLog,
+        );
     }
 
     /// The request path's fallback tick (see the module notes).

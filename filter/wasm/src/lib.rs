@@ -114,7 +114,7 @@ impl Context for Root {
             Err(why) => Err(why.as_str()),
         };
         vm.filter
-            .on_fleet_answer(&query, answer, &WasmClock, vm.as_ref(), &WasmHost);
+            .on_fleet_answer(&query, answer, &WasmStore, &WasmClock, vm.as_ref(), &WasmHost);
     }
 }
 
@@ -246,7 +246,7 @@ impl Root {
             Err(status) => {
                 let why = format!("the call could not be sent (status {})", status as u32);
                 vm.filter
-                    .on_fleet_answer(&query, Err(&why), &WasmClock, vm, &WasmHost);
+                    .on_fleet_answer(&query, Err(&why), &WasmStore, &WasmClock, vm, &WasmHost);
             }
         }
     }

@@ -155,6 +155,7 @@ impl Filter {
         &self,
         query: &FleetQuery,
         answer: Result<(u64, &[u8]), &str>,
+        store: &impl SharedStore,
         clock: &impl Clock,
         counters: &impl Counters,
         log: &impl Log,
@@ -175,14 +176,11 @@ impl Filter {
             counters.increment(c + 1, 1);
         }
         let now_ms = clock.monotonic_ns().map_or(0, |ns| ns / 1_000_000);
-        let Some(last) = self.fleet_warned_at.get(guard) else {
-            return;
-        };
-        let previous = last.load(Ordering::Relaxed);
-        if previous == 0
-            || now_ms.saturating_add(1) >= previous.saturating_add(FLEET_WARNING_EVERY_MS)
-        {
-            last.store(now_ms.saturating_add(1), Ordering::Relaxed);
+        let due = self
+            .aggregator
+            .fleet_warning_due(guard, store, now_ms, FLEET_WARNING_EVERY_MS)
+            .unwrap_or_else(|e| self.failed(e, counters, log, false));
+        if due {
             log.warn(&format!(
                 "subset-router: guard {}: fleet query to cluster {} failed: {failure}; no fleet \
                  decision this round, the local guard keeps working (counted in \

@@ -503,3 +503,54 @@ fn a_tick_takes_whole_observations_while_workers_keep_observing() {
         }
     );
 }
+
+fn fleet_spec(interval_ms: u64) -> GuardSpec {
+    GuardSpec {
+        fleet: Some(crate::fleet::FleetSpec {
+            cluster: "prometheus".into(),
+            authority: "prometheus".into(),
+            path: "/api/v1/query".into(),
+            matchers: vec![],
+            interval_ms,
+            timeout_ms: 1_000,
+        }),
+        ..spec(10_000, 3)
+    }
+}
+
+#[test]
+fn fleet_rounds_keep_their_schedule_when_ticks_come_early() {
+    // One worker ticking every 999 ms with a 1 s interval: a schedule that slid with the ticks
+    // (next = this tick + 1 s) would skip every other round.
+    let specs = [fleet_spec(1_000)];
+    let store = FakeStore::default();
+    let w = Aggregator::new(&specs, "p", 7);
+    let mut rounds = 0;
+    for k in 0..40u64 {
+        let now = 1_000 + k * 999;
+        w.tick(&specs, &store, now);
+        if w.fleet_round(0, &specs[0], &store, now).unwrap().is_some() {
+            rounds += 1;
+        }
+    }
+    // 39 s of ticks, none before the window reaches MIN_FLEET_RANGE_S (2 s): one round a second.
+    assert!((36..=38).contains(&rounds), "{rounds} rounds in 39 s");
+}
+
+#[test]
+fn a_failed_fleet_round_is_logged_once_a_minute_per_proxy_whatever_the_worker() {
+    let specs = [fleet_spec(5_000)];
+    let store = FakeStore::default();
+    let workers: Vec<Aggregator> = (0..3).map(|_| Aggregator::new(&specs, "p", 7)).collect();
+    for w in &workers {
+        w.tick(&specs, &store, 1_000);
+    }
+    let mut logged = Vec::new();
+    for (k, w) in workers.iter().cycle().take(30).enumerate() {
+        let now = 2_000 + k as u64 * 5_000;
+        if w.fleet_warning_due(0, &store, now, 60_000).unwrap() {
+            logged.push(now);
+        }
+    }
+    assert_eq!(logged, [2_000, 62_000, 122_000]);
+}
