@@ -8,13 +8,17 @@
 #   make test-unit         host unit tests + clippy -D warnings
 #   make test-native-unwind  the shipped .so catches a panic in its FFI guard (dlopen + self-test)
 #   make test-wasm         wasm-agreement tests on wasm32-unknown-unknown under Node
+#   make test-docs         the docs against the repository and the CLI: every relative link of every
+#                          Markdown file resolves, every JSON plugin config in README.md and docs/
+#                          validates, every yaml block parses, every `$ subset-router …` output shown
+#                          is what the CLI prints (scripts/test-docs.sh, tests/docs/check_docs.py)
 #   make envoy-image       ensure the Envoy 1.40 image (pull, else local build); prints tag
 #   make envoy-native      ensure the native envoy 1.40 binary; prints its path
 #   make test-integration  the integration suites: rollouts and progressive delivery
 #                          (ENVOY_RUNTIME=docker|native|auto,
 #                          FILTER=wasm|native|both (default both), SCENARIO=<test name filter>)
 #   make check-reproducible  rebuild both artifacts from another path and CARGO_HOME: byte-identical
-#   make test              build + check-reproducible + test-unit + test-native-unwind + test-wasm + test-integration
+#   make test              build + check-reproducible + test-unit + test-docs + test-native-unwind + test-wasm + test-integration
 #                          + test-reliability + test-examples + test-observability + test-fleet
 #                          + test-compat (everything CI runs)
 #   make cli               the command-line tool, built to target/release/subset-router
@@ -40,7 +44,7 @@ WASM := $(CURDIR)/dist/subset_router.wasm
 NATIVE := $(CURDIR)/dist/libsubset_router.so
 SCENARIO ?=
 
-.PHONY: build build-wasm build-native smoke-native test-unit test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli install schema
+.PHONY: build build-wasm build-native smoke-native test-unit test-docs test-native-unwind test-wasm envoy-image envoy-native test test-integration clean cli install schema
 
 # The host command-line tool (validate, simulate, schedule, set-weights, schema), built to
 # target/release/subset-router; `make install` puts it on the PATH.
@@ -70,6 +74,9 @@ smoke-native: build-native
 test-unit:
 	scripts/test-unit.sh
 
+test-docs:
+	scripts/test-docs.sh
+
 test-native-unwind: build-native
 	filter/native/unwind/check.sh $(NATIVE)
 
@@ -85,7 +92,7 @@ envoy-native:
 test-integration: build
 	WASM=$(WASM) NATIVE_SO=$(NATIVE) scripts/test-integration.sh $(SCENARIO)
 
-test: build check-reproducible test-unit test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-fleet test-compat
+test: build check-reproducible test-unit test-docs test-native-unwind test-wasm test-integration test-reliability test-examples test-observability test-fleet test-compat
 
 clean:
 	rm -rf target dist
