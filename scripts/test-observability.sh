@@ -5,7 +5,7 @@
 #
 #   static   promtool check rules rules.yaml; promtool check config prometheus.yml;
 #            promtool test rules tests.yaml (every alert firing and not firing); the unit
-#            tests of the two checkers below (tests/observability/test_tools.py); the README's
+#            tests of the two checkers below (tests/observability/test_tools.py); docs/operations.md's
 #            Istio bootstrap snippet holds the renderer's stats_tags (check_readme_tags.py)
 #   scrape   per build (FILTER=wasm|native|both, default both): the suite's Envoy 1.40 with
 #            examples/progressive/config.json delivered by ECDS, sticky / keyless / debug /
@@ -86,7 +86,7 @@ step check-rules "$PROMTOOL" check rules "$OBS/rules.yaml"
 step check-config "$PROMTOOL" check config "$OBS/prometheus.yml"
 step test-rules "$PROMTOOL" test rules "$OBS/tests.yaml"
 step checker-tests env -C "$ROOT/tests/observability" "$PY" -m unittest -q test_tools
-step readme-tags "$PY" tests/observability/check_readme_tags.py README.md examples/progressive/envoy.yaml
+step readme-tags "$PY" tests/observability/check_readme_tags.py docs/operations.md examples/progressive/envoy.yaml
 
 # ---- scrape: each build in a real Envoy ----
 mapfile -t builds < <(filter_builds)
