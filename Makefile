@@ -110,7 +110,12 @@ check-reproducible: build
 #                          print the split and curl lines, serve until Ctrl-C (or N seconds)
 #   make examples          regenerate examples/**/envoy.yaml from their config.json
 #   make test-examples     every example, compose file, Istio manifest, the JSON Schema, the
-#                          OCI image and a non-interactive `make run`
+#                          OCI image, a non-interactive `make run` and the fleet demo
+#   make fleet-demo        examples/fleet: three Envoys and a Prometheus (docker compose), skewed
+#                          failing traffic, each proxy's guard trips (the quiet ones by the
+#                          fleet's totals), torn down (scripts/fleet-demo.sh; KEEP=1 keeps it up)
+#   make prometheus-image  ensure the Prometheus image of examples/fleet (pull, else a local build
+#                          from Debian's prometheus package); prints its tag
 #   make oci               no Docker: dist/oci/artifact (the Wasm OCI artifact: wasm config +
 #                          the module as application/vnd.module.wasm.content.layer.v1+wasm) and
 #                          dist/oci/compat (Istio's compat image: one tar+gzip layer, plugin.wasm),
@@ -128,7 +133,7 @@ REGISTRY ?=
 VERSION ?=
 SKOPEO_FLAGS ?=
 
-.PHONY: run examples test-examples oci push
+.PHONY: run examples test-examples oci push fleet-demo prometheus-image
 
 run:
 	CONFIG='$(CONFIG)' RUN_SECONDS='$(RUN_SECONDS)' PORT='$(PORT)' ADMIN_PORT='$(ADMIN_PORT)' \
@@ -139,6 +144,12 @@ examples:
 
 test-examples:
 	scripts/test-examples.sh
+
+fleet-demo:
+	scripts/fleet-demo.sh
+
+prometheus-image:
+	scripts/prometheus-image.sh
 
 oci:
 	REGISTRY='$(REGISTRY)' VERSION='$(VERSION)' scripts/oci.sh build

@@ -216,6 +216,12 @@ if grep -qE '"(ramp|guards)"' "$CONFIG"; then
   echo "  $(realpath --relative-to="$ROOT" "$DEMO") watch 127.0.0.1:$PORT $ADMIN --fail v2    # v2 answers 503: the guard trips"
   echo
 fi
+if grep -q '"fleet"' "$CONFIG"; then
+  # One Envoy and no Prometheus: the fleet rounds fail (fleet_query_failed), the local guard works.
+  echo "This config has a fleet guard: here one Envoy runs it on local evidence alone. Three proxies and"
+  echo "the Prometheus they query: make fleet-demo (examples/fleet/README.md)."
+  echo
+fi
 if [ -z "$RUN_SECONDS" ] || [ "$RUN_SECONDS" = forever ]; then
   echo "Serving on localhost:$PORT (admin 127.0.0.1:$ADMIN_PORT). Press Ctrl-C to stop and clean up."
   deadline=0

@@ -19,6 +19,10 @@
 #   oci       `make oci` without Docker: the Wasm OCI artifact and Istio's compat image as OCI
 #             layouts, read through skopeo, checked against the Istio / Envoy Gateway fetcher
 #             rules, module bytes == dist/subset_router.wasm, every pinned digest current
+#   fleet     examples/fleet: `promtool check config` of its prometheus.yml, and the demo
+#             (scripts/fleet-demo.sh: three Envoys and Prometheus by docker compose, skewed failing
+#             traffic; the busy proxy trips on its own window, both quiet ones by the fleet),
+#             bounded by FLEET_DEMO_TIMEOUT (default 240 s); the demo needs Docker (SKIPPED without)
 #   run       `make run RUN_SECONDS=3` without a terminal, other example configs, and Ctrl-C
 #             (SIGINT) / SIGTERM while serving: exits 0, leaves no container or process; an
 #             invalid config stops it at the validation errors (each line naming the file),
@@ -36,7 +40,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ALL=(render validate compose istio schema oci run)
+ALL=(render validate compose fleet istio schema oci run)
 if [ $# -gt 0 ]; then CHECKS=("$@"); else CHECKS=("${ALL[@]}"); fi
 for c in "${CHECKS[@]}"; do
   [[ " ${ALL[*]} " == *" $c "* ]] || die "unknown check '$c' (checks: ${ALL[*]})"
@@ -231,6 +235,29 @@ PY
 )"
   [ "$plain" = "v1 v2" ] || { echo "docker-compose up dark-launch: plain,debug answered '$plain', expected 'v1 v2'"; return 1; }
   echo "$n compose files valid; docker-compose up dark-launch ($image): plain -> v1, debug -> v2 through port $port"
+}
+
+# ---- fleet ----
+check_fleet() {
+  local promtool out rc t project
+  promtool="$(prometheus_tool promtool)" || { echo "no promtool (PATH, or Debian's prometheus package)"; return 1; }
+  "$promtool" check config examples/fleet/prometheus.yml
+  if [ "$DOCKER" != 1 ]; then
+    echo "prometheus.yml valid; SKIPPED: the fleet demo (no Docker engine answers)"
+    return 77
+  fi
+  t=$(date +%s)
+  set +e
+  out="$(timeout "${FLEET_DEMO_TIMEOUT:-240}" scripts/fleet-demo.sh </dev/null 2>&1)"
+  rc=$?
+  set -e
+  echo "$out" | sed -n '/^sending/,/^OK\|^FAIL/p'
+  [ "$rc" = 0 ] || { echo "$out" | tail -n 40; echo "scripts/fleet-demo.sh exited $rc (124: timed out)"; return 1; }
+  grep -q '^OK: ' <<<"$out" || { echo "no OK line"; return 1; }
+  project="$(grep -o 'srfleet[0-9]*' <<<"$out" | head -n1 || true)"
+  [ -z "$project" ] || [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$project")" ] ||
+    { echo "the demo's containers ($project) are still there"; return 1; }
+  echo "prometheus.yml valid; fleet demo: busy proxy tripped alone, both quiet ones by the fleet, v2 out of their splits; torn down ($(( $(date +%s) - t ))s)"
 }
 
 # ---- istio / schema ----

@@ -55,13 +55,26 @@ def check_service(svc, wasm):
 
 
 def main(path, wasm, label=""):
-    """Every service named `envoy` or `envoy-…` (examples/native runs both native forms)."""
+    """Every service named `envoy` or `envoy-…` (examples/native runs both native forms,
+    examples/fleet three replicas)."""
     c = yaml.safe_load(sys.stdin)
     services = {n: s for n, s in c["services"].items() if n == "envoy" or n.startswith("envoy-")}
-    if "envoy" not in services:
-        print(f"FAIL {path} {label}: no `envoy` service")
+    # `envoy`, or numbered replicas (examples/fleet: envoy-1, envoy-2, envoy-3).
+    if "envoy" not in services and "envoy-1" not in services:
+        print(f"FAIL {path} {label}: no `envoy` (or `envoy-1`) service")
         return 1
     failed = 0
+    prom = c["services"].get("prometheus")
+    if prom is not None:
+        # examples/fleet: the config the Envoys' fleet queries depend on must be mounted.
+        mounts = {(v.split(":")[1] if isinstance(v, str) else v["target"]):
+                  (v.split(":")[0] if isinstance(v, str) else v["source"]) for v in prom.get("volumes") or []}
+        cfg = mounts.get("/etc/prometheus/prometheus.yml")
+        if not (cfg and os.path.isfile(cfg)) or "--config.file=/etc/prometheus/prometheus.yml" not in (prom.get("command") or []):
+            print(f"FAIL {path} {label}[prometheus]: prometheus.yml mount {cfg!r} / command {prom.get('command')!r}")
+            failed = 1
+        else:
+            print(f"docker-compose config: {path} {label}[prometheus] -> {os.path.relpath(cfg)} OK")
     for name, svc in sorted(services.items()):
         problems, y, loaded = check_service(svc, wasm)
         if problems:

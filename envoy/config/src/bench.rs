@@ -14,9 +14,9 @@ use std::fmt::Write as _;
 
 use crate::yaml::q;
 use crate::{
-    admin, cluster_header_route, cluster_route, connection_manager, filter_name,
+    admin, cluster_header_route, cluster_route, connection_manager, external_cluster, filter_name,
     filter_typed_config, front_listener_start, header_route, router_filter, specifier_route,
-    static_cluster, wasm_plugin, Addr, Build,
+    static_cluster, wasm_plugin, Addr, Build, ExternalCluster,
 };
 
 /// The request header the Wasm floor and subset-router set, and the `cluster_header` route
@@ -91,6 +91,9 @@ pub struct Front {
     /// Envoy.
     pub v1: Addr,
     pub v2: Addr,
+    /// More clusters, outside this Envoy: `prometheus` for a guard's `fleet` queries (B3-fleet,
+    /// answered by the benchmark's fake metrics server). Never on the request path.
+    pub clusters: Vec<ExternalCluster>,
 }
 
 /// Renders a benchmark front Envoy.
@@ -144,6 +147,9 @@ pub fn render_front(front: &Front) -> String {
     out.push_str("  clusters:\n");
     for (cluster, address) in [("v1", &front.v1), ("v2", &front.v2)] {
         static_cluster(&mut out, cluster, &q(&address.host), address.port);
+    }
+    for cluster in &front.clusters {
+        external_cluster(&mut out, cluster);
     }
     out
 }

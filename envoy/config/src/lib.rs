@@ -179,7 +179,7 @@ pub struct Spec {
     /// (or two teams' configurations) behind one proxy. Not with the cluster-specifier form.
     pub more_fronts: Vec<Front>,
     /// Clusters outside this Envoy, e.g. `prometheus` for a guard's `fleet` queries: a
-    /// `STATIC` cluster of one endpoint each.
+    /// cluster of one endpoint each (`STATIC` at an IP address, `STRICT_DNS` at a host name).
     pub external_clusters: Vec<ExternalCluster>,
 }
 
@@ -252,12 +252,7 @@ pub fn render(spec: &Spec) -> String {
         static_cluster(&mut out, &upstream.cluster, "127.0.0.1", upstream.port);
     }
     for cluster in &spec.external_clusters {
-        static_cluster(
-            &mut out,
-            &cluster.name,
-            &q(&cluster.address.host),
-            cluster.address.port,
-        );
+        external_cluster(&mut out, cluster);
     }
     out
 }
@@ -274,13 +269,44 @@ fn admin(out: &mut String, admin: &Addr) {
 
 /// A `STATIC` cluster of one endpoint; `endpoint_host` is written as given (a YAML scalar).
 fn static_cluster(out: &mut String, cluster: &str, endpoint_host: &str, port: u16) {
+    one_endpoint_cluster(out, cluster, "STATIC", endpoint_host, port);
+}
+
+fn one_endpoint_cluster(
+    out: &mut String,
+    cluster: &str,
+    kind: &str,
+    endpoint_host: &str,
+    port: u16,
+) {
     let _ = write!(
         out,
-        "  - name: {cluster}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      \
+        "  - name: {cluster}\n    type: {kind}\n    connect_timeout: 1s\n    load_assignment:\n      \
          cluster_name: {cluster}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: \
          {{ address: {{ socket_address: {{ address: {endpoint_host}, port_value: {port} }} }} }}\n",
         cluster = q(cluster),
     );
+}
+
+/// A cluster outside this Envoy: `STATIC` at an IP address; at a host name (a Compose service,
+/// a Kubernetes Service), `STRICT_DNS`, which Envoy keeps resolving, so a peer that starts
+/// later or moves is found without restarting Envoy.
+fn external_cluster(out: &mut String, cluster: &ExternalCluster) {
+    let host = &cluster.address.host;
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        static_cluster(out, &cluster.name, &q(host), cluster.address.port);
+    } else {
+        one_endpoint_cluster(
+            out,
+            &cluster.name,
+            "STRICT_DNS",
+            &q(host),
+            cluster.address.port,
+        );
+        // The A record first (Docker's networks are IPv4 unless configured otherwise), the
+        // AAAA record when there is none.
+        out.push_str("    dns_lookup_family: V4_PREFERRED\n");
+    }
 }
 
 /// The ECDS resource file for [`Delivery::Ecds`]: a `DiscoveryResponse` holding the filter.
@@ -670,7 +696,7 @@ pub fn stats_tag_regexes(build: &Build) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The characters of a configuration's `name` (SPEC: `[a-z0-9_-]{1,64}`).
+/// The characters of a configuration's `name` (`[a-z0-9_-]{1,64}`).
 const NAME_CHARS: &str = "a-z0-9_-";
 /// Second segments of unnamed stats that more segments follow: never an instance name.
 const NOT_INSTANCE_NAMES: [&str; 2] = ["rule", "guard"];
@@ -721,7 +747,10 @@ fn instance_name_regex() -> String {
         }
         free_from = n + 1;
     }
-    alternatives.push(format!("[{NAME_CHARS}]{{{free_from},{}}}", subset_router_core::compile::MAX_INSTANCE_NAME_LEN));
+    alternatives.push(format!(
+        "[{NAME_CHARS}]{{{free_from},{}}}",
+        subset_router_core::compile::MAX_INSTANCE_NAME_LEN
+    ));
     format!("(?:{})", alternatives.join("|"))
 }
 

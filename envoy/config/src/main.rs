@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! envoy-config render CONFIG [--build wasm|native] [--wasm PATH] [--listen ADDR:PORT]
-//!                            [--admin ADDR:PORT] [--upstream-port N] [-o OUT]
+//!                            [--admin ADDR:PORT] [--upstream-port N] [--cluster NAME=ADDR:PORT]... [-o OUT]
 //! envoy-config examples [--check]     (re)generate examples/**/envoy.yaml (make examples), and
 //!                                     envoy-route.yaml from a config-route.json
 //! envoy-config subsets CONFIG         the subsets a config can choose, one a line
 //! envoy-config bench A|B|N|N2|W|C --listen ADDR:PORT --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT
-//!                    [--wasm PATH] [--plugin-config CONFIG] [-o OUT]
+//!                    [--wasm PATH] [--plugin-config CONFIG] [--cluster NAME=ADDR:PORT]... [-o OUT]
 //! envoy-config bench upstream --admin ADDR:PORT --v1 ADDR:PORT --v2 ADDR:PORT [-o OUT]
 //!                                     a benchmark's front Envoy / upstream Envoy (bench/run.py)
 //! ```
@@ -17,13 +17,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use envoy_config::bench::{self, Front, Shape};
-use envoy_config::{render, Addr, Build, Delivery, NativeForm, PluginRoutes, Spec};
+use envoy_config::{
+    render, Addr, Build, Delivery, ExternalCluster, NativeForm, PluginRoutes, Spec,
+};
 
 /// Where the examples' compose files mount the filter and publish Envoy.
 const EXAMPLE_WASM: &str = "/etc/envoy/subset_router.wasm";
 const EXAMPLE_LISTEN: &str = "0.0.0.0:10000";
 const EXAMPLE_ADMIN: &str = "0.0.0.0:9901";
 const EXAMPLE_UPSTREAM_PORT: u16 = 10001;
+/// Where a guard's `fleet.cluster` points unless `--cluster` says otherwise: the host of that
+/// name (the Prometheus service of examples/fleet/docker-compose.yaml) on Prometheus's port.
+const FLEET_PORT: u16 = 9090;
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +100,10 @@ enum Command {
         /// First upstream port (one per subset, consecutive).
         #[arg(long, default_value_t = EXAMPLE_UPSTREAM_PORT)]
         upstream_port: u16,
+        /// A cluster outside this Envoy (repeatable): where a guard's `fleet.cluster` sends its
+        /// queries (default: the host of the cluster's name, port 9090).
+        #[arg(long = "cluster", value_name = "NAME=ADDR:PORT", value_parser = cluster_arg)]
+        clusters: Vec<ExternalCluster>,
         /// Deliver the filter by file-based ECDS from DIR/subset_router.yaml (as Istio delivers
         /// WasmPlugin updates), and write that file with this configuration; `envoy-config ecds`
         /// renders a later one (replace the file by rename: Envoy watches the directory).
@@ -149,6 +158,10 @@ enum Command {
         /// and bench/run.py's sanity checks judge it.
         #[arg(long)]
         plugin_config: Option<PathBuf>,
+        /// A cluster outside this Envoy (repeatable), e.g. `prometheus=127.0.0.1:9090` for a
+        /// guard's `fleet` queries (B3-fleet).
+        #[arg(long = "cluster", value_name = "NAME=ADDR:PORT", value_parser = cluster_arg)]
+        clusters: Vec<ExternalCluster>,
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -176,6 +189,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             listen,
             admin,
             upstream_port,
+            clusters,
             ecds,
             output,
         } => {
@@ -191,6 +205,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 addr(&listen)?,
                 addr(&admin)?,
                 upstream_port,
+                &clusters,
             )
             .map_err(|e| at(&config.display(), &e))?;
             if let Some(dir) = ecds {
@@ -226,6 +241,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             v2,
             wasm,
             plugin_config,
+            clusters,
             output,
         } => {
             let (v1, v2) = (addr(&v1)?, addr(&v2)?);
@@ -234,6 +250,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     ("--listen", listen.is_some()),
                     ("--wasm", wasm.is_some()),
                     ("--plugin-config", plugin_config.is_some()),
+                    ("--cluster", !clusters.is_empty()),
                 ];
                 refuse_options(shape, given)?;
                 bench::render_upstream(&addr(&admin)?, &v1, &v2)
@@ -247,6 +264,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     listen: addr(&listen)?,
                     v1,
                     v2,
+                    clusters,
                 };
                 bench::render_front(&front)
             };
@@ -264,7 +282,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-/// The Envoy config for a plugin config: the filter in front of one upstream per subset. With
+/// The Envoy config for a plugin config: the filter in front of one upstream per subset, and a
+/// cluster for each guard's `fleet.cluster` (at its address in `clusters`, else the host of its
+/// name on [`FLEET_PORT`]); a cluster in `clusters` that no guard names is added too. With
 /// [`NativeForm::ClusterSpecifier`] (native build only), the module is the final route's
 /// cluster specifier instead; a configuration that form cannot run is refused here, with the
 /// reasons the module would log.
@@ -275,6 +295,7 @@ fn plugin_spec(
     front: Addr,
     admin: Addr,
     upstream_port: u16,
+    clusters: &[ExternalCluster],
 ) -> Result<Spec, String> {
     let routes = PluginRoutes::from_json(json)?;
     let specifier = form == NativeForm::ClusterSpecifier;
@@ -354,6 +375,43 @@ fn plugin_spec(
         external_clusters: Vec::new(),
     };
     routes.apply(&mut spec, upstream_port);
+    let mut external: Vec<ExternalCluster> = routes
+        .fleet_clusters
+        .iter()
+        .map(|name| {
+            clusters
+                .iter()
+                .find(|c| c.name == *name)
+                .cloned()
+                .unwrap_or_else(|| ExternalCluster {
+                    name: name.clone(),
+                    address: Addr::new(name, FLEET_PORT),
+                })
+        })
+        .collect();
+    external.extend(
+        clusters
+            .iter()
+            .filter(|c| !routes.fleet_clusters.contains(&c.name))
+            .cloned(),
+    );
+    // Two clusters of one name would make Envoy refuse the config: a subset's own cluster wins
+    // (a guard may query through an upstream the filter also routes to).
+    external.retain(|c| !spec.upstreams.iter().any(|u| u.cluster == c.name));
+    for c in &external {
+        spec.comment.push(format!(
+            "Cluster `{}`: {}:{}, outside this Envoy ({}).",
+            c.name,
+            c.address.host,
+            c.address.port,
+            if routes.fleet_clusters.contains(&c.name) {
+                "a guard's fleet queries to Prometheus go through it"
+            } else {
+                "--cluster"
+            }
+        ));
+    }
+    spec.external_clusters = external;
     Ok(spec)
 }
 
@@ -403,6 +461,7 @@ fn examples(check: bool) -> Result<ExitCode, String> {
             addr(EXAMPLE_LISTEN)?,
             addr(EXAMPLE_ADMIN)?,
             EXAMPLE_UPSTREAM_PORT,
+            &[],
         )
         .map_err(|e| at(&rel(&config), &e))?;
         spec.comment.splice(
@@ -537,6 +596,20 @@ fn at(file: &dyn std::fmt::Display, errors: &str) -> String {
 
 fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `NAME=ADDR:PORT` of `--cluster`.
+fn cluster_arg(spec: &str) -> Result<ExternalCluster, String> {
+    let (name, address) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("bad cluster {spec:?}: expected NAME=ADDR:PORT"))?;
+    if name.is_empty() {
+        return Err(format!("bad cluster {spec:?}: no name before '='"));
+    }
+    Ok(ExternalCluster {
+        name: name.to_owned(),
+        address: addr(address)?,
+    })
 }
 
 fn addr(spec: &str) -> Result<Addr, String> {

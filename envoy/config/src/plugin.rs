@@ -14,6 +14,9 @@ pub struct PluginRoutes {
     pub subsets: Vec<(String, String)>,
     pub cluster_header: Option<String>,
     pub subset_header: Option<String>,
+    /// The clusters the guards' `fleet` queries go through (`guards[].fleet.cluster`), each
+    /// once, in guard order: clusters outside the Envoy, which the Envoy config must define.
+    pub fleet_clusters: Vec<String>,
 }
 
 impl PluginRoutes {
@@ -34,10 +37,17 @@ impl PluginRoutes {
                 }
             }
         }
+        let mut fleet_clusters: Vec<String> = Vec::new();
+        for fleet in router.guards().iter().filter_map(|g| g.fleet.as_ref()) {
+            if !fleet_clusters.contains(&fleet.cluster) {
+                fleet_clusters.push(fleet.cluster.clone());
+            }
+        }
         Self {
             subsets,
             cluster_header: router.cluster_header().map(str::to_owned),
             subset_header: router.subset_header().map(str::to_owned),
+            fleet_clusters,
         }
     }
 

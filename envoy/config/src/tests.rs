@@ -395,7 +395,11 @@ fn stats_tags_give_named_configurations_the_unnamed_families_plus_an_instance_ta
                 "spoofed_header_removed".into(),
                 vec![],
             ),
-            ("sticky_key_missing".into(), "sticky_key_missing".into(), vec![]),
+            (
+                "sticky_key_missing".into(),
+                "sticky_key_missing".into(),
+                vec![],
+            ),
             ("host_call_failed".into(), "host_call_failed".into(), vec![]),
         ];
         for what in guard_stats {
@@ -453,10 +457,17 @@ fn stats_tags_give_named_configurations_the_unnamed_families_plus_an_instance_ta
         }
         // The ramp gauge, whose name ends like a decision would: `rule.<rule>.ramp_ppm`.
         assert_eq!(
-            extract_tags(&yaml, &format!("{p}subset_router.shop.rule.ramp_ppm.subset.v1")),
+            extract_tags(
+                &yaml,
+                &format!("{p}subset_router.shop.rule.ramp_ppm.subset.v1")
+            ),
             (
                 format!("{p}subset_router.rule.subset"),
-                vec![t("instance", "shop"), t("rule", "ramp_ppm"), t("subset", "v1")]
+                vec![
+                    t("instance", "shop"),
+                    t("rule", "ramp_ppm"),
+                    t("subset", "v1")
+                ]
             )
         );
         // Names are at most 64 characters: a 65-character second segment is no instance.
@@ -552,7 +563,8 @@ fn more_fronts_each_run_the_filter_with_their_own_configuration() {
         assert!(fa.contains(&yaml::q(a)) && !fa.contains(&yaml::q(b)));
         assert!(fb.contains(&yaml::q(b)) && !fb.contains(&yaml::q(a)));
         assert!(!front.contains(&yaml::q(a)) && !front.contains(&yaml::q(b)));
-        let routes = |l: &str| l[l.find("routes:").unwrap()..l.find("http_filters:").unwrap()].to_string();
+        let routes =
+            |l: &str| l[l.find("routes:").unwrap()..l.find("http_filters:").unwrap()].to_string();
         assert_eq!(routes(&fa), routes(&front));
         assert_eq!(routes(&fb), routes(&front));
         let filter = filter_name(&build);
@@ -589,6 +601,43 @@ fn an_external_cluster_points_outside_the_envoy() {
 }
 
 #[test]
+fn an_external_cluster_at_a_host_name_is_resolved_by_dns() {
+    let mut s = spec(Build::Native, Delivery::Inline);
+    s.external_clusters = vec![ExternalCluster {
+        name: "prometheus".into(),
+        address: Addr::new("prometheus", 9090),
+    }];
+    let yaml = render(&s);
+    assert!(yaml.contains(
+        "  - name: \"prometheus\"\n    type: STRICT_DNS\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: \"prometheus\"\n      endpoints:\n      - lb_endpoints:\n        - endpoint: { address: { socket_address: { address: \"prometheus\", port_value: 9090 } } }\n    dns_lookup_family: V4_PREFERRED\n"
+    ), "{yaml}");
+}
+
+#[test]
+fn the_fleet_clusters_are_the_guards_each_once() {
+    let guard = |subset: &str, cluster: &str| {
+        format!(
+            r#"{{"subset":"{subset}","maxErrorPercent":5,"minRequests":10,"windowSeconds":30,
+                "fleet":{{"cluster":"{cluster}","selector":""}}}}"#
+        )
+    };
+    let json = format!(
+        r#"{{"rules":[{{"name":"c","match":{{"pathPrefix":"/"}},"route":{{"split":[
+            {{"subset":"v1","weight":80}},{{"subset":"v2","weight":10}},{{"subset":"v3","weight":10}}]}}}}],
+           "guards":[{},{},{}],"default":{{"subset":"v1"}}}}"#,
+        guard("v2", "thanos"),
+        guard("v3", "prometheus"),
+        r#"{"subset":"v1","maxErrorPercent":5,"minRequests":10,"windowSeconds":30}"#
+    );
+    let routes = PluginRoutes::from_json(&json).unwrap();
+    assert_eq!(routes.fleet_clusters, ["thanos", "prometheus"]);
+    assert!(PluginRoutes::from_json(PLUGIN)
+        .unwrap()
+        .fleet_clusters
+        .is_empty());
+}
+
+#[test]
 fn a_fail_header_makes_only_the_named_subsets_upstream_answer_503() {
     let mut s = spec(Build::Native, Delivery::Inline);
     s.fail_header = Some("x-fail".into());
@@ -614,6 +663,7 @@ mod bench_configs {
             listen: Addr::new("127.0.0.1", 20001),
             v1: Addr::new("127.0.0.1", 30001),
             v2: Addr::new("127.0.0.2", 30002),
+            clusters: Vec::new(),
         })
     }
 
