@@ -5,7 +5,7 @@
 //! Every case `i` is derived from `(seed, i)` alone, so any failure can be replayed on its own
 //! (`--seed S --start i --cases 1 --verbose`). A case is:
 //!
-//! 1. a configuration: a structure-aware JSON generator (every field of the SPEC, mostly valid
+//! 1. a configuration: a structure-aware JSON generator (every documented field, mostly valid
 //!    values, sometimes invalid ones, wrong types, unknown and missing fields), then, for a part
 //!    of the cases, byte-level mutations of that JSON (bit flips, deletions, insertions of JSON
 //!    tokens, duplications, truncation), or plain random bytes, or deeply nested JSON;
@@ -21,7 +21,7 @@
 //!    that does not reuse the filter's code: the request went on with exactly one decision
 //!    counted and no host call failed; the client's routing headers were removed (and counted)
 //!    exactly when sent; the decision was written (the cluster templated); [`reference`] (a
-//!    simple matcher written from the SPEC) says the deciding rule's `match` holds and no
+//!    simple matcher written from the documentation) says the deciding rule's `match` holds and no
 //!    earlier rule's does; the subset belongs to that rule's route, a split never picks a
 //!    weight-0 subset; and a sticky decision with its key is the same under other random sources.
 
@@ -95,7 +95,7 @@ pub fn case_seed(seed: u64, i: u64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// Vocabulary: mostly valid values, and the invalid ones the SPEC names.
+// Vocabulary: mostly valid values, and the invalid ones the documentation names.
 // ---------------------------------------------------------------------------------------
 const SUBSETS: &[&str] = &[
     "v1", "v2", "v3", "canary", "stable", "blue", "red", "a.b_c-D", "x", "V-9",
@@ -459,7 +459,7 @@ fn route(r: &mut Rng) -> Value {
     Value::Object(m)
 }
 
-/// A structure-aware configuration: every field of the SPEC, mostly valid.
+/// A structure-aware configuration: every documented field, mostly valid.
 pub fn gen_config(r: &mut Rng) -> Value {
     r.allow_bad = r.one_in(2);
     let mut m = Map::new();
@@ -942,7 +942,7 @@ impl Oracle {
             .iter()
             .map(|r| reference::Match::from_json(r.get("match")))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("load accepted a match the SPEC does not describe: {e}"))?;
+            .map_err(|e| format!("load accepted a match the documentation does not describe: {e}"))?;
         let routing = reference::RoutingHeaders::from_config(&cfg);
         Ok(Oracle {
             cfg,
@@ -1294,7 +1294,7 @@ mod tests {
             .err()
             .expect("the oracle read the pattern as valid");
         assert!(
-            e.contains("load accepted a match the SPEC does not describe"),
+            e.contains("load accepted a match the documentation does not describe"),
             "{e}"
         );
         assert!(e.contains("not a valid regex"), "{e}");

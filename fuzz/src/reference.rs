@@ -1,18 +1,18 @@
 //! A deliberately simple reference for "does this rule's `match` hold for this request", written
-//! from the SPEC apart from the filter's `matching.rs` / `request.rs`: it reads the conditions
+//! from the documentation apart from the filter's `matching.rs` / `request.rs`: it reads the conditions
 //! straight from the configuration JSON, sees the request as a plain list of (name, value) byte
 //! pairs decoded here from the proxy-wasm header-map buffer, and evaluates every condition the
 //! obvious way, with no precompiled fast paths. The fuzz oracle uses it to check that the rule
 //! that decided matches and that no earlier rule does.
 //!
-//! Choices where the SPEC is silent, made here as an Envoy operator would expect them:
+//! Choices the documentation leaves open, made here as an Envoy operator would expect them:
 //! header names compare case-insensitively (pseudo-headers included); the client's values of
-//! `clusterHeader` / `subsetHeader` are gone before any rule looks (SPEC step 1); `:path` is cut
+//! `clusterHeader` / `subsetHeader` are gone before any rule looks (the first step of every request); `:path` is cut
 //! at `#` (a fragment is never a query) then at `?`; query names and values are percent-decoded,
 //! a malformed escape stays as written and `+` stays `+`; cookies are the `name=value` pairs of
 //! every `cookie` header, trimmed of spaces and tabs, one pair of surrounding quotes removed;
 //! hosts compare case-insensitively to `:authority` without its port and one trailing dot; an
-//! IPv4-mapped IPv6 peer is its IPv4 address; a regex must be valid as written (the SPEC) and
+//! IPv4-mapped IPv6 peer is its IPv4 address; a regex must be valid as written (as documented) and
 //! match the whole (UTF-8) value.
 
 use std::net::IpAddr;
@@ -180,7 +180,7 @@ fn condition(from: From, c: &Value) -> Result<Condition, String> {
         Op::Exact(bytes(s))
     } else if let Some(list) = c.get("oneOf").filter(|v| !v.is_null()) {
         let values = strings(Some(list))?;
-        // The SPEC: a set of up to 100,000 values (an empty one could never hold).
+        // As documented: a set of up to 100,000 values (an empty one could never hold).
         if values.is_empty() || values.len() > 100_000 {
             return Err(format!(
                 "oneOf holds {} values, not 1 to 100,000",
@@ -195,7 +195,7 @@ fn condition(from: From, c: &Value) -> Result<Condition, String> {
     } else if let Some(s) = text("contains")? {
         Op::Contains(bytes(s))
     } else if let Some(s) = text("regex")? {
-        // The SPEC: valid as written, checked before any anchoring. Wrapped first, a pattern
+        // As documented: valid as written, checked before any anchoring. Wrapped first, a pattern
         // like `a)|(b` closes the wrapper's group and becomes a valid, unanchored `^(?:a)|(b)$`.
         if let Err(e) = regex_lite::Regex::new(&s) {
             let reason = e
@@ -221,7 +221,7 @@ fn condition(from: From, c: &Value) -> Result<Condition, String> {
 
 impl Match {
     /// Reads a rule's `match` (absent or `null`: always holds). `Err` when the JSON is not a
-    /// match the SPEC describes (the filter accepted something it should not have).
+    /// match the documentation describes (the filter accepted something it should not have).
     pub fn from_json(m: Option<&Value>) -> Result<Match, String> {
         let m = match m {
             None | Some(Value::Null) => return Ok(Match::default()),
@@ -545,7 +545,7 @@ mod tests {
                 &serde_json::json!({"headers":[{"name":"x","oneOf":[]}]})
             ))
             .is_err(),
-            "an empty oneOf is not a match the SPEC describes"
+            "an empty oneOf is not a match the documentation describes"
         );
         // The client's routing header is stripped before any rule looks.
         let forged = r#"{"headers":[{"name":"x-upstream-cluster","present":true}]}"#;

@@ -11,7 +11,7 @@
 //!   which Envoy logs as two lines: the second one starts with text the config author chose
 //!   (log injection), and the `path: reason` line operators grep for is cut in two.
 //!
-//! Expected (SPEC "Configuration errors": every error names the JSON path and the reason): a
+//! Expected (docs/configuration.md, errors: every error names the JSON path and the reason): a
 //! non-empty path that does not end in `.`, and one line per error, e.g. by quoting keys that
 //! are not plain identifiers (`[""]`, `["a\nb"]`, as `serde_path_to_error` or jq would).
 

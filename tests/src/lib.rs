@@ -24,7 +24,7 @@ pub use report::{
 pub use suite::{ci, run_caught, select_scenarios, Selection};
 
 /// Every counter the filter must define for `plugin` is in admin `/stats` at 0 before the
-/// first request (SPEC: "every counter exists (at 0) from the moment a configuration is
+/// first request ("every counter exists (at 0) from the moment a configuration is
 /// accepted"), and no `subset_router` counter is above 0. `Ok` describes what was seen.
 pub fn counters_at_start(envoy: &Envoy, plugin: &str) -> Result<String, String> {
     let declared = report::declared_counters(plugin)?;

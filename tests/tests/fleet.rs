@@ -1,4 +1,4 @@
-//! The fleet guard (SPEC.md "Fleet guard") against a real Prometheus: three Envoys of one
+//! The fleet guard (docs/progressive-delivery.md, the fleet guard) against a real Prometheus: three Envoys of one
 //! service (`app="checkout"`) — one busy (`--concurrency 2`), two quiet — scraped every second
 //! by a Prometheus server started here, each Envoy with a `prometheus` cluster to it and the
 //! same configuration: a 50/50 split of v1/v2, a debug rule to v2, and a guard on v2 with

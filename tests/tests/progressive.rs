@@ -252,7 +252,7 @@ fn guard_stat_what(name: &str) -> Option<&str> {
     Some(rest.rsplit_once('.')?.1)
 }
 
-/// What a guard observes (SPEC: exported so a fleet can be summed), and its fleet counters.
+/// What a guard observes (exported so a fleet can be summed), and its fleet counters.
 const OBSERVATION: [&str; 8] = [
     "requests",
     "errors",
@@ -369,7 +369,7 @@ fn check_observed(cx: &mut Ctx, envoy: &Envoy, label: &str, observed: &[(&str, &
     );
 }
 
-/// The counters of guard `subset` in `plugin` (SPEC: every one exists at 0 from the start):
+/// The counters of guard `subset` in `plugin` (every one exists at 0 from the start):
 /// `tripped`, `diverted`, `undivertable`, what it observes (`requests`, `errors`, `slow`, and
 /// with a baseline `baseline_*`), and with `fleet` `tripped_by_fleet`, `fleet_query_failed`.
 fn guard_counter_names(plugin: &str, subset: &str) -> Vec<&'static str> {

@@ -3,7 +3,7 @@
 //! 1. `forged_headers`: 1,000 requests forging `x-upstream-cluster` / `x-subset` (mixed case,
 //!    repeated, odd whitespace) reach only clusters the rules chose.
 //! 2. `invalid_configs`: invalid plugin configs (the filter's own table of `path: reason`
-//!    errors, which must hold a case of every error class of the SPEC): `envoy --mode validate`
+//!    errors, which must hold a case of every documented error class): `envoy --mode validate`
 //!    and real start-ups refuse them and log the exact line; nothing ever serves.
 //! 3. `live_reload`: the filter config delivered by ECDS from a watched file, swapped by rename
 //!    under continuous load: 90/10 -> invalid -> 50/50 -> sticky 80/20; no request fails, the

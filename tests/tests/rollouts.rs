@@ -785,7 +785,7 @@ fn unknown_cluster(cx: &mut Ctx) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Extra: an invalid plugin config keeps Envoy from starting (SPEC "Configuration errors")
+// Extra: an invalid plugin config keeps Envoy from starting (docs/configuration.md, errors)
 // ---------------------------------------------------------------------------------------
 fn invalid_config(cx: &mut Ctx) -> Result<(), String> {
     let plugin = r#"{

@@ -1090,7 +1090,7 @@ mod tests {
                 spec.min_margin_ppm
             ),
             (20, 30, 60_000, 3, 10_000),
-            "SPEC defaults"
+            "documented defaults"
         );
     }
 

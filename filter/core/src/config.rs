@@ -1,4 +1,4 @@
-//! The plugin configuration exactly as operators write it (see SPEC.md / README.md).
+//! The plugin configuration exactly as operators write it (see docs/configuration.md).
 //!
 //! These types only describe the JSON shape: [`crate::reader`] fills them from JSON (rejecting
 //! unknown fields, with the JSON path of every error), and [`crate::compile`] checks every value
@@ -372,7 +372,7 @@ fn default_fleet_timeout_ms() -> i64 {
     DEFAULT_FLEET_TIMEOUT_MS
 }
 
-/// Guard defaults (SPEC.md "Canary guard").
+/// Guard defaults (docs/configuration.md, guards).
 pub const DEFAULT_MIN_REQUESTS: i64 = 20;
 pub const DEFAULT_WINDOW_SECONDS: i64 = 30;
 pub const DEFAULT_COOLDOWN_SECONDS: i64 = 60;

@@ -2,7 +2,7 @@
 //!
 //! Two configurations on two listeners of one Envoy — services `checkout` (v2 10%) and
 //! `payments` (v2 20%), rules of different names — whose sticky splits share
-//! `stickyBy.cohort: "shop"` and the key `x-user-id`. SPEC (`stickyBy`): the same users are on
+//! `stickyBy.cohort: "shop"` and the key `x-user-id`. docs/progressive-delivery.md (aligned cohorts): the same users are on
 //! the canary, nested by share, so every user on v2 in `checkout` is on v2 in `payments`
 //! (exact), and each share is its weight (4.5σ). A third listener runs `payments` without the
 //! cohort (the cohort is then its rule's name): the control, whose v2 users are drawn

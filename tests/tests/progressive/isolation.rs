@@ -3,7 +3,7 @@
 //! One Envoy, two front listeners — two services behind one proxy: configuration `a` routes to
 //! clusters `a-{subset}`, configuration `b` to `b-{subset}`; each splits v1/v2 50/50 with a
 //! guard on v2, and both canaries (`a-v2`, `b-v2`) answer 503. Traffic goes to both listeners
-//! at once, on both workers. SPEC (`name`, "Canary guard"): two configurations alive at once
+//! at once, on both workers. docs/configuration.md (`name`, guards): two configurations alive at once
 //! never read or write each other's guard records, so **both** guards trip and each listener's
 //! split traffic stops reaching its own v2. `isolation`: the two texts differ only by their
 //! template, no `name` (their stats share names, so `tripped` sums to 2); `isolation_named`:

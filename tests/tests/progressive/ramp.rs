@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// v2's share (ppm) of a 90/10 split ramped to 50% from `start_ms` over 60 s, as SPEC says:
+/// v2's share (ppm) of a 90/10 split ramped to 50% from `start_ms` over 60 s, as documented:
 /// ⌈p0⌉ + (to − p0)·f, or with `steps` N the ⌊N·f⌋/N of it, rounded down to a ppm.
 pub(super) fn ramp_ppm(start_ms: i64, steps: u64, t_ms: i64) -> u64 {
     const FROM: u64 = 100_000;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// How a case of the filter's table `filter/core/tests/data/invalid-configs.json` is recognised
-/// as one of the SPEC's error classes (the table's wording is the filter's, not ours).
+/// as one of the documented error classes (the table's wording is the filter's, not ours).
 pub(super) enum Class {
     /// Every substring occurs in the case's config text or its `path: reason` line.
     Has(&'static [&'static str]),
@@ -12,7 +12,7 @@ pub(super) enum Class {
     RegexValidOnlyOnceAnchored,
 }
 
-/// The error classes of the SPEC the table must hold, each at least once: a class with no case
+/// The documented error classes the table must hold, each at least once: a class with no case
 /// fails the check (the first unused case of each class is the one run).
 pub(super) const INVALID_CLASSES: &[(&str, Class)] = &[
     ("empty configuration", Class::Has(&["is empty"])),
@@ -200,7 +200,7 @@ pub(super) fn invalid_configs(cx: &mut Ctx) -> Result<(), String> {
     cx.row(
         "2 invalid configs: error classes in the filter's table",
         &format!(
-            "each of the SPEC's {} classes has a case",
+            "each of the documented {} classes has a case",
             INVALID_CLASSES.len()
         ),
         &if missing.is_empty() {

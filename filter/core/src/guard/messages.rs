@@ -39,7 +39,7 @@ pub fn duration(ms: u64) -> String {
 }
 
 impl Trip {
-    /// The warning logged by the worker that tripped the guard (SPEC.md: the subset, the
+    /// The warning logged by the worker that tripped the guard (docs/progressive-delivery.md: the subset, the
     /// errors/requests in the window, the share, the threshold, how long it stays open).
     pub fn message(&self, spec: &GuardSpec) -> String {
         let w = &self.window;
