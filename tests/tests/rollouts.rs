@@ -820,6 +820,76 @@ fn invalid_config(cx: &mut Ctx) -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// 10. A beta-tester list and pinned users: `oneOf` and a run of exact-match rules (one lookup)
+// ---------------------------------------------------------------------------------------
+fn beta_list(cx: &mut Ctx) -> Result<(), String> {
+    // 5,000 testers as one `oneOf` (case-insensitive header name, exact value); 200 users each
+    // pinned by a rule of their own (a run the filter decides by one lookup), the pinned rules
+    // split by a rule on another header to keep first-match order visible: `pin-0` is also a
+    // tester, and the earlier tester rule wins for it.
+    const TESTERS: usize = 5_000;
+    const PINNED: usize = 200;
+    let testers: Vec<String> = (0..TESTERS).map(|i| format!("\"beta-{i}\"")).collect();
+    let mut rules = vec![format!(
+        r#"{{"name": "testers", "match": {{"headers": [{{"name": "X-User-Id", "oneOf": [{}, "pin-0"]}}]}}, "route": {{"subset": "v2"}}}}"#,
+        testers.join(",")
+    )];
+    for i in 0..PINNED {
+        rules.push(format!(
+            r#"{{"name": "pin-{i}", "match": {{"headers": [{{"name": "x-user-id", "exact": "pin-{i}"}}]}}, "route": {{"subset": "v3"}}}}"#
+        ));
+        if i == PINNED / 2 {
+            rules.push(
+                r#"{"name": "mobile", "match": {"headers": [{"name": "x-client", "exact": "mobile"}]}, "route": {"subset": "v1"}}"#
+                    .into(),
+            );
+        }
+    }
+    let plugin = format!(
+        r#"{{"responseHeader": "x-routed-subset", "rules": [{}], "default": {{"subset": "v1"}}}}"#,
+        rules.join(",")
+    );
+    let envoy = cx.start("beta-list", &plugin)?;
+    let mut c = envoy.client();
+    let ex = Expect {
+        response_header: Some("x-routed-subset".into()),
+        ..Expect::default()
+    };
+    let user = |id: String| vec![("x-user-id".to_string(), id)];
+    // Testers spread over the whole list, the last one included.
+    let t = send(&mut c, 300, &ex, |i| {
+        ("/".into(), user(format!("beta-{}", (i as usize * 17 + TESTERS - 1) % TESTERS)))
+    });
+    cx.all_to("10 oneOf: 300 testers of a 5,000-value list -> v2", &t, "v2");
+    let t = send(&mut c, 20, &ex, |_| ("/".into(), user("pin-0".into())));
+    cx.all_to("10 first match: pin-0 is a tester first -> v2", &t, "v2");
+    let t = send(&mut c, 199, &ex, |i| ("/".into(), user(format!("pin-{}", i + 1))));
+    cx.all_to("10 pinned users pin-1..pin-199 (indexed run) -> v3", &t, "v3");
+    // After `mobile`, the run resumes: a mobile pinned user of the second half is v1.
+    let t = send(&mut c, 50, &ex, |i| {
+        let mut h = user(format!("pin-{}", PINNED / 2 + 1 + i as usize));
+        h.push(("x-client".into(), "mobile".into()));
+        ("/".into(), h)
+    });
+    cx.all_to("10 first match: mobile before pin-101..pin-150 -> v1", &t, "v1");
+    let t = send(&mut c, 200, &ex, |i| {
+        let id = ["BETA-1", "beta-5000", "pin-200", "beta", "pin-", ""][i as usize % 6];
+        ("/".into(), user(id.into()))
+    });
+    cx.all_to("10 not on any list (case, range, prefix, empty) -> default v1", &t, "v1");
+    let mut st = ExpectedStats::default();
+    st.rule("testers", "v2", 320);
+    for i in 1..PINNED {
+        st.rule(&format!("pin-{i}"), "v3", 1);
+    }
+    st.rule("pin-0", "v3", 0);
+    st.rule("mobile", "v1", 50);
+    st.rule("default", "v1", 200);
+    cx.stats(&envoy, "10 oneOf and indexed rules: stats", &st, false);
+    Ok(())
+}
+
 type ScenarioFn = fn(&mut Ctx) -> Result<(), String>;
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -835,6 +905,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("unknown_cluster", unknown_cluster),
     ("invalid_config", invalid_config),
     ("cluster_specifier", cluster_specifier),
+    ("beta_list", beta_list),
 ];
 
 fn main() {
