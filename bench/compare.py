@@ -48,7 +48,7 @@ def steal_ticks(cpu):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builds", nargs="+", metavar="NAME=PATH.wasm")
-    ap.add_argument("--config", default="B", choices=("B", "B2", "W"),
+    ap.add_argument("--config", default="B", choices=("B", "B2", "B3", "B3-fleet", "W"),
                     help="the Envoy + plugin configuration of bench/run.py the builds run in")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--secs", type=float, default=1.5, help="closed-loop window per build per round")
@@ -89,18 +89,23 @@ def main():
     plugin = None if shape == "W" else bench.plugin_config_path(bench.PLUGIN_CONFIGS[args.config])
     work = tempfile.mkdtemp(prefix="subset-router-compare-")
     envoys = {}
+    # B3-fleet's guard queries a `prometheus` cluster: bench/run.py's fake metrics server.
+    fake = bench.FakeMetrics() if args.config in bench.FLEET_CONFIGS else None
+    clusters = [f"prometheus=127.0.0.1:{fake.port}"] if fake else []
     try:
         up = bench.Upstream(args.upstream_bin, {"v1": v1, "v2": v2}, work, args.load_cpu)
         envoys["upstream"] = up
         for name, path in builds:
-            front = bench.Front(shape, bench.free_port(), path, configs.get(name, plugin))
+            front = bench.Front(shape, bench.free_port(), path, configs.get(name, plugin), clusters)
             e = bench.Envoy(name, args.envoy, renderer, front.render_args(), work, args.front_cpu)
             e.front_port = front.port
             envoys[name] = e
         for e in envoys.values():
             e.wait_ready()
         for name, _ in builds:
-            bench.sanity_check(args.config, envoys[name].front_port, strict=False)
+            # B3 and B3-fleet route like B (the ramp holds v2 at 10%).
+            profile = "B" if args.config in ("B3", "B3-fleet") else args.config
+            bench.sanity_check(profile, envoys[name].front_port, strict=False)
             bench.run_wrk(args, envoys[name].front_port, 1)
         windows = []
         names = [n for n, _ in builds]
@@ -118,6 +123,8 @@ def main():
     finally:
         for e in envoys.values():
             e.stop()
+        if fake:
+            fake.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     base = names[0]

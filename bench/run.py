@@ -7,6 +7,10 @@ Configurations (each front Envoy's config is rendered by envoy-config bench, env
   B2  subset-router, realistic: 20 rules, match at the last, sticky 90/10 by x-user-id,
       subsetHeader + responseHeader on (bench/config/B2.json)
   B3  B + sticky, a ramp and a guard on v2 (bench/config/B3.json)
+  B3-fleet  B3 with `fleet` on the guard (bench/config/B3-fleet.json): a query each second
+      through the Envoy cluster `prometheus` to a fake metrics server started here (FakeMetrics:
+      a valid answer, 1000 requests and 0 errors, never a breach), so the rounds measure what
+      the fleet rounds add to the request path's CPU, not Prometheus
   N   the native build (dynamic module, NATIVE_SO) with B's configuration, as an HTTP filter
   N2  the same module and configuration as the route's cluster specifier (no HTTP filter)
   W   Wasm floor: bench/wasm-floor only sets x-upstream-cluster: v1
@@ -62,16 +66,21 @@ CONFIGS = {
     "B": "subset-router: debug rule + random 90/10",
     "B2": "subset-router: 20 rules, sticky 90/10, subset+response headers",
     "B3": "subset-router: B + sticky, a ramp and a guard on v2 (progressive delivery)",
+    "B3-fleet": "subset-router: B3 + fleet on the guard (a query each second, fake metrics server)",
     "N": "subset-router native (dynamic module): B's configuration",
     "N2": "subset-router native, cluster-specifier form: B's configuration",
     "W": "Wasm floor: sets one header",
     "C": "floor: straight to v1, no filter",
 }
-RATIOS = [("N", "A"), ("N2", "A"), ("N2", "N"), ("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("B3", "B"), ("W", "A"), ("A", "C")]
+RATIOS = [("N", "A"), ("N2", "A"), ("N2", "N"), ("B", "A"), ("B2", "A"), ("B", "W"), ("B2", "W"), ("B3", "B"), ("B3-fleet", "B3"), ("W", "A"), ("A", "C")]
 # The renderer's Envoy shape of each configuration (envoy-config bench SHAPE): B2 and B3 are B's
 # Envoy with their own plugin configuration (bench/config/<name>.json); N and N2 run B's.
-SHAPES = {"A": "A", "B": "B", "B2": "B", "B3": "B", "N": "N", "N2": "N2", "W": "W", "C": "C"}
-PLUGIN_CONFIGS = {"B": "B", "B2": "B2", "B3": "B3", "N": "B", "N2": "B"}
+SHAPES = {"A": "A", "B": "B", "B2": "B", "B3": "B", "B3-fleet": "B", "N": "N", "N2": "N2", "W": "W",
+          "C": "C"}
+PLUGIN_CONFIGS = {"B": "B", "B2": "B2", "B3": "B3", "B3-fleet": "B3-fleet", "N": "B", "N2": "B"}
+# The configurations whose guard queries the fleet's totals: their Envoy has a cluster
+# `prometheus` to the run's FakeMetrics.
+FLEET_CONFIGS = ("B3-fleet",)
 # The configurations (profiles, see main) that split 90/10 and send `user-agent: debug` to v2.
 SPLIT_CONFIGS = ("A", "B", "B2", "N", "N2")
 # Where each subset-router profile's counters are in Envoy's admin /stats.
@@ -145,14 +154,17 @@ def plugin_config_path(name):
 
 class Front:
     """One front Envoy's configuration: the renderer's shape (A, B, N, N2, W, C), its listener
-    port, the .wasm (B, W) and the plugin configuration file (B, N, N2)."""
+    port, the .wasm (B, W), the plugin configuration file (B, N, N2) and more clusters
+    (`NAME=ADDR:PORT`, e.g. B3-fleet's `prometheus`)."""
 
-    def __init__(self, shape, port, wasm=None, plugin_config=None):
+    def __init__(self, shape, port, wasm=None, plugin_config=None, clusters=()):
         self.shape, self.port, self.wasm, self.plugin_config = shape, port, wasm, plugin_config
+        self.clusters = list(clusters)
 
     def variant(self, port, wasm=None, plugin_config=None):
         """The same Envoy on another port, optionally with another .wasm or plugin config."""
-        return Front(self.shape, port, wasm or self.wasm, plugin_config or self.plugin_config)
+        return Front(self.shape, port, wasm or self.wasm, plugin_config or self.plugin_config,
+                     self.clusters)
 
     def render_args(self):
         args = [self.shape, "--listen", f"127.0.0.1:{self.port}"]
@@ -160,7 +172,58 @@ class Front:
             args += ["--wasm", self.wasm]
         if self.plugin_config:
             args += ["--plugin-config", self.plugin_config]
+        for cluster in self.clusters:
+            args += ["--cluster", cluster]
         return args
+
+
+class FakeMetrics:
+    """A stand-in for Prometheus's `GET /api/v1/query` (B3-fleet): every query answered at once
+    with a valid vector the guard reads as 1000 requests and 0 errors in the fleet's window, so
+    the fleet rounds always succeed and never trip. A fake, since the benchmark measures what the
+    rounds cost the proxy, not Prometheus. A thread of this process: one query a second."""
+
+    ANSWER = ('{"status":"success","data":{"resultType":"vector","result":['
+              '{"metric":{"counter":"requests"},"value":[%.3f,"1000"]},'
+              '{"metric":{"counter":"errors"},"value":[%.3f,"0"]}]}}')
+
+    def __init__(self):
+        import http.server
+        import threading
+        fake = self
+        self.queries = 0
+        self.others = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            # Keep-alive, as Envoy's connection pool expects of an HTTP/1.1 server.
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path.startswith("/api/v1/query?"):
+                    fake.queries += 1
+                    now = time.time()
+                    status, body = 200, (FakeMetrics.ANSWER % (now, now)).encode()
+                else:
+                    fake.others += 1
+                    status, body = 404, b"not found\n"
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Renderer:
@@ -381,6 +444,28 @@ def sanity_check(name, port, strict=True, stats=None):
     return {"counts": counts, "debug": dbg.decode(), "spoofed": spoofed, "spoofed_counted": counted}
 
 
+def fleet_stats(envoy):
+    """The fleet guard's counters of a B3-fleet Envoy (Wasm build, guard on v2)."""
+    pre = "wasmcustom.subset_router.guard.v2."
+    st = envoy.stats("subset_router.guard.v2.")
+    return {k: st.get(pre + k, 0) for k in ("fleet_query_failed", "tripped", "tripped_by_fleet")}
+
+
+def fleet_check(name, envoy, fake, timeout=10):
+    """B3-fleet's rounds flow before anything is measured: the fake has answered two queries
+    from its Envoy, the guard read them (fleet_query_failed 0) and did not trip."""
+    q0, deadline = fake.queries, time.monotonic() + timeout
+    while fake.queries - q0 < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    st = fleet_stats(envoy)
+    log(f"check {name}: {fake.queries - q0} fleet queries answered in the last "
+        f"{timeout - max(deadline - time.monotonic(), 0):.1f}s; {st}")
+    if fake.queries - q0 < 2 or st["fleet_query_failed"] or st["tripped"]:
+        raise SystemExit(f"sanity check {name} failed: fleet rounds not flowing "
+                         f"({fake.queries - q0} queries, {st}, other paths asked {fake.others})")
+    return {"queries": fake.queries - q0, **st}
+
+
 def steal_ticks(cpu):
     """Steal time (ticks) of one CPU, or of all: time the hypervisor ran someone else."""
     name = f"cpu{cpu} " if cpu is not None else "cpu "
@@ -491,6 +576,9 @@ TARGETS = {
     "B2/W": [("cpu_us_per_req", "<=", 1.10), ("rps", ">=", 0.90)],
     "B/A": [("rps", ">=", 0.85), ("p99_us", "<=", 1.15)],
     "B2/A": [("p99_us", "<=", 1.15)],
+    # The fleet rounds run off the request path (one query a second on a tick): they may cost
+    # the requests next to nothing.
+    "B3-fleet/B3": [("cpu_us_per_req", "<=", 1.05)],
 }
 
 
@@ -533,6 +621,13 @@ def markdown(result):
         cell = lambda m: f"{r[m]['median']:.3f} ({r[m]['min']:.3f}–{r[m]['max']:.3f})"
         lines.append(f"| {key} | {cell('rps')} | {cell('cpu_us_per_req')} | {cell('p99_us')} | "
                      f"{', '.join(texts) or '—'} | {', '.join(verdicts) or '—'} |")
+    fleet = result.get("fleet")
+    if fleet:
+        lines += ["", f"Fleet rounds ({', '.join(fleet['config'])}): {fleet['queries']} queries to the "
+                  f"fake metrics server in {fleet['seconds']:.0f} s of rounds "
+                  f"({fleet['queries'] / max(fleet['seconds'], 1):.2f}/s), every one answered and read: "
+                  + "; ".join(f"{n} fleet_query_failed {v['fleet_query_failed']}, tripped {v['tripped']}"
+                              for n, v in fleet["per_config"].items()) + "."]
     mem = result.get("memory")
     if mem:
         lines += ["", memory_markdown(mem).rstrip("\n")]
@@ -658,7 +753,7 @@ def main():
     ap.add_argument("--envoy-config", default=DEFAULT_ENVOY_CONFIG,
                     help="the envoy-config binary (envoy/config) that renders every Envoy config; "
                          "env ENVOY_CONFIG_BIN, default target/release/envoy-config")
-    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,N,N2,B,B2,B3,W,C"))
+    ap.add_argument("--configs", default=os.environ.get("CONFIGS", "A,N,N2,B,B2,B3,B3-fleet,W,C"))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", 10)))
     ap.add_argument("--closed-secs", type=float, default=float(os.environ.get("CLOSED_SECS", 2)))
     ap.add_argument("--fixed-secs", type=float, default=float(os.environ.get("FIXED_SECS", 2)))
@@ -728,6 +823,7 @@ def main():
 
     v1_port, v2_port = free_port(), free_port()
     renderer = Renderer(args.envoy_config, v1_port, v2_port)
+    fake = FakeMetrics()
     fronts = {}
     for n in CONFIGS:
         if n in extras:
@@ -735,12 +831,14 @@ def main():
         shape = SHAPES[n]
         wasm = {"B": args.wasm, "W": args.wasm_floor}.get(shape)
         plugin = plugin_config_path(PLUGIN_CONFIGS[n]) if n in PLUGIN_CONFIGS else None
-        fronts[n] = Front(shape, free_port(), wasm, plugin)
+        clusters = [f"prometheus=127.0.0.1:{fake.port}"] if n in FLEET_CONFIGS else []
+        fronts[n] = Front(shape, free_port(), wasm, plugin, clusters)
     for n, (base, wasm) in extras.items():
         fronts[n] = fronts[base].variant(free_port(), wasm=wasm)
     # What each configuration behaves like, for the sanity checks and the counters read: an
-    # --extra like its base, B3 like B (its ramp holds v2 at 10%).
-    profile = {n: extras[n][0] if n in extras else ("B" if n == "B3" else n) for n in CONFIGS}
+    # --extra like its base, B3 and B3-fleet like B (the ramp holds v2 at 10%).
+    profile = {n: extras[n][0] if n in extras else ("B" if n in ("B3", "B3-fleet") else n)
+               for n in CONFIGS}
 
     envoys = {}
     try:
@@ -775,6 +873,10 @@ def main():
         checks = {n: sanity_check(profile[n], envoys[n].front_port, strict=n not in extras,
                                   stats=envoys[n].stats)
                   for n in names}
+        fleet_names = [n for n in names if n in FLEET_CONFIGS]
+        for n in fleet_names:
+            checks[n]["fleet"] = fleet_check(n, envoys[n], fake)
+        fleet_t0, fleet_q0 = time.monotonic(), fake.queries
 
         log(f"warm-up: {args.warmup_secs}s closed loop per configuration")
         for n in names:
@@ -799,12 +901,25 @@ def main():
 
         counters = {n: envoys[n].stats(STAT_PREFIXES[profile[n]].rstrip("."))
                     for n in names if profile[n] in STAT_PREFIXES}
+        fleet = None
+        if fleet_names:
+            secs = time.monotonic() - fleet_t0
+            fleet = {"config": fleet_names, "queries": fake.queries - fleet_q0, "seconds": secs,
+                     "per_config": {n: fleet_stats(envoys[n]) for n in fleet_names}}
+            log(f"fleet: {fleet['queries']} queries answered in {secs:.0f}s of rounds; "
+                + ", ".join(f"{n}: {v}" for n, v in fleet["per_config"].items()))
+            bad = {n: v for n, v in fleet["per_config"].items() if v["fleet_query_failed"] or v["tripped"]}
+            # A failing or tripping round takes another path than the one measured for: the run
+            # would not say what the fleet guard costs.
+            if bad or fleet["queries"] < secs / 2:
+                raise SystemExit(f"fleet rounds not flowing as they should during the run: {fleet}")
         for n in names:
             envoys[n].stop()
         mem = None if args.no_memory else memory_phase(args, renderer, fronts, work)
     finally:
         for e in envoys.values():
             e.stop()
+        fake.stop()
 
     per, ratios = summarize(rounds, names)
     meta["loadavg_end"] = loadavg()
@@ -812,7 +927,7 @@ def main():
     meta["loadavg_during"] = [rd[n]["loadavg"][0] for rd in rounds for n in names]
     meta["front_cpu_steal"] = statistics.mean(rd[n]["closed"]["steal"] for rd in rounds for n in names)
     result = {"meta": meta, "per_config": per, "ratios": ratios, "rounds": rounds,
-              "sanity": checks, "counters": counters, "memory": mem}
+              "sanity": checks, "counters": counters, "fleet": fleet, "memory": mem}
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
     md = markdown(result)

@@ -83,4 +83,4 @@ fi
 
 log "prepared in $(( $(date +%s) - t0 ))s; running bench/run.py $*"
 "$PY" bench/run.py "$@"
-log "done in $(( $(date +%s) - t0 ))s: bench/results/results.md, results.json, bench.png"
+log "done in $(( $(date +%s) - t0 ))s: ${OUT:-bench/results}/results.md, results.json, bench.png"
