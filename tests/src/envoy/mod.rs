@@ -30,7 +30,7 @@ pub use host::docker_answers;
 pub use logs::{first_error_line, log_excerpt, tail};
 pub use options::{LaunchOptions, UpstreamBehaviour};
 pub use ports::Ports;
-pub use process::Envoy;
+pub use process::{terminate, Envoy};
 pub use render::{render, render_with};
 pub use stats::parse_stats;
 pub use validate::Validation;

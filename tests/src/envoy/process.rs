@@ -158,24 +158,8 @@ impl Envoy {
     pub fn stop(&mut self) {
         match self.proc.take() {
             Some(Proc::Native { mut child }) => {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
                 // SIGTERM first so Envoy cleans its shared memory, then make sure.
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .stderr(Stdio::null())
-                    .status();
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+                terminate(&mut child, Duration::from_secs(5), Duration::from_millis(20));
             }
             Some(Proc::Docker { id }) => {
                 // Keep the container log next to the config for post-mortems.
@@ -219,4 +203,27 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops a child process the way a supervisor would: SIGTERM, polled every `poll` for up to
+/// `grace`, then SIGKILL; it is reaped when this returns. A child that already exited is only
+/// reaped.
+pub fn terminate(child: &mut Child, grace: Duration, poll: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(poll);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use subset_router_it::envoy::terminate;
 use subset_router_it::Client;
 
 /// One scrape target: `127.0.0.1:<port>`, its metrics path and its target labels.
@@ -177,23 +178,9 @@ impl Prometheus {
 
     /// SIGTERM, then SIGKILL after 10 s; the port is free once this returns.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(10), Duration::from_millis(50));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
