@@ -139,7 +139,12 @@ fn marks_envoy_or_kubernetes(doc: &Node) -> bool {
     entries.iter().filter_map(|(k, _)| k.scalar()).any(|k| {
         matches!(
             k,
-            "kind" | "apiVersion" | "@type" | "static_resources" | "dynamic_resources" | "resources"
+            "kind"
+                | "apiVersion"
+                | "@type"
+                | "static_resources"
+                | "dynamic_resources"
+                | "resources"
         )
     })
 }

@@ -3,29 +3,9 @@
 //! filter's decision code.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_subset-router"))
-        .args(args)
-        .output()
-        .expect("the subset-router binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
-    path.to_string_lossy().into_owned()
-}
+mod common;
+use common::{example_path as example, run, stderr, stdout};
 
 /// Writes `json` to a file of its own (tests run in parallel) and returns its path.
 fn config_file(name: &str, json: &str) -> PathBuf {

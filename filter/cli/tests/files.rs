@@ -3,34 +3,9 @@
 //! multi-document Kubernetes YAML), run as the built binary on the shipped examples.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_subset-router"))
-        .args(args)
-        .output()
-        .expect("the subset-router binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn example_text(name: &str) -> String {
-    std::fs::read_to_string(example(name)).expect("read an example")
-}
+mod common;
+use common::{example_path as example, example_text, run, stderr, stdout};
 
 /// An empty directory of the test's own.
 fn work_dir(test: &str) -> PathBuf {
@@ -283,7 +258,10 @@ fn a_json_file_that_is_no_envoy_or_kubernetes_document_is_read_as_a_plugin_confi
         ("42", "configuration: expected an object, found 42"),
         ("[]", "configuration: expected an object, found a list"),
         ("{}", "default: is required"),
-        ("not json", "configuration: invalid JSON: expected ident at line 1 column 2"),
+        (
+            "not json",
+            "configuration: invalid JSON: expected ident at line 1 column 2",
+        ),
     ] {
         let file = dir.join("plugin.json");
         std::fs::write(&file, text).unwrap();

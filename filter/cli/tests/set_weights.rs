@@ -8,27 +8,8 @@ use std::process::{Command, Output};
 
 use subset_router_core::selection::StickyHasher;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_subset-router"))
-        .args(args)
-        .output()
-        .expect("the subset-router binary runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+mod common;
+use common::{example_text as example, run, stderr, stdout};
 
 /// `contents` in a directory of its own (tests run in parallel; the temporary file of the
 /// rename is created beside the file).
