@@ -667,8 +667,10 @@ def plot(result, path):
 
 # The memory phase (`make bench`, or alone: bench/run.sh --memory-only): each configuration's
 # front Envoy at each worker count, idle after start-up and after MEM_REQUESTS requests.
-MEM_CONFIGS = ("C", "W", "B", "B3", "N")
-MEM_WORKERS = (1, 4)
+# MEM_CONFIGS / MEM_WORKERS (comma-separated) narrow it, e.g. to weigh a variant given by --extra:
+#   MEM_CONFIGS=C,W,B,Bx MEM_WORKERS=1 bench/run.sh --memory-only --extra Bx=B:/tmp/x.wasm
+MEM_CONFIGS = tuple(os.environ.get("MEM_CONFIGS", "C,W,B,B3,N").split(","))
+MEM_WORKERS = tuple(int(w) for w in os.environ.get("MEM_WORKERS", "1,4").split(","))
 MEM_REQUESTS = 1000
 # After /ready: Envoy has loaded every Wasm VM by then; a moment for its start-up to settle.
 MEM_SETTLE_SECS = 2.0
@@ -697,12 +699,15 @@ def memory_phase(args, renderer, fronts, work):
             finally:
                 env.stop()
             runs[f"{name}@{conc}"] = {"idle": idle, "loaded": loaded}
+            heap = idle.get("tcmalloc_kib", {})
             log(f"memory {name} at {conc} worker(s): RSS idle {idle['split_kib']['rss'] / 1024:.1f} MiB, "
-                f"after {MEM_REQUESTS} requests {loaded['split_kib']['rss'] / 1024:.1f} MiB")
+                f"after {MEM_REQUESTS} requests {loaded['split_kib']['rss'] / 1024:.1f} MiB; idle heap "
+                f"{heap.get('allocated', 0) / 1024:.1f} MiB live of {heap.get('heap_size', 0) / 1024:.1f}")
     rss = {key: {phase: run[phase]["split_kib"]["rss"] for phase in ("idle", "loaded")}
            for key, run in runs.items()}
+    # Over C: only when C was measured at that worker count (MEM_CONFIGS may leave it out).
     over_c = {key: {phase: kib - rss[f"C@{key.split('@')[1]}"][phase] for phase, kib in r.items()}
-              for key, r in rss.items()}
+              for key, r in rss.items() if f"C@{key.split('@')[1]}" in rss}
     return {"configs": list(MEM_CONFIGS), "workers": list(MEM_WORKERS), "requests": MEM_REQUESTS,
             "rss_kib": rss, "over_c_kib": over_c, "runs": runs}
 
@@ -723,14 +728,16 @@ def memory_markdown(mem):
         for w in mem["workers"]:
             for phase in ("idle", "loaded"):
                 kib = mem["rss_kib"][f"{name}@{w}"][phase]
-                over = mem["over_c_kib"][f"{name}@{w}"][phase]
-                cells.append(mib(kib) if name == "C" else f"{mib(kib)} (+{mib(over)})")
+                over = mem["over_c_kib"].get(f"{name}@{w}", {}).get(phase)
+                cells.append(mib(kib) if name == "C" or over is None else f"{mib(kib)} (+{mib(over)})")
         split = mem["runs"][f"{name}@{lo}"]["idle"]["split_kib"]
         vms = "/".join(str(mem["runs"][f"{name}@{w}"]["idle"].get("wasm_vms") or 0)
                        for w in mem["workers"])
         lines.append(f"| {name} | {CONFIGS[name]} | " + " | ".join(cells)
                      + f" | {mib(split['anon'])} / {mib(split['file'])} | {vms} |")
     extra = hi - lo
+    if not extra or "C" not in mem["configs"]:
+        return "\n".join(lines) + "\n"
     per_worker = {n: ((mem["rss_kib"][f"{n}@{hi}"]["loaded"] - mem["rss_kib"][f"{n}@{lo}"]["loaded"])
                       - (mem["rss_kib"][f"C@{hi}"]["loaded"] - mem["rss_kib"][f"C@{lo}"]["loaded"])) / extra
                   for n in mem["configs"] if n != "C"}

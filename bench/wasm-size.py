@@ -49,7 +49,8 @@ def part(name):
     m = re.search(r"subset_router_core\[[0-9a-f]+\]::(\w+)", name)
     if m:
         return ("subset_router_core (decision core)", m.group(1))
-    for crate, label in [("subset_router_wasm", "subset_router_wasm (adapter)"),
+    for crate, label in [("talc[", "allocator and libc"),
+                         ("subset_router_wasm", "subset_router_wasm (adapter)"),
                          ("proxy_wasm", "proxy_wasm (SDK dispatch)"),
                          ("regex_lite", "regex_lite (regex)"),
                          ("serde_json", "serde_json (JSON)"), ("serde_core", "serde_json (JSON)"),

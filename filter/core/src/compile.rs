@@ -168,6 +168,14 @@ fn route_uses_source_ip(route: &Route) -> bool {
     )
 }
 
+/// Validates and compiles one configuration, collecting every error.
+///
+/// Each of its steps stays a function of its own (`#[inline(never)]`), however many callers it
+/// has. The Wasm build's memory depends on it: Envoy's V8 compiles every function of the module
+/// with its optimising compiler when the module loads, and that compiler's working memory grows
+/// faster than a function's size; the allocator keeps the peak for the life of the proxy. Inlined
+/// into one another, these steps made one 13 KB function that cost ~6 MiB per proxy
+/// (BENCHMARKS.md, "Memory per proxy"). They only run when a configuration loads.
 #[derive(Default)]
 struct Compiler {
     errors: Vec<ConfigError>,
@@ -194,6 +202,7 @@ pub fn stat_prefix(name: Option<&str>) -> String {
 
 impl Compiler {
     /// `name`: `[a-z0-9_-]{1,64}`, one stat segment (and one Prometheus label value).
+    #[inline(never)]
     fn instance_name(&mut self, name: &str) {
         let valid = !name.is_empty()
             && name.len() <= MAX_INSTANCE_NAME_LEN
@@ -217,6 +226,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn error(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError::new(path, reason));
     }
@@ -226,6 +236,7 @@ impl Compiler {
     /// (a client must not pick its cluster), so the input could only see a forged value that
     /// survived a misconfigured or bypassed filter: a rule on it is always a mistake.
     /// Returns whether `name` was refused.
+    #[inline(never)]
     fn routing_header_read(&mut self, path: &str, name: &str, reader: &str) -> bool {
         let Some(field) = self
             .routing_headers
@@ -246,6 +257,7 @@ impl Compiler {
         true
     }
 
+    #[inline(never)]
     fn output_header(&mut self, path: &str, name: &str) -> Option<String> {
         if name.starts_with(':') {
             self.error(
@@ -270,6 +282,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn template_check(&mut self, template: &str) {
         let count = template.matches(SUBSET_PLACEHOLDER).count();
         if count != 1 {
@@ -291,6 +304,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn rule_name(&mut self, path: &str, name: &str) {
         if name == DEFAULT_RULE_NAME {
             self.error(path, "\"default\" is reserved for the default route");
@@ -305,6 +319,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn matcher(&mut self, path: &str, m: &MatchConfig) -> Match {
         let mut out = Match::default();
         for (i, h) in m.headers.iter().enumerate() {
@@ -410,6 +425,7 @@ impl Compiler {
         out
     }
 
+    #[inline(never)]
     fn value_op(&mut self, path: &str, v: &ValueMatchConfig) -> Option<ValueOp> {
         let given: Vec<&str> = [
             ("exact", v.exact.is_some()),
@@ -474,6 +490,7 @@ impl Compiler {
 
     /// `oneOf`: 1 to [`MAX_ONE_OF`] values, built into a set once, here. A value listed twice is
     /// harmless (lists are often generated) and kept once.
+    #[inline(never)]
     fn one_of(&mut self, path: &str, values: &[String]) -> Option<ValueOp> {
         if values.is_empty() {
             self.error(path, "must list at least one value");
@@ -499,6 +516,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn route(&mut self, path: &str, rule: &str, r: &RouteConfig, template: &str) -> Option<Route> {
         match (&r.subset, &r.split) {
             (Some(_), Some(_)) => {
@@ -541,6 +559,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn split(
         &mut self,
         path: &str,
@@ -632,6 +651,7 @@ impl Compiler {
     }
 
     /// `stickyBy.cohort`: `[A-Za-z0-9._-]{1,64}`.
+    #[inline(never)]
     fn cohort<'s>(&mut self, path: &str, s: &'s StickyByConfig) -> Option<&'s str> {
         let cohort = s.cohort.as_deref()?;
         let valid = !cohort.is_empty()
@@ -653,6 +673,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn sticky_key(&mut self, path: &str, s: &StickyByConfig) -> Option<StickyKey> {
         let given = [
             s.header.is_some(),
@@ -705,6 +726,7 @@ impl Compiler {
     }
 
     /// Validates a subset name and registers the (rule, subset) stat slot.
+    #[inline(never)]
     fn target(&mut self, path: &str, rule: &str, subset: &str, template: &str) -> Option<Target> {
         if !is_name(subset, true) {
             self.error(

@@ -24,9 +24,11 @@ pub const MAX_FLEET_INTERVAL_SECONDS: i64 = 300;
 /// Longest fleet query timeout: one minute.
 pub const MAX_FLEET_TIMEOUT_MS: i64 = 60_000;
 
+// Out of line like every step of the compiler: see `Compiler`.
 impl Compiler {
     /// A split's ramp. `split`: the split's entries and weights when the split itself is valid
     /// (the checks against the split need them).
+    #[inline(never)]
     pub(super) fn ramp(
         &mut self,
         path: &str,
@@ -111,6 +113,7 @@ impl Compiler {
     }
 
     /// The top-level `guards`.
+    #[inline(never)]
     pub(super) fn guards(&mut self, config: &PluginConfig) -> Vec<GuardSpec> {
         let in_splits: Vec<&str> = config
             .rules
@@ -164,6 +167,7 @@ impl Compiler {
         out
     }
 
+    #[inline(never)]
     fn guard_numbers(&mut self, path: &str, g: &GuardConfig) {
         self.percent_above_zero(&format!("{path}.maxErrorPercent"), g.max_error_percent);
         for (field, value) in [
@@ -206,6 +210,7 @@ impl Compiler {
         }
     }
 
+    #[inline(never)]
     fn guard_baseline(&mut self, path: &str, g: &GuardConfig, in_splits: &[&str]) {
         match &g.baseline {
             Some(b) if *b == g.subset => self.error(
@@ -247,6 +252,7 @@ impl Compiler {
     }
 
     /// `guards[i].fleet`: where the fleet's totals are read, and how often.
+    #[inline(never)]
     fn fleet(&mut self, path: &str, f: &FleetConfig) -> Option<FleetSpec> {
         let errors_before = self.errors.len();
         let printable = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
@@ -314,6 +320,7 @@ impl Compiler {
         })
     }
 
+    #[inline(never)]
     fn percent_above_zero(&mut self, path: &str, value: f64) {
         if !(value > 0.0 && value <= 100.0) {
             self.error(
@@ -363,6 +370,7 @@ fn spec(g: &GuardConfig) -> GuardSpec {
 
 /// Marks every split's guarded subsets and every observed target; returns the observer table
 /// that [`crate::router::Target::observe`] indexes (one entry per subset some guard watches).
+#[inline(never)]
 pub(super) fn attach_guards<'a>(
     routes: impl Iterator<Item = &'a mut Route>,
     guards: &[GuardSpec],
