@@ -942,7 +942,9 @@ impl Oracle {
             .iter()
             .map(|r| reference::Match::from_json(r.get("match")))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("load accepted a match the documentation does not describe: {e}"))?;
+            .map_err(|e| {
+                format!("load accepted a match the documentation does not describe: {e}")
+            })?;
         let routing = reference::RoutingHeaders::from_config(&cfg);
         Ok(Oracle {
             cfg,

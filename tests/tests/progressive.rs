@@ -38,33 +38,33 @@ use subset_router_it::report::{compare_stats, split_namespace};
 use subset_router_it::suite::{Outcome, Suite, SuiteContext};
 use subset_router_it::*;
 
-#[path = "progressive/ramp.rs"]
-mod ramp;
-#[path = "progressive/guard_trips.rs"]
-mod guard_trips;
-#[path = "progressive/cooldown_latch.rs"]
-mod cooldown_latch;
 #[path = "progressive/baseline.rs"]
 mod baseline;
-#[path = "progressive/min_requests.rs"]
-mod min_requests;
-#[path = "progressive/latency.rs"]
-mod latency;
-#[path = "progressive/sticky_guard.rs"]
-mod sticky_guard;
-#[path = "progressive/isolation.rs"]
-mod isolation;
 #[path = "progressive/cohort.rs"]
 mod cohort;
-use ramp::*;
-use guard_trips::*;
-use cooldown_latch::*;
+#[path = "progressive/cooldown_latch.rs"]
+mod cooldown_latch;
+#[path = "progressive/guard_trips.rs"]
+mod guard_trips;
+#[path = "progressive/isolation.rs"]
+mod isolation;
+#[path = "progressive/latency.rs"]
+mod latency;
+#[path = "progressive/min_requests.rs"]
+mod min_requests;
+#[path = "progressive/ramp.rs"]
+mod ramp;
+#[path = "progressive/sticky_guard.rs"]
+mod sticky_guard;
 use baseline::*;
-use min_requests::*;
-use latency::*;
-use sticky_guard::*;
-use isolation::*;
 use cohort::*;
+use cooldown_latch::*;
+use guard_trips::*;
+use isolation::*;
+use latency::*;
+use min_requests::*;
+use ramp::*;
+use sticky_guard::*;
 
 /// Envoy worker threads: two VMs (or module threads) must agree.
 const CONCURRENCY: u32 = 2;
@@ -272,7 +272,11 @@ fn is_observation(name: &str) -> bool {
 fn stat_prefix_of(plugin: &str) -> String {
     serde_json::from_str::<serde_json::Value>(plugin)
         .ok()
-        .and_then(|v| v.get("name")?.as_str().map(|n| format!("subset_router.{n}.")))
+        .and_then(|v| {
+            v.get("name")?
+                .as_str()
+                .map(|n| format!("subset_router.{n}."))
+        })
         .unwrap_or_else(|| "subset_router.".into())
 }
 
@@ -290,19 +294,28 @@ fn check_observed(cx: &mut Ctx, envoy: &Envoy, label: &str, observed: &[(&str, &
             continue;
         };
         let prefix = stat_prefix_of(plugin);
-        for g in cfg.get("guards").and_then(|g| g.as_array()).into_iter().flatten() {
+        for g in cfg
+            .get("guards")
+            .and_then(|g| g.as_array())
+            .into_iter()
+            .flatten()
+        {
             let Some(subset) = g.get("subset").and_then(|s| s.as_str()) else {
                 continue;
             };
             let min = g.get("minRequests").and_then(|m| m.as_u64()).unwrap_or(20);
             let slow_ms = g.get("slowMs").and_then(|m| m.as_u64());
             let split_to = |s: &str| -> Vec<&Ev> {
-                evs.iter().filter(|e| e.kind == Kind::Split && e.served == s).collect()
+                evs.iter()
+                    .filter(|e| e.kind == Kind::Split && e.served == s)
+                    .collect()
             };
             let count = |evs: &[&Ev]| {
                 let errors = evs.iter().filter(|e| e.status >= 500).count() as u64;
                 let slow = slow_ms.map_or(0, |ms| {
-                    evs.iter().filter(|e| e.latency() * 1000.0 >= ms as f64).count() as u64
+                    evs.iter()
+                        .filter(|e| e.latency() * 1000.0 >= ms as f64)
+                        .count() as u64
                 });
                 (evs.len() as u64, errors, slow)
             };
@@ -341,14 +354,24 @@ fn check_observed(cx: &mut Ctx, envoy: &Envoy, label: &str, observed: &[(&str, &
                 .get(&tripped.replace(".tripped", ".tripped_by_fleet"))
                 .copied()
                 .unwrap_or(0);
-            let lo = if trips == 0 { *hi } else { per_trip * (trips - by_fleet) };
+            let lo = if trips == 0 {
+                *hi
+            } else {
+                per_trip * (trips - by_fleet)
+            };
             let pass = got.is_some_and(|g| (lo..=*hi).contains(&g));
             ok &= pass;
             let short = name.trim_start_matches("subset_router.");
             out.push(if lo == *hi {
-                format!("{short} {} (= {hi})", got.map_or("-".into(), |g| g.to_string()))
+                format!(
+                    "{short} {} (= {hi})",
+                    got.map_or("-".into(), |g| g.to_string())
+                )
             } else {
-                format!("{short} {} in {lo}..{hi}", got.map_or("-".into(), |g| g.to_string()))
+                format!(
+                    "{short} {} in {lo}..{hi}",
+                    got.map_or("-".into(), |g| g.to_string())
+                )
             });
         }
         (ok, out)
@@ -380,7 +403,14 @@ fn guard_counter_names(plugin: &str, subset: &str) -> Vec<&'static str> {
         .into_iter()
         .flatten()
         .find(|g| g.get("subset").and_then(|s| s.as_str()) == Some(subset));
-    let mut out = vec!["tripped", "diverted", "undivertable", "requests", "errors", "slow"];
+    let mut out = vec![
+        "tripped",
+        "diverted",
+        "undivertable",
+        "requests",
+        "errors",
+        "slow",
+    ];
     if guard.is_some_and(|g| g.get("baseline").is_some()) {
         out.extend(["baseline_requests", "baseline_errors", "baseline_slow"]);
     }
@@ -496,7 +526,11 @@ fn guard_stats_with(
 }
 
 /// Polls `f` every `every` until it returns `Some`, or `timeout`.
-fn wait_until<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+fn wait_until<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -577,10 +611,7 @@ type Conns = Vec<(Client, usize)>;
 /// front listener's per-worker `downstream_cx_total` after each connect; surplus connections
 /// are closed). Each connection is opened by one `user-agent: debug` request (a fixed route:
 /// never counted by a guard), returned as the probes. Ordered worker 0, 1, 0, 1, …
-fn balanced_clients(
-    envoy: &Envoy,
-    per_worker: usize,
-) -> Result<(Conns, Vec<Ev>), String> {
+fn balanced_clients(envoy: &Envoy, per_worker: usize) -> Result<(Conns, Vec<Ev>), String> {
     balanced_clients_on(envoy, 0, per_worker)
 }
 

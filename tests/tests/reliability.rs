@@ -34,24 +34,24 @@ use subset_router_it::load::{get_request, one_shot, rss_kib, Conn, Load, LoadSpe
 use subset_router_it::suite::{Outcome, Suite, SuiteContext};
 use subset_router_it::*;
 
+#[path = "reliability/envoy_gateway.rs"]
+mod envoy_gateway;
 #[path = "reliability/forged_headers.rs"]
 mod forged_headers;
+#[path = "reliability/hostile_requests.rs"]
+mod hostile_requests;
 #[path = "reliability/invalid_configs.rs"]
 mod invalid_configs;
 #[path = "reliability/live_reload.rs"]
 mod live_reload;
-#[path = "reliability/hostile_requests.rs"]
-mod hostile_requests;
 #[path = "reliability/soak.rs"]
 mod soak;
-#[path = "reliability/envoy_gateway.rs"]
-mod envoy_gateway;
+use envoy_gateway::*;
 use forged_headers::*;
+use hostile_requests::*;
 use invalid_configs::*;
 use live_reload::*;
-use hostile_requests::*;
 use soak::*;
-use envoy_gateway::*;
 
 // ---------------------------------------------------------------------------------------
 // Context, tables

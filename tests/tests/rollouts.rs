@@ -859,25 +859,49 @@ fn beta_list(cx: &mut Ctx) -> Result<(), String> {
     let user = |id: String| vec![("x-user-id".to_string(), id)];
     // Testers spread over the whole list, the last one included.
     let t = send(&mut c, 300, &ex, |i| {
-        ("/".into(), user(format!("beta-{}", (i as usize * 17 + TESTERS - 1) % TESTERS)))
+        (
+            "/".into(),
+            user(format!(
+                "beta-{}",
+                (i as usize * 17 + TESTERS - 1) % TESTERS
+            )),
+        )
     });
-    cx.all_to("10 oneOf: 300 testers of a 5,000-value list -> v2", &t, "v2");
+    cx.all_to(
+        "10 oneOf: 300 testers of a 5,000-value list -> v2",
+        &t,
+        "v2",
+    );
     let t = send(&mut c, 20, &ex, |_| ("/".into(), user("pin-0".into())));
     cx.all_to("10 first match: pin-0 is a tester first -> v2", &t, "v2");
-    let t = send(&mut c, 199, &ex, |i| ("/".into(), user(format!("pin-{}", i + 1))));
-    cx.all_to("10 pinned users pin-1..pin-199 (indexed run) -> v3", &t, "v3");
+    let t = send(&mut c, 199, &ex, |i| {
+        ("/".into(), user(format!("pin-{}", i + 1)))
+    });
+    cx.all_to(
+        "10 pinned users pin-1..pin-199 (indexed run) -> v3",
+        &t,
+        "v3",
+    );
     // After `mobile`, the run resumes: a mobile pinned user of the second half is v1.
     let t = send(&mut c, 50, &ex, |i| {
         let mut h = user(format!("pin-{}", PINNED / 2 + 1 + i as usize));
         h.push(("x-client".into(), "mobile".into()));
         ("/".into(), h)
     });
-    cx.all_to("10 first match: mobile before pin-101..pin-150 -> v1", &t, "v1");
+    cx.all_to(
+        "10 first match: mobile before pin-101..pin-150 -> v1",
+        &t,
+        "v1",
+    );
     let t = send(&mut c, 200, &ex, |i| {
         let id = ["BETA-1", "beta-5000", "pin-200", "beta", "pin-", ""][i as usize % 6];
         ("/".into(), user(id.into()))
     });
-    cx.all_to("10 not on any list (case, range, prefix, empty) -> default v1", &t, "v1");
+    cx.all_to(
+        "10 not on any list (case, range, prefix, empty) -> default v1",
+        &t,
+        "v1",
+    );
     let mut st = ExpectedStats::default();
     st.rule("testers", "v2", 320);
     for i in 1..PINNED {

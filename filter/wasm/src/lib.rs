@@ -113,8 +113,14 @@ impl Context for Root {
             Ok((status, body)) => Ok((*status, body.as_slice())),
             Err(why) => Err(why.as_str()),
         };
-        vm.filter
-            .on_fleet_answer(&query, answer, &WasmStore, &WasmClock, vm.as_ref(), &WasmHost);
+        vm.filter.on_fleet_answer(
+            &query,
+            answer,
+            &WasmStore,
+            &WasmClock,
+            vm.as_ref(),
+            &WasmHost,
+        );
     }
 }
 

@@ -214,8 +214,10 @@ fn run(root: &Path, config: &Path, out: &Path, before: Option<&Path>) -> Result<
             .raw_stats()
             .ok()
             .and_then(|m| {
-                m.get(&format!("{ns}subset_router.{NAMED}.guard.v2.fleet_query_failed"))
-                    .copied()
+                m.get(&format!(
+                    "{ns}subset_router.{NAMED}.guard.v2.fleet_query_failed"
+                ))
+                .copied()
             })
             .unwrap_or(0)
     };
@@ -279,13 +281,20 @@ fn run(root: &Path, config: &Path, out: &Path, before: Option<&Path>) -> Result<
     // The named configuration's: the same family, labelled instance="checkout".
     let mut named_expected: BTreeMap<Vec<String>, u64> = BTreeMap::new();
     for subset in prometheus_subsets(&plugin)? {
-        named_expected.insert(vec!["canary".into(), subset.clone()], named_sticky.get(&subset));
+        named_expected.insert(
+            vec!["canary".into(), subset.clone()],
+            named_sticky.get(&subset),
+        );
     }
     named_expected.insert(vec!["debug".into(), "v2".into()], named_debug.get("v2"));
     named_expected.insert(vec!["default".into(), "v1".into()], 0);
     let named_scrape = of_instance(&scrape, Some(NAMED));
-    match prometheus::compare_family(&named_scrape, &decisions, &["rule", "subset"], &named_expected)
-    {
+    match prometheus::compare_family(
+        &named_scrape,
+        &decisions,
+        &["rule", "subset"],
+        &named_expected,
+    ) {
         Ok(m) => println!("  instance=\"{NAMED}\": {m}: {}", describe(&named_expected)),
         Err(e) => errors.push(format!("{decisions}{{instance=\"{NAMED}\"}}: {e}")),
     }

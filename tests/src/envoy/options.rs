@@ -63,7 +63,9 @@ impl LaunchOptions {
             return Ok(());
         }
         if !self.more_fronts.is_empty() {
-            return Err("more front listeners are HTTP filters (not the cluster-specifier form)".into());
+            return Err(
+                "more front listeners are HTTP filters (not the cluster-specifier form)".into(),
+            );
         }
         if !matches!(build, FilterBuild::Native(_)) {
             return Err(format!(

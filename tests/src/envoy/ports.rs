@@ -51,7 +51,9 @@ pub(super) fn allocate_ports() -> Result<Ports, String> {
                 admin: base,
                 front: base + 1,
                 upstream,
-                more_fronts: (0..MAX_MORE_FRONTS as u16).map(|i| first_more + i).collect(),
+                more_fronts: (0..MAX_MORE_FRONTS as u16)
+                    .map(|i| first_more + i)
+                    .collect(),
             });
         }
     }
@@ -74,6 +76,8 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len() as u32, WIDTH, "every port once");
-        assert!(all.iter().all(|&x| (p.base..p.base + WIDTH as u16).contains(&x)));
+        assert!(all
+            .iter()
+            .all(|&x| (p.base..p.base + WIDTH as u16).contains(&x)));
     }
 }

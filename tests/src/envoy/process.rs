@@ -159,7 +159,11 @@ impl Envoy {
         match self.proc.take() {
             Some(Proc::Native { mut child }) => {
                 // SIGTERM first so Envoy cleans its shared memory, then make sure.
-                terminate(&mut child, Duration::from_secs(5), Duration::from_millis(20));
+                terminate(
+                    &mut child,
+                    Duration::from_secs(5),
+                    Duration::from_millis(20),
+                );
             }
             Some(Proc::Docker { id }) => {
                 // Keep the container log next to the config for post-mortems.

@@ -179,7 +179,11 @@ impl Prometheus {
     /// SIGTERM, then SIGKILL after 10 s; the port is free once this returns.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(10), Duration::from_millis(50));
+            terminate(
+                &mut child,
+                Duration::from_secs(10),
+                Duration::from_millis(50),
+            );
         }
     }
 }

@@ -3,7 +3,8 @@
 use super::*;
 
 pub(super) fn guard_baseline(cx: &mut Ctx) -> Result<(), String> {
-    let guard = r#""maxErrorPercent": 20, "minRequests": 20, "windowSeconds": 3, "cooldownSeconds": 30"#;
+    let guard =
+        r#""maxErrorPercent": 20, "minRequests": 20, "windowSeconds": 3, "cooldownSeconds": 30"#;
     let plugin = format!(
         r#"{{
       "rules": [
@@ -57,7 +58,9 @@ pub(super) fn guard_baseline(cx: &mut Ctx) -> Result<(), String> {
     let dur = evs.last().map_or(0.0, |e| e.sent);
     cx.row(
         "4 baseline: v1 and v2 both 503 -> no trip",
-        &format!("guard v2 (baseline v1): tripped 0, open 0, diverted 0; v2 keeps 50% [{lo}..{hi}]"),
+        &format!(
+            "guard v2 (baseline v1): tripped 0, open 0, diverted 0; v2 keeps 50% [{lo}..{hi}]"
+        ),
         &format!(
             "{v2}; v2 {on_v2}/{n} ({:.1}%), {failed} of them 503, over {dur:.1}s (2 windows)",
             pct(on_v2, n)
@@ -69,7 +72,9 @@ pub(super) fn guard_baseline(cx: &mut Ctx) -> Result<(), String> {
         "guard v3 trips on the same traffic",
         &format!(
             "{v3}{}",
-            control_trip.map(|t| format!(", tripped {t:.2}s in")).unwrap_or_default()
+            control_trip
+                .map(|t| format!(", tripped {t:.2}s in"))
+                .unwrap_or_default()
         ),
         v3.tripped == 1,
     );

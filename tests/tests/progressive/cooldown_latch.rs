@@ -44,9 +44,9 @@ pub(super) fn guard_cooldown_latch(cx: &mut Ctx) -> Result<(), String> {
     let (evs, control) = drive(&mut clients, t0, &make, || -> Result<_, String> {
         let mut timeline: Vec<(f64, GuardStats)> = Vec::new();
         let poll_until = |timeline: &mut Vec<(f64, GuardStats)>,
-                              what: &str,
-                              timeout: f64,
-                              done: &dyn Fn(&GuardStats) -> bool|
+                          what: &str,
+                          timeout: f64,
+                          done: &dyn Fn(&GuardStats) -> bool|
          -> Result<f64, String> {
             let deadline = t0.elapsed().as_secs_f64() + timeout;
             loop {
@@ -63,14 +63,22 @@ pub(super) fn guard_cooldown_latch(cx: &mut Ctx) -> Result<(), String> {
             }
         };
         // A trip: the counter moves and the gauge reads 1; then, for a close, the gauge 0.
-        let t1 = poll_until(&mut timeline, "trip 1", 15.0, &|g| g.tripped >= 1 && g.open == 1)?;
+        let t1 = poll_until(&mut timeline, "trip 1", 15.0, &|g| {
+            g.tripped >= 1 && g.open == 1
+        })?;
         let c1 = poll_until(&mut timeline, "close 1", 10.0, &|g| g.open == 0)?;
-        let t2 = poll_until(&mut timeline, "trip 2", 15.0, &|g| g.tripped >= 2 && g.open == 1)?;
+        let t2 = poll_until(&mut timeline, "trip 2", 15.0, &|g| {
+            g.tripped >= 2 && g.open == 1
+        })?;
         let c2 = poll_until(&mut timeline, "close 2", 12.0, &|g| g.open == 0)?;
-        let t3 = poll_until(&mut timeline, "trip 3 (latch)", 15.0, &|g| g.tripped >= 3 && g.open == 1)?;
+        let t3 = poll_until(&mut timeline, "trip 3 (latch)", 15.0, &|g| {
+            g.tripped >= 3 && g.open == 1
+        })?;
         // Latched: open well past the 3 × cooldown a fourth trip would get.
         let hold = 3.0 * COOLDOWN_S + 2.0;
-        let _ = poll_until(&mut timeline, "latched hold", hold, &|g| g.open == 0 || g.tripped > 3);
+        let _ = poll_until(&mut timeline, "latched hold", hold, &|g| {
+            g.open == 0 || g.tripped > 3
+        });
         let held_until = t0.elapsed().as_secs_f64();
         let before = ecds_counter(&envoy, "update_success");
         // The moment the reload is issued, taken before the swap.
@@ -82,9 +90,14 @@ pub(super) fn guard_cooldown_latch(cx: &mut Ctx) -> Result<(), String> {
         .ok_or("the ECDS reload was not applied within 10 s")?;
         let applied = t0.elapsed().as_secs_f64();
         let r = poll_until(&mut timeline, "reset after reload", 10.0, &|g| g.open == 0)?;
-        let t4 = poll_until(&mut timeline, "trip after reload", 15.0, &|g| g.tripped >= 4 && g.open == 1)?;
+        let t4 = poll_until(&mut timeline, "trip after reload", 15.0, &|g| {
+            g.tripped >= 4 && g.open == 1
+        })?;
         let c4 = poll_until(&mut timeline, "close after reload", 10.0, &|g| g.open == 0)?;
-        Ok((timeline, [t1, c1, t2, c2, t3, held_until, reload, applied, r, t4, c4]))
+        Ok((
+            timeline,
+            [t1, c1, t2, c2, t3, held_until, reload, applied, r, t4, c4],
+        ))
     });
     errors_row(cx, "3 cooldown: requests", &evs);
     let (timeline, [t1, c1, t2, c2, t3, held_until, reload, applied, r, t4, c4]) = control?;
@@ -121,7 +134,9 @@ pub(super) fn guard_cooldown_latch(cx: &mut Ctx) -> Result<(), String> {
         .iter()
         .filter(|(t, _)| *t >= t3 && *t <= held_until)
         .collect();
-    let latched_ok = latched_polls.iter().all(|(_, g)| g.open == 1 && g.tripped == 3);
+    let latched_ok = latched_polls
+        .iter()
+        .all(|(_, g)| g.open == 1 && g.tripped == 3);
     // The latched window ends half a second before the reload is issued: a request sent just
     // before the swap can still be queued in Envoy when the new configuration (guards closed)
     // takes over, and the native build applies it within milliseconds (seen once in CI: one

@@ -131,12 +131,18 @@ pub(super) fn guard_trip(cx: &mut Ctx) -> Result<(), String> {
         ),
         latency <= 7.0 && cut.tail >= 100 && cut.tail_s >= 1.5 && stopped < trip_at + 4.9,
     );
-    cx.figure("trip latency (first 503 -> v2 cut)", format!("{latency:.2}s"));
+    cx.figure(
+        "trip latency (first 503 -> v2 cut)",
+        format!("{latency:.2}s"),
+    );
     debug_row(cx, "2 guard trip: testers while open", &evs, cut.last_v2);
 
     // Each split request against the prediction with the guard closed: a request may only
     // differ by being moved off v2.
-    let split: Vec<&Ev> = evs.iter().filter(|e| e.kind == Kind::Split && e.err.is_none()).collect();
+    let split: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| e.kind == Kind::Split && e.err.is_none())
+        .collect();
     let (mut same, mut moved, mut wrong) = (0u64, 0u64, Vec::new());
     let mut predicted_v2 = 0u64;
     for e in &split {
@@ -148,7 +154,10 @@ pub(super) fn guard_trip(cx: &mut Ctx) -> Result<(), String> {
         } else if want == "v2" && e.served == "v1" && e.sent >= cut.first_bad {
             moved += 1;
         } else {
-            wrong.push(format!("{id}: predicted {want}, served {} at {:.2}s", e.served, e.sent));
+            wrong.push(format!(
+                "{id}: predicted {want}, served {} at {:.2}s",
+                e.served, e.sent
+            ));
         }
     }
     let (lo, hi) = binomial_bounds(split.len() as u64, 0.5);
@@ -171,14 +180,23 @@ pub(super) fn guard_trip(cx: &mut Ctx) -> Result<(), String> {
         &format!("{fin} (open {} when the load stopped)", at_stop.open),
         fin.tripped == 1 && fin.diverted == moved && fin.undivertable == 0 && at_stop.open == 1,
     );
-    cx.figure("guard trip: diverted vs moved", format!("{} vs {moved}", fin.diverted));
+    cx.figure(
+        "guard trip: diverted vs moved",
+        format!("{} vs {moved}", fin.diverted),
+    );
     let warns = log_lines(&envoy, "subset-router: guard v2 tripped");
     cx.row(
         "2 guard trip: log",
         "one warning: guard v2 tripped (trip 1 of 3) ... for 5s",
         &warns
             .first()
-            .map(|l| format!("{} line(s): {}", warns.len(), l.rsplit("] ").next().unwrap_or(l)))
+            .map(|l| {
+                format!(
+                    "{} line(s): {}",
+                    warns.len(),
+                    l.rsplit("] ").next().unwrap_or(l)
+                )
+            })
             .unwrap_or_else(|| "none".into()),
         warns.len() == 1 && warns[0].contains("trip 1 of 3") && warns[0].contains("for 5s"),
     );

@@ -57,7 +57,11 @@ pub(super) fn guard_latency(cx: &mut Ctx) -> Result<(), String> {
             .map(|e| e.latency())
             .collect();
         v.sort_by(f64::total_cmp);
-        (v.len(), v.first().copied().unwrap_or(0.0), v.get(v.len() / 2).copied().unwrap_or(0.0))
+        (
+            v.len(),
+            v.first().copied().unwrap_or(0.0),
+            v.get(v.len() / 2).copied().unwrap_or(0.0),
+        )
     };
     let (n2, min2, med2) = lat("v2");
     let (n1, _, med1) = lat("v1");
@@ -85,14 +89,23 @@ pub(super) fn guard_latency(cx: &mut Ctx) -> Result<(), String> {
             && min2 >= 0.28
             && ok_status,
     );
-    cx.figure("latency trip (first slow response -> v2 cut)", format!("{latency:.2}s"));
+    cx.figure(
+        "latency trip (first slow response -> v2 cut)",
+        format!("{latency:.2}s"),
+    );
     let warns = log_lines(&envoy, "subset-router: guard v2 tripped");
     cx.row(
         "6 latency: log",
         "one warning naming the slow requests (slower than 100ms)",
         &warns
             .first()
-            .map(|l| format!("{} line(s): {}", warns.len(), l.rsplit("] ").next().unwrap_or(l)))
+            .map(|l| {
+                format!(
+                    "{} line(s): {}",
+                    warns.len(),
+                    l.rsplit("] ").next().unwrap_or(l)
+                )
+            })
             .unwrap_or_else(|| "none".into()),
         warns.len() == 1 && warns[0].contains("slower than 100ms"),
     );

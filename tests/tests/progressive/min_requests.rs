@@ -187,6 +187,11 @@ pub(super) fn guard_min_requests(cx: &mut Ctx) -> Result<(), String> {
     all.extend(probes);
     let mut st = expected_from(&all, rule_of_path);
     set_guard(&mut st, "blue", &fin);
-    cx.final_counters(&envoy, "5 minRequests: counters", &st, &[(plugin.as_str(), &all)]);
+    cx.final_counters(
+        &envoy,
+        "5 minRequests: counters",
+        &st,
+        &[(plugin.as_str(), &all)],
+    );
     Ok(())
 }

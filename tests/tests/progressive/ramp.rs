@@ -112,7 +112,10 @@ pub(super) fn ramp(cx: &mut Ctx) -> Result<(), String> {
         ramp(4),
         ramp(0)
     );
-    println!("    ramp: v2 10% -> 50% from {} over 60 s (now: start + 30 s)", rfc3339(start_s));
+    println!(
+        "    ramp: v2 10% -> 50% from {} over 60 s (now: start + 30 s)",
+        rfc3339(start_s)
+    );
     let envoy = cx.start("ramp", &plugin, vec![], false)?;
     let (mut clients, probes) = balanced_clients(&envoy, 1)?;
     let t0 = Instant::now();
@@ -130,14 +133,16 @@ pub(super) fn ramp(cx: &mut Ctx) -> Result<(), String> {
     let mut next_batch = Instant::now();
     loop {
         let now = unix_ms();
-        if let Some((label, _)) = moments
-            .get(samples.len())
-            .filter(|(_, at)| now >= *at)
-        {
+        if let Some((label, _)) = moments.get(samples.len()).filter(|(_, at)| now >= *at) {
             let mut sample = Vec::with_capacity(RAMP_IDS);
             for id in 0..RAMP_IDS {
                 let (c, w) = &mut clients[(id + samples.len()) % 2];
-                sample.push(exchange(c, *w, t0, &Req::sticky("/sticky", format!("id-{id:03}"))));
+                sample.push(exchange(
+                    c,
+                    *w,
+                    t0,
+                    &Req::sticky("/sticky", format!("id-{id:03}")),
+                ));
             }
             samples.push((label.to_string(), sample));
             continue;
@@ -173,7 +178,10 @@ pub(super) fn ramp(cx: &mut Ctx) -> Result<(), String> {
 
     // Continuous: batches of RAMP_BATCH in send order, then pooled (and per worker).
     for (rule, steps) in [("ramp", 0u64), ("steps", 4)] {
-        let of_rule: Vec<&Ev> = evs.iter().filter(|e| e.path == format!("/{rule}")).collect();
+        let of_rule: Vec<&Ev> = evs
+            .iter()
+            .filter(|e| e.path == format!("/{rule}"))
+            .collect();
         let batches: Vec<RampCheck> = of_rule
             .chunks(RAMP_BATCH)
             .map(|b| RampCheck::of(b, start_ms, steps))
@@ -300,7 +308,10 @@ pub(super) fn ramp(cx: &mut Ctx) -> Result<(), String> {
         .map(|&(before, _, r, _, _)| before - (start_ms + (r as i64 - 100_000) * 60_000 / 400_000))
         .max()
         .unwrap_or(0);
-    cx.figure("ramp gauge: largest lag behind the clock", format!("{max_lag} ms"));
+    cx.figure(
+        "ramp gauge: largest lag behind the clock",
+        format!("{max_lag} ms"),
+    );
     let last = gauges.last().copied().unwrap_or_default();
     cx.row(
         "1 ramp: gauge rule.<rule>.ramp_ppm",

@@ -21,7 +21,9 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
     let unguarded = base("");
     let guarded = base(&format!(
         "\n      {},",
-        guard_json(r#""maxErrorPercent": 20, "minRequests": 20, "windowSeconds": 5, "cooldownSeconds": 60"#)
+        guard_json(
+            r#""maxErrorPercent": 20, "minRequests": 20, "windowSeconds": 5, "cooldownSeconds": 60"#
+        )
     ));
     // Where each id is, with nothing guarded yet (v2 already failing: no guard to see it).
     let envoy = cx.start(
@@ -54,7 +56,12 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
     cx.row(
         "7 sticky guard: ids before any guard",
         "v1 40% / v2 30% / v3 30% of ids (4.5σ)",
-        &format!("v1 {} / v2 {} / v3 {}", count("v1"), count("v2"), count("v3")),
+        &format!(
+            "v1 {} / v2 {} / v3 {}",
+            count("v1"),
+            count("v2"),
+            count("v3")
+        ),
         shares_ok && home.len() == STICKY_IDS,
     );
 
@@ -87,13 +94,19 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
             .or_default()
             .insert(e.served.clone());
     }
-    let on_v2: Vec<&String> = home.iter().filter(|(_, s)| *s == "v2").map(|(i, _)| i).collect();
+    let on_v2: Vec<&String> = home
+        .iter()
+        .filter(|(_, s)| *s == "v2")
+        .map(|(i, _)| i)
+        .collect();
     let mut dest: BTreeMap<String, u64> = BTreeMap::new();
     let mut unstable = 0;
     for i in &on_v2 {
         match moved_to.get(*i) {
             Some(s) if s.len() == 1 && !s.contains("v2") => {
-                *dest.entry(s.iter().next().cloned().unwrap_or_default()).or_default() += 1
+                *dest
+                    .entry(s.iter().next().cloned().unwrap_or_default())
+                    .or_default() += 1
             }
             _ => unstable += 1,
         }
@@ -112,14 +125,25 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
         ),
         unstable == 0 && (lo..=hi).contains(&to_v1),
     );
-    let all_after: Vec<&Ev> = rounds.iter().flatten().chain(post.iter().flatten()).collect();
+    let all_after: Vec<&Ev> = rounds
+        .iter()
+        .flatten()
+        .chain(post.iter().flatten())
+        .collect();
     let strays: Vec<String> = all_after
         .iter()
         .filter(|e| {
             let h = home.get(e.id.as_deref().unwrap_or("")).map(String::as_str);
             h != Some("v2") && h != Some(e.served.as_str())
         })
-        .map(|e| format!("{} {:?} -> {}", e.id.as_deref().unwrap_or(""), home.get(e.id.as_deref().unwrap_or("")), e.served))
+        .map(|e| {
+            format!(
+                "{} {:?} -> {}",
+                e.id.as_deref().unwrap_or(""),
+                home.get(e.id.as_deref().unwrap_or("")),
+                e.served
+            )
+        })
         .collect();
     cx.row(
         "7 sticky guard: ids of v1 and v3 never move",
@@ -128,11 +152,16 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
             "{} requests of {} ids, {} elsewhere{}",
             all_after
                 .iter()
-                .filter(|e| home.get(e.id.as_deref().unwrap_or("")).is_some_and(|h| h != "v2"))
+                .filter(|e| home
+                    .get(e.id.as_deref().unwrap_or(""))
+                    .is_some_and(|h| h != "v2"))
                 .count(),
             home.len() - on_v2.len(),
             strays.len(),
-            strays.first().map(|s| format!(" (first: {s})")).unwrap_or_default()
+            strays
+                .first()
+                .map(|s| format!(" (first: {s})"))
+                .unwrap_or_default()
         ),
         strays.is_empty(),
     );
@@ -149,7 +178,10 @@ pub(super) fn sticky_guard(cx: &mut Ctx) -> Result<(), String> {
         &fin.to_string(),
         fin.tripped == 1 && fin.diverted == moved && fin.undivertable == 0 && fin.open == 1,
     );
-    cx.figure("sticky guard: diverted vs moved", format!("{} vs {moved}", fin.diverted));
+    cx.figure(
+        "sticky guard: diverted vs moved",
+        format!("{} vs {moved}", fin.diverted),
+    );
     let mut all: Vec<Ev> = learn;
     all.extend(rounds.into_iter().flatten());
     all.extend(post.into_iter().flatten());

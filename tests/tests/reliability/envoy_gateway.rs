@@ -16,22 +16,29 @@ pub(super) fn envoy_gateway_shapes(cx: &mut Ctx) -> Result<(), String> {
     let every_route = ["v1", "v2", "v3", envoy_config::FINAL_ROUTE];
     let app_only = ["v1", envoy_config::FINAL_ROUTE];
     for (shape, routes, leaks) in [
-        ("policy on the Gateway (every route)", &every_route[..], false),
+        (
+            "policy on the Gateway (every route)",
+            &every_route[..],
+            false,
+        ),
         ("policy on HTTPRoute app only", &app_only[..], true),
     ] {
         let opts = LaunchOptions {
             filter_routes: Some(routes.iter().map(|r| r.to_string()).collect()),
             ..LaunchOptions::default()
         };
-        let name = if leaks { "eg-one-route" } else { "eg-every-route" };
+        let name = if leaks {
+            "eg-one-route"
+        } else {
+            "eg-every-route"
+        };
         let envoy = Envoy::start_with(&cx.hardened, name, plugin, &opts)?;
         let before = envoy.stats("subset_router")?;
         let mut conn = Conn::new(envoy.front());
         let mut served: BTreeMap<String, u64> = BTreeMap::new();
         for i in 0..EG_FORGED_N {
-            let req = format!(
-                "GET /eg/{i} HTTP/1.1\r\nhost: subset-router.test\r\nx-subset: v2\r\n\r\n"
-            );
+            let req =
+                format!("GET /eg/{i} HTTP/1.1\r\nhost: subset-router.test\r\nx-subset: v2\r\n\r\n");
             let by = match conn.send(req.as_bytes()) {
                 Ok(r) if r.status == 200 => r.header("x-served-by").unwrap_or("-").to_string(),
                 Ok(r) => format!("status {}", r.status),
