@@ -98,5 +98,14 @@ if [ "$pkg" = subset-router-wasm ] && [ "${WASM_OPT:-1}" = 1 ]; then
     [ "${CI:-}" = true ] && die "$msg"
     log "WARNING: $msg"
   fi
+  # ...and to its largest-function budget: V8 compiles every function at load, and the memory
+  # that takes grows with the largest ones (bench/wasm-function-budget).
+  fbudget="$(grep -v '^#' "$ROOT/bench/wasm-function-budget" | tail -n1)"
+  largest="$("$ROOT/scripts/wasm-functions.py" "$out")"
+  if [ "$largest" -gt "$fbudget" ]; then
+    msg="$out has a function of $largest bytes, over the budget of $fbudget (bench/wasm-function-budget): configuration-time code can stay out of line with #[inline(never)]; twiggy top on a build with names (make wasm-size) names it"
+    [ "${CI:-}" = true ] && die "$msg"
+    log "WARNING: $msg"
+  fi
 fi
 echo "$out"
