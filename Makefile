@@ -169,7 +169,8 @@ test-reliability: build
 # ---- benchmarks (bench/run.sh, filter/benches/decision.rs; not part of `make test`) ----
 #   make bench             A/B/B2/W/C interleaved on the native Envoy 1.40 (ROUNDS=5 …, see
 #                          bench/run.sh): bench/results/{results.md,results.json,bench.png}, then
-#                          the memory phase (C, W, B, B3, N at 1 and 4 workers, idle and after load)
+#                          the memory phase (C, W, B, B3, B3-fleet, N at 1 and 4 workers, idle and
+#                          after load), then the ECDS apply time (bench-ecds' default run)
 #   make bench-memory      the memory phase alone: bench/results/memory.{md,json}
 #   make bench-ecds        ECDS apply time (bench/ecds.py): both builds at 1 and 4 workers, from
 #                          the rename of the watched file to the first request decided anew

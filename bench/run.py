@@ -669,7 +669,7 @@ def plot(result, path):
 # front Envoy at each worker count, idle after start-up and after MEM_REQUESTS requests.
 # MEM_CONFIGS / MEM_WORKERS (comma-separated) narrow it, e.g. to weigh a variant given by --extra:
 #   MEM_CONFIGS=C,W,B,Bx MEM_WORKERS=1 bench/run.sh --memory-only --extra Bx=B:/tmp/x.wasm
-MEM_CONFIGS = tuple(os.environ.get("MEM_CONFIGS", "C,W,B,B3,N").split(","))
+MEM_CONFIGS = tuple(os.environ.get("MEM_CONFIGS", "C,W,B,B3,B3-fleet,N").split(","))
 MEM_WORKERS = tuple(int(w) for w in os.environ.get("MEM_WORKERS", "1,4").split(","))
 MEM_REQUESTS = 1000
 # After /ready: Envoy has loaded every Wasm VM by then; a moment for its start-up to settle.

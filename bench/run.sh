@@ -5,9 +5,10 @@
 #
 # Environment (all optional): ROUNDS (10), CLOSED_SECS (2), FIXED_SECS (2), RATE (1000 req/s),
 # CONNS (16, closed loop), FIXED_CONNS (4), FRONT_CPU (0), LOAD_CPU (1), OUT (bench/results),
-# NO_PLOT=1 (skip the matplotlib venv). See bench/run.py --help. Many short rounds rather than a
-# few long ones: this machine's speed drifts by ±20% within a minute, and pairs measured close
-# together in time give steadier ratios.
+# NO_PLOT=1 (skip the matplotlib venv), NO_ECDS=1 (skip the ECDS apply time), MEM_CONFIGS and
+# MEM_WORKERS (the memory phase's, see bench/run.py). See bench/run.py --help. Many short rounds
+# rather than a few long ones: this machine's speed drifts by ±20% within a minute, and pairs
+# measured close together in time give steadier ratios.
 #
 # Steps, each skipped when already done:
 #   1. wrk (Debian package) when missing
@@ -83,4 +84,10 @@ fi
 
 log "prepared in $(( $(date +%s) - t0 ))s; running bench/run.py $*"
 "$PY" bench/run.py "$@"
-log "done in $(( $(date +%s) - t0 ))s: ${OUT:-bench/results}/results.md, results.json, bench.png"
+# Then the ECDS apply time (bench/ecds.py, ~15 s: both builds at 1 and 4 workers, the 2-rule
+# configuration), unless the run was the memory phase alone or NO_ECDS=1.
+case " $* " in
+  *" --memory-only "*) ;;
+  *) [ "${NO_ECDS:-0}" = 1 ] || python3 bench/ecds.py --out "${OUT:-$ROOT/bench/results}" ;;
+esac
+log "done in $(( $(date +%s) - t0 ))s: ${OUT:-bench/results}/results.md, results.json, bench.png, ecds.md"
