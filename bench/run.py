@@ -866,6 +866,7 @@ def main():
             with open(os.path.join(args.out, "memory.md"), "w") as f:
                 f.write(md)
             print(md)
+            shutil.rmtree(work, ignore_errors=True)
             return
         for n in names:
             e = Envoy(n, args.envoy, renderer, fronts[n].render_args(), work, args.front_cpu)
