@@ -2,14 +2,14 @@
 """ECDS apply time: from replacing the filter's configuration file that Envoy watches to the
 moment requests are decided by the new configuration, for both builds at 1 and 4 workers.
 
-    bench/ecds.py [--builds wasm,native] [--workers 1,4] [--trials 10] [--rules 0]
+    bench/ecds.py [--builds wasm,native] [--workers 1,4] [--trials 10] [--rules 0] [--one-of 0]
                   [--envoy BIN] [--wasm dist/subset_router.wasm] [--so dist/libsubset_router.so]
 
 Each Envoy is rendered by `envoy-config render --ecds DIR` (the filter delivered by file-based
 Extension Config Discovery, as Istio delivers WasmPlugin updates; upstreams v1 and v2 are
 direct_response listeners of the same Envoy that answer their name). Two plugin configurations
 alternate: one sends every request to v1, the other to v2 (each with --rules exact-match rules in
-front, to see what the configuration's size costs). A trial renders the next one with
+front, or a rule whose `oneOf` lists --one-of values, to see what the configuration's size costs). A trial renders the next one with
 `envoy-config ecds` into the directory, then renames it over the watched file (t0) and sends
 requests, each on a new connection (so that the kernel spreads them over the workers), until 50
 in a row come back from the new subset:
@@ -77,11 +77,15 @@ def get(port, path="/"):
         return e.code, e.read().strip()
 
 
-def plugin_config(subset, rules):
-    """Every request to `subset`, behind `rules` exact-match rules that match nothing sent here
-    (and one rule that keeps the other subset in the configuration, so both have upstreams)."""
+def plugin_config(subset, rules, one_of=0):
+    """Every request to `subset`, behind `rules` exact-match rules (or one rule whose `oneOf` lists
+    `one_of` values) that match nothing sent here (and one rule that keeps the other subset in the
+    configuration, so both have upstreams)."""
     other = "v1" if subset == "v2" else "v2"
-    listed = [{"name": f"user-{i}", "match": {"headers": [{"name": "x-user-id", "exact": f"user-{i}"}]},
+    testers = [{"name": "testers", "match": {"headers": [
+        {"name": "x-user-id", "oneOf": [f"user-{i}" for i in range(one_of)]}]},
+        "route": {"subset": other}}] if one_of else []
+    listed = testers + [{"name": f"user-{i}", "match": {"headers": [{"name": "x-user-id", "exact": f"user-{i}"}]},
                "route": {"subset": other}} for i in range(rules)]
     listed.append({"name": "never", "match": {"headers": [{"name": "x-never", "present": True}]},
                    "route": {"subset": other}})
@@ -107,7 +111,7 @@ def run(args, build, workers, work):
     for subset in ("v1", "v2"):
         configs[subset] = os.path.join(work, f"{build}-{workers}-{subset}.json")
         with open(configs[subset], "w") as f:
-            f.write(plugin_config(subset, args.rules))
+            f.write(plugin_config(subset, args.rules, args.one_of))
     envoy_yaml = os.path.join(work, f"envoy-{build}-{workers}.yaml")
     subprocess.run([renderer, "render", configs["v1"], "--build", build, "--wasm", args.wasm,
                     "--listen", f"127.0.0.1:{listen}", "--admin", f"127.0.0.1:{admin}",
@@ -198,6 +202,7 @@ def main():
     ap.add_argument("--workers", default="1,4")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--rules", type=int, default=0, help="exact-match rules in front (configuration size)")
+    ap.add_argument("--one-of", type=int, default=0, help="a rule in front whose oneOf lists this many values")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     for what, path in (("--envoy", args.envoy), ("--envoy-config", args.envoy_config),
@@ -217,7 +222,8 @@ def main():
                 "failed_requests": sum(t["failed_requests"] for t in trials)}
     fmt = lambda s: f"{s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f})"
     lines = [f"ECDS apply time, ms from the rename of the watched file: median (min–max) of "
-             f"{args.trials} trials; {args.rules} exact-match rules in front.", "",
+             f"{args.trials} trials; {args.rules} exact-match rules in front"
+             + (f", and a rule whose oneOf lists {args.one_of:,} values" if args.one_of else "") + ".", "",
              "| build | workers | first request decided anew | every worker decides anew | failed requests |",
              "|---|---|---|---|---|"]
     for r in results.values():
@@ -226,7 +232,7 @@ def main():
     md = "\n".join(lines) + "\n"
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "ecds.json"), "w") as f:
-        json.dump({"rules": args.rules, "results": results}, f, indent=1)
+        json.dump({"rules": args.rules, "one_of": args.one_of, "results": results}, f, indent=1)
     with open(os.path.join(args.out, "ecds.md"), "w") as f:
         f.write(md)
     shutil.rmtree(work, ignore_errors=True)
