@@ -111,6 +111,38 @@ docker_answers() {
   command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1
 }
 
+# image_present_or_pulled IMAGE TIMEOUT ERRFILE: prints IMAGE and succeeds when it is present
+# locally or `docker pull` gets it within TIMEOUT seconds (the pull's errors go to ERRFILE);
+# fails otherwise, so the caller can build its fallback image.
+image_present_or_pulled() {
+  local image="$1" timeout_s="$2" errfile="$3"
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    log "image $image present locally"
+    echo "$image"; return 0
+  fi
+  log "image $image not present locally; trying docker pull (timeout ${timeout_s}s)"
+  mkdir -p "$(dirname "$errfile")"
+  if timeout "$timeout_s" docker pull -q "$image" >&2 2>"$errfile"; then
+    log "pulled $image"
+    echo "$image"; return 0
+  fi
+  return 1
+}
+
+# examples_python: a python3 with jsonschema and pyyaml for the checks written in Python, the
+# venv $CACHE_DIR/venv-examples (created when missing, from PyPI); prints its path.
+examples_python() {
+  local venv="$CACHE_DIR/venv-examples"
+  if ! "$venv/bin/python" -c 'import jsonschema, yaml' 2>/dev/null; then
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_ensure python3-venv >&2
+    log "creating $venv: pip install jsonschema pyyaml"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml >&2
+  fi
+  echo "$venv/bin/python"
+}
+
 # envoy_env: resolve ENVOY_RUNTIME (docker|native|auto) and export what the Rust suites read:
 # ENVOY_RUNTIME=docker|native, ENVOY_BIN (always: `envoy --mode validate` runs natively),
 # ENVOY_IMAGE (docker only).

@@ -21,16 +21,7 @@ LABEL=org.subset-router.prometheus-sha256
 
 docker_answers || die "no Docker engine answers (start one with: scripts/dockerd.sh start)"
 
-if docker image inspect "$WANT" >/dev/null 2>&1; then
-  log "image $WANT present locally"
-  echo "$WANT"; exit 0
-fi
-log "image $WANT not present locally; trying docker pull (timeout ${PROMETHEUS_PULL_TIMEOUT:-30}s)"
-mkdir -p "$CACHE_DIR"
-if timeout "${PROMETHEUS_PULL_TIMEOUT:-30}" docker pull -q "$WANT" >&2 2>"$CACHE_DIR/docker-pull-prometheus.err"; then
-  log "pulled $WANT"
-  echo "$WANT"; exit 0
-fi
+image_present_or_pulled "$WANT" "${PROMETHEUS_PULL_TIMEOUT:-30}" "$CACHE_DIR/docker-pull-prometheus.err" && exit 0
 log "docker pull $WANT failed ($(tail -n1 "$CACHE_DIR/docker-pull-prometheus.err" 2>/dev/null || echo timeout)); using a local image built from Debian's prometheus package"
 
 bin="$(prometheus_tool prometheus)" || die "no prometheus binary (PATH, or Debian's package via apt-get download)"

@@ -22,17 +22,7 @@ cargo build -q --release -p subset-router-cli --bin subset-router
 CLI="$ROOT/target/release/subset-router"
 
 PY=python3
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  VENV="$CACHE_DIR/venv-examples"
-  if ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_ensure python3-venv
-    log "creating $VENV: pip install jsonschema pyyaml"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml >&2
-  fi
-  PY="$VENV/bin/python"
-fi
+python3 -c 'import yaml' 2>/dev/null || PY="$(examples_python)"
 
 log "$PY tests/docs/check_docs.py . $CLI"
 "$PY" tests/docs/check_docs.py "$ROOT" "$CLI"

@@ -79,14 +79,7 @@ if wants compose || wants run; then
 fi
 PY=python3
 if wants istio || wants schema || wants compose; then
-  if ! "$VENV/bin/python" -c 'import jsonschema, yaml' 2>/dev/null; then
-    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_ensure python3-venv
-    log "creating $VENV: pip install jsonschema pyyaml"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml >&2
-  fi
-  PY="$VENV/bin/python"
+  PY="$(examples_python)"
 fi
 if wants compose && ! command -v docker-compose >/dev/null 2>&1; then
   log "docker-compose missing: installing Debian docker-compose (1.29)"

@@ -55,17 +55,7 @@ export PROMTOOL
 log "promtool: $PROMTOOL ($("$PROMTOOL" --version 2>&1 | head -n1))"
 
 PY=python3
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  VENV="$CACHE_DIR/venv-examples"
-  if ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_ensure python3-venv
-    log "creating $VENV: pip install jsonschema pyyaml"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check jsonschema pyyaml >&2
-  fi
-  PY="$VENV/bin/python"
-fi
+python3 -c 'import yaml' 2>/dev/null || PY="$(examples_python)"
 
 # step NAME CMD...: runs it with its output indented; PASS/FAIL with the last line.
 step() {

@@ -47,6 +47,16 @@ enum BuildArg {
     Native,
 }
 
+impl BuildArg {
+    /// The build to render: the Wasm one loads `wasm` (the `--wasm` path); the native one ignores it.
+    fn with_wasm(self, wasm: String) -> Build {
+        match self {
+            BuildArg::Wasm => Build::Wasm { file: wasm },
+            BuildArg::Native => Build::Native,
+        }
+    }
+}
+
 /// A benchmark configuration's Envoy (BENCHMARKS.md, "Method"). B2 and B3 are B with their own
 /// plugin configuration.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -193,10 +203,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             ecds,
             output,
         } => {
-            let build = match build {
-                BuildArg::Wasm => Build::Wasm { file: wasm },
-                BuildArg::Native => Build::Native,
-            };
+            let build = build.with_wasm(wasm);
             let json = read(&config)?;
             let mut spec = plugin_spec(
                 &json,
@@ -224,10 +231,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             wasm,
             output,
         } => {
-            let build = match build {
-                BuildArg::Wasm => Build::Wasm { file: wasm },
-                BuildArg::Native => Build::Native,
-            };
+            let build = build.with_wasm(wasm);
             let json = read(&config)?;
             write_or_print(output, &envoy_config::ecds_resource(&build, &json))?;
             Ok(ExitCode::SUCCESS)
