@@ -172,6 +172,9 @@ test-reliability: build
 #                          the memory phase (C, W, B, B3, B3-fleet, N at 1 and 4 workers, idle and
 #                          after load), then the ECDS apply time (bench-ecds' default run)
 #   make bench-memory      the memory phase alone: bench/results/memory.{md,json}
+#   make bench-variants    what a feature costs per proxy: the module built without the regex
+#                          operator, and without ramps, guards and fleet too (bench/variants.py),
+#                          weighed beside C, W and B at 1 worker: target/variants/results/
 #   make bench-ecds        ECDS apply time (bench/ecds.py): both builds at 1 and 4 workers, from
 #                          the rename of the watched file to the first request decided anew
 #                          (ECDS_ARGS, e.g. '--rules 20000 --trials 5'): bench/results/ecds.{md,json}
@@ -181,7 +184,7 @@ test-reliability: build
 #                          BENCH_ARGS='--warm-up-time 1 --measurement-time 2 growth')
 BENCH_ARGS ?=
 ECDS_ARGS ?=
-.PHONY: bench bench-core bench-memory bench-ecds
+.PHONY: bench bench-core bench-memory bench-ecds bench-variants
 
 bench:
 	bench/run.sh
@@ -193,6 +196,9 @@ wasm-size:
 
 bench-memory:
 	bench/run.sh --memory-only
+
+bench-variants:
+	bench/variants.py
 
 bench-ecds: build
 	source scripts/lib.sh && host_env && cargo build -q --release -p subset-router-envoy-config
