@@ -175,8 +175,8 @@ if done:
     # A trip is decided by whichever VM's tick evaluates the fleet's answer; every other VM of
     # that proxy (its worker's included) reads the open guard at its own next tick, within a
     # second (docs/progressive-delivery.md). No counter shows when that tick has run, so the
-    # requests below start one tick after the last trip was seen.
-    settle = 1.2 - (time.monotonic() - ts - max(tripped_at.values()))
+    # requests below start one tick (and half a tick of slack) after the last trip was seen.
+    settle = 1.5 - (time.monotonic() - ts - max(tripped_at.values()))
     if settle > 0:
         time.sleep(settle)
     print("\nafter the trips and one tick (every worker has read the open guard): 50 more requests "

@@ -4,12 +4,13 @@ use super::*;
 
 /// After the last trip: the quiet proxies' pace (20 requests/s) and how long.
 const AFTER_PACE_MS: u64 = 50;
-const AFTER: Duration = Duration::from_secs(4);
+const AFTER: Duration = Duration::from_millis(4500);
 /// A trip is decided by whichever VM's tick evaluates the fleet's answer; the proxy's other VMs
 /// (its worker's included) read the open guard at their own next tick, within a second
 /// (docs/progressive-delivery.md). `tripped` can move before then, so "diverts" counts the
-/// requests sent from one tick after the trip was seen.
-const PROPAGATION_S: f64 = 1.1;
+/// requests sent from one tick after the trip was seen, with half a tick of slack for a loaded
+/// machine's timers.
+const PROPAGATION_S: f64 = 1.5;
 /// Seconds from the busy proxy's trip to a quiet one's: Prometheus's scrape (1 s) + a round
 /// (intervalSeconds 1) + the tick that evaluates the answer (1 s), and slack for a loaded
 /// machine.
