@@ -328,11 +328,7 @@ pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
             .ok_or("a rule without a name")?;
         routes.push((name, r.get("route")));
     }
-    // With a top-level `name`, every stat is `subset_router.<name>.…`.
-    let prefix = match cfg.get("name").and_then(|n| n.as_str()) {
-        Some(name) => format!("subset_router.{name}."),
-        None => "subset_router.".to_string(),
-    };
+    let prefix = prefix_of(&cfg);
     let mut out: BTreeSet<String> = [
         "spoofed_header_removed",
         "sticky_key_missing",
@@ -352,6 +348,60 @@ pub fn declared_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
             let subset = subset.as_str().ok_or("a subset that is not a string")?;
             out.insert(format!("{prefix}rule.{rule}.subset.{subset}"));
         }
+    }
+    Ok(out)
+}
+
+/// With a top-level `name`, every stat is `subset_router.<name>.…`.
+fn prefix_of(cfg: &serde_json::Value) -> String {
+    match cfg.get("name").and_then(|n| n.as_str()) {
+        Some(name) => format!("subset_router.{name}."),
+        None => "subset_router.".to_string(),
+    }
+}
+
+/// The stat prefix of a plugin configuration: `subset_router.` or `subset_router.<name>.`.
+pub fn stat_prefix(plugin: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(plugin)
+        .map(|cfg| prefix_of(&cfg))
+        .unwrap_or_else(|_| "subset_router.".into())
+}
+
+/// Every guard's counters, by full stat name (`<prefix>guard.<subset>.<counter>`; every one
+/// exists at 0 from the start): `tripped`, `diverted`, `undivertable`, what it observes
+/// (`requests`, `errors`, `slow`, and with a baseline `baseline_*`), and with `fleet`
+/// `tripped_by_fleet`, `fleet_query_failed`. Written from the configuration reference, not
+/// from the filter's code.
+pub fn guard_counters(plugin: &str) -> Result<BTreeSet<String>, String> {
+    let cfg: serde_json::Value =
+        serde_json::from_str(plugin).map_err(|e| format!("plugin config: {e}"))?;
+    let prefix = prefix_of(&cfg);
+    let mut out = BTreeSet::new();
+    for guard in cfg
+        .get("guards")
+        .and_then(|g| g.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let subset = guard
+            .get("subset")
+            .and_then(|s| s.as_str())
+            .ok_or("a guard without a subset")?;
+        let mut names = vec![
+            "tripped",
+            "diverted",
+            "undivertable",
+            "requests",
+            "errors",
+            "slow",
+        ];
+        if guard.get("baseline").is_some() {
+            names.extend(["baseline_requests", "baseline_errors", "baseline_slow"]);
+        }
+        if guard.get("fleet").is_some() {
+            names.extend(["tripped_by_fleet", "fleet_query_failed"]);
+        }
+        out.extend(names.iter().map(|c| format!("{prefix}guard.{subset}.{c}")));
     }
     Ok(out)
 }
@@ -529,6 +579,45 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guard_counters_follow_baseline_fleet_and_name() {
+        let plugin = r#"{"name": "shop", "default": {"subset": "v1"}, "guards": [
+            {"subset": "v2", "maxErrorPercent": 5, "baseline": "v1"},
+            {"subset": "v3", "maxErrorPercent": 5, "fleet": {"cluster": "prometheus", "selector": "a=\"b\""}}]}"#;
+        let names: Vec<String> = guard_counters(plugin).unwrap().into_iter().collect();
+        let expect = |subset: &str, whats: &[&str]| {
+            whats
+                .iter()
+                .map(|w| format!("subset_router.shop.guard.{subset}.{w}"))
+                .collect::<Vec<_>>()
+        };
+        let base = [
+            "tripped",
+            "diverted",
+            "undivertable",
+            "requests",
+            "errors",
+            "slow",
+        ];
+        let mut want = expect("v2", &base);
+        want.extend(expect(
+            "v2",
+            &["baseline_requests", "baseline_errors", "baseline_slow"],
+        ));
+        want.extend(expect("v3", &base));
+        want.extend(expect("v3", &["tripped_by_fleet", "fleet_query_failed"]));
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(stat_prefix(plugin), "subset_router.shop.");
+        assert_eq!(
+            stat_prefix(r#"{"default": {"subset": "v1"}}"#),
+            "subset_router."
+        );
+        assert!(guard_counters(r#"{"default": {"subset": "v1"}}"#)
+            .unwrap()
+            .is_empty());
+    }
 
     #[test]
     fn bounds() {

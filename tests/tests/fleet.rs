@@ -528,18 +528,7 @@ const ROLES: [&str; 3] = ["busy", "quiet-1", "quiet-2"];
 /// in `/stats` at 0 before the first request.
 fn at_start(envoy: &Envoy, plugin: &str) -> Result<String, String> {
     let mut declared = report::declared_counters(plugin)?;
-    for what in [
-        "tripped",
-        "diverted",
-        "undivertable",
-        "requests",
-        "errors",
-        "slow",
-        "tripped_by_fleet",
-        "fleet_query_failed",
-    ] {
-        declared.insert(format!("subset_router.guard.v2.{what}"));
-    }
+    declared.extend(report::guard_counters(plugin)?);
     report::check_counters_at_zero(&envoy.raw_stats()?, &declared)
 }
 

@@ -162,14 +162,10 @@ impl Ctx<'_> {
         let mut ramps = Vec::new();
         for plugin in plugins {
             declared.extend(report::declared_counters(plugin)?);
-            let prefix = stat_prefix_of(plugin);
+            declared.extend(report::guard_counters(plugin)?);
+            let prefix = report::stat_prefix(plugin);
             let (gs, rs) = progressive_of(plugin)?;
-            for g in gs {
-                for c in guard_counter_names(plugin, &g) {
-                    declared.insert(format!("{prefix}guard.{g}.{c}"));
-                }
-                guards.push(format!("{prefix}guard.{g}.open"));
-            }
+            guards.extend(gs.iter().map(|g| format!("{prefix}guard.{g}.open")));
             ramps.extend(rs.into_iter().map(|r| format!("{prefix}rule.{r}.ramp_ppm")));
         }
         let printed = envoy.raw_stats()?;
@@ -268,18 +264,6 @@ fn is_observation(name: &str) -> bool {
     guard_stat_what(name).is_some_and(|w| OBSERVATION.contains(&w))
 }
 
-/// The stat prefix of a configuration: `subset_router.` or `subset_router.<name>.`.
-fn stat_prefix_of(plugin: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(plugin)
-        .ok()
-        .and_then(|v| {
-            v.get("name")?
-                .as_str()
-                .map(|n| format!("subset_router.{n}."))
-        })
-        .unwrap_or_else(|| "subset_router.".into())
-}
-
 /// The guards' observation counters (`requests`, `errors`, `slow`, `baseline_*`) against the
 /// exchanges each configuration decided. A guard counts the split requests to its subset
 /// (and baseline) while it is closed, merged once a second: never more than the responses
@@ -293,7 +277,7 @@ fn check_observed(cx: &mut Ctx, envoy: &Envoy, label: &str, observed: &[(&str, &
         let Ok(cfg) = serde_json::from_str::<serde_json::Value>(plugin) else {
             continue;
         };
-        let prefix = stat_prefix_of(plugin);
+        let prefix = report::stat_prefix(plugin);
         for g in cfg
             .get("guards")
             .and_then(|g| g.as_array())
@@ -390,34 +374,6 @@ fn check_observed(cx: &mut Ctx, envoy: &Envoy, label: &str, observed: &[(&str, &
         &last.1.join(", "),
         last.0,
     );
-}
-
-/// The counters of guard `subset` in `plugin` (every one exists at 0 from the start):
-/// `tripped`, `diverted`, `undivertable`, what it observes (`requests`, `errors`, `slow`, and
-/// with a baseline `baseline_*`), and with `fleet` `tripped_by_fleet`, `fleet_query_failed`.
-fn guard_counter_names(plugin: &str, subset: &str) -> Vec<&'static str> {
-    let cfg: serde_json::Value = serde_json::from_str(plugin).unwrap_or_default();
-    let guard = cfg
-        .get("guards")
-        .and_then(|g| g.as_array())
-        .into_iter()
-        .flatten()
-        .find(|g| g.get("subset").and_then(|s| s.as_str()) == Some(subset));
-    let mut out = vec![
-        "tripped",
-        "diverted",
-        "undivertable",
-        "requests",
-        "errors",
-        "slow",
-    ];
-    if guard.is_some_and(|g| g.get("baseline").is_some()) {
-        out.extend(["baseline_requests", "baseline_errors", "baseline_slow"]);
-    }
-    if guard.is_some_and(|g| g.get("fleet").is_some()) {
-        out.extend(["tripped_by_fleet", "fleet_query_failed"]);
-    }
-    out
 }
 
 /// The guarded subsets and the rules with a ramp, read from the plugin JSON.

@@ -70,7 +70,7 @@ fn two_services(cx: &mut Ctx, named: bool) -> Result<(), String> {
         .map(|(s, _, _)| service_config(s, named))
         .collect();
     let refs: Vec<&str> = plugins.iter().map(String::as_str).collect();
-    let prefixes: Vec<String> = refs.iter().map(|p| stat_prefix_of(p)).collect();
+    let prefixes: Vec<String> = refs.iter().map(|p| report::stat_prefix(p)).collect();
     let envoy = cx.start_all(
         if named {
             "isolation-named"
